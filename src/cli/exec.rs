@@ -1,0 +1,316 @@
+//! Running statements: split a script into SQL statements and backslash commands, plan and
+//! execute each, stream the results to the printer, and report `N rows in X s, M requests`.
+//! Ctrl-C cancels the running statement, not the program.
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use datafusion::arrow::array::{AsArray, RecordBatch};
+use datafusion::arrow::datatypes::UInt64Type;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::prelude::SessionContext;
+use datafusion::sql::parser::{DFParser, Statement};
+use datafusion::sql::sqlparser::dialect::GenericDialect;
+use datafusion_dataverse::Dataverse;
+use futures::StreamExt;
+
+use super::args::Format;
+use super::command;
+use super::print::PrintOptions;
+use super::progress::Progress;
+
+/// What the caller should do after a script.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Continue,
+    Quit,
+}
+
+/// One connected session: the DataFusion context, the environment, and print settings.
+pub struct Session {
+    pub ctx: SessionContext,
+    pub dataverse: Dataverse,
+    pub print: PrintOptions,
+    /// Show progress on stderr (a terminal, not quiet).
+    pub progress: bool,
+}
+
+impl Session {
+    /// Runs a script: SQL statements ending in `;` and backslash commands on their own lines.
+    /// Stops at the first error.
+    pub async fn run_script(&mut self, text: &str) -> Result<Outcome> {
+        let mut sql = String::new();
+        for line in text.lines() {
+            let trimmed = line.trim();
+            if trimmed.starts_with('\\') && sql.trim().is_empty() {
+                if command::run(self, trimmed).await? == Outcome::Quit {
+                    return Ok(Outcome::Quit);
+                }
+                sql.clear();
+                continue;
+            }
+            sql.push_str(line);
+            sql.push('\n');
+        }
+        if !sql.trim().is_empty() {
+            self.run_sql(&sql).await?;
+        }
+        Ok(Outcome::Continue)
+    }
+
+    /// Parses and runs every statement in `sql`.
+    pub async fn run_sql(&mut self, sql: &str) -> Result<()> {
+        let statements = DFParser::parse_sql_with_dialect(sql, &GenericDialect {})?;
+        for statement in statements {
+            self.run_statement(statement).await?;
+        }
+        Ok(())
+    }
+
+    async fn run_statement(&mut self, statement: Statement) -> Result<()> {
+        let started = Instant::now();
+        let before = self.dataverse.stats();
+        let plan = self.ctx.state().statement_to_plan(statement).await?;
+        let kind = StatementKind::of(&plan);
+        let df = self.ctx.execute_logical_plan(plan).await?;
+        let progress = Progress::start(self.progress, self.dataverse.clone());
+        let run = async {
+            let mut stream = df.execute_stream().await?;
+            let mut sink = Sink::new(&self.print, kind);
+            while let Some(batch) = stream.next().await {
+                sink.push(batch?)?;
+            }
+            Ok::<_, DataFusionError>(sink)
+        };
+        let outcome = tokio::select! {
+            r = run => r,
+            _ = tokio::signal::ctrl_c() => Err(DataFusionError::Execution("query cancelled (Ctrl-C)".into())),
+        };
+        progress.finish();
+        let sink = outcome?;
+        let elapsed = started.elapsed();
+        let stats = self.dataverse.stats().since(&before);
+        sink.finish(&self.print)?;
+        let time = if self.print.timing {
+            format!(" in {}", seconds(elapsed))
+        } else {
+            String::new()
+        };
+        let footer = match kind {
+            StatementKind::Query => Some(format!(
+                "{}{time}{}",
+                plural(sink.rows as u64, "row"),
+                requests_note(&stats)
+            )),
+            StatementKind::Copy => Some(format!(
+                "wrote {}{time}{}",
+                plural(sink.copied, "row"),
+                requests_note(&stats)
+            )),
+            StatementKind::Other => None,
+        };
+        // The footer goes to stderr so that stdout holds only results.
+        if let Some(footer) = footer
+            && !self.print.quiet
+        {
+            eprintln!("{footer}");
+        }
+        Ok(())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum StatementKind {
+    Query,
+    Copy,
+    Other,
+}
+
+impl StatementKind {
+    fn of(plan: &LogicalPlan) -> Self {
+        match plan {
+            LogicalPlan::Copy(_) => StatementKind::Copy,
+            LogicalPlan::Ddl(_) | LogicalPlan::Statement(_) => StatementKind::Other,
+            LogicalPlan::Dml(_) => StatementKind::Copy,
+            _ => StatementKind::Query,
+        }
+    }
+}
+
+/// Receives batches as they arrive: tables keep the first rows (and count the rest); CSV and
+/// JSON stream straight to stdout so large exports never sit in memory.
+struct Sink {
+    kind: StatementKind,
+    format: Format,
+    kept: Vec<RecordBatch>,
+    kept_rows: usize,
+    max_rows: usize,
+    rows: usize,
+    copied: u64,
+    streamed: bool,
+}
+
+impl Sink {
+    fn new(print: &PrintOptions, kind: StatementKind) -> Self {
+        Self {
+            kind,
+            format: print.format,
+            kept: Vec::new(),
+            kept_rows: 0,
+            max_rows: print.max_rows,
+            rows: 0,
+            copied: 0,
+            streamed: false,
+        }
+    }
+
+    fn push(&mut self, batch: RecordBatch) -> Result<()> {
+        self.rows += batch.num_rows();
+        if self.kind == StatementKind::Copy {
+            if let Some(col) = batch.columns().first()
+                && let Some(counts) = col.as_primitive_opt::<UInt64Type>()
+            {
+                self.copied += counts.iter().flatten().sum::<u64>();
+            }
+            return Ok(());
+        }
+        match self.format {
+            Format::Table => {
+                // Keep one more row than shown so the printer knows rows were cut.
+                if self.max_rows == 0 || self.kept_rows <= self.max_rows {
+                    self.kept_rows += batch.num_rows();
+                    self.kept.push(batch);
+                }
+            }
+            // JSON arrays need all batches through one writer; keep them (bounded by memory).
+            Format::Json => self.kept.push(batch),
+            Format::Csv | Format::Ndjson => {
+                let header = !self.streamed;
+                self.streamed = true;
+                write_streamed(self.format, header, &batch)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(&self, print: &PrintOptions) -> Result<()> {
+        if self.kind == StatementKind::Copy {
+            return Ok(());
+        }
+        let stdout = std::io::stdout();
+        let mut out = stdout.lock();
+        match self.format {
+            Format::Table => {
+                let mut options = print.clone();
+                options.max_rows = print.max_rows;
+                let mut batches = self.kept.clone();
+                let total = self.rows;
+                // The printer needs to know the total to say how many rows were cut.
+                if print.max_rows > 0 && total > print.max_rows {
+                    batches = trim(&batches, print.max_rows + 1);
+                }
+                options.print_table_with_total(&mut out, &batches, total)?;
+            }
+            Format::Json => print.print(&mut out, &self.kept)?,
+            Format::Csv | Format::Ndjson => {
+                if !self.streamed && self.kind == StatementKind::Query {
+                    // An empty result still gets its CSV header.
+                    print.print(&mut out, &self.kept)?;
+                }
+            }
+        }
+        out.flush()
+            .map_err(|e| DataFusionError::External(Box::new(e)))
+    }
+}
+
+fn trim(batches: &[RecordBatch], rows: usize) -> Vec<RecordBatch> {
+    let mut left = rows;
+    let mut out = Vec::new();
+    for b in batches {
+        if left == 0 {
+            break;
+        }
+        let take = b.num_rows().min(left);
+        out.push(b.slice(0, take));
+        left -= take;
+    }
+    out
+}
+
+fn write_streamed(format: Format, header: bool, batch: &RecordBatch) -> Result<()> {
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    match format {
+        Format::Csv => {
+            let mut writer = datafusion::arrow::csv::WriterBuilder::new()
+                .with_header(header)
+                .build(&mut out);
+            writer.write(batch)?;
+        }
+        _ => {
+            let mut writer = datafusion::arrow::json::WriterBuilder::new()
+                .with_explicit_nulls(true)
+                .build::<_, datafusion::arrow::json::writer::LineDelimited>(&mut out);
+            writer.write(batch)?;
+            writer.finish()?;
+        }
+    }
+    Ok(())
+}
+
+fn plural(n: impl Into<u64>, noun: &str) -> String {
+    let n = n.into();
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
+fn seconds(d: Duration) -> String {
+    format!("{:.3} s", d.as_secs_f64())
+}
+
+fn requests_note(stats: &datafusion_dataverse::StatsSnapshot) -> String {
+    let mut note = format!(", {}", plural(stats.requests, "request"));
+    if stats.retries > 0 {
+        note.push_str(&format!(
+            ", {} ({:.1} s waiting)",
+            plural(stats.retries, "retry"),
+            stats.waited.as_secs_f64()
+        ));
+    }
+    note
+}
+
+/// One line for a user: DataFusion's nesting ("External error: …") and line breaks removed.
+pub fn one_line(error: &dyn std::fmt::Display) -> String {
+    let text = error.to_string();
+    let mut text = text.as_str();
+    for prefix in [
+        "External error: ",
+        "Execution error: ",
+        "Error during planning: ",
+        "Arrow error: External error: ",
+        "Arrow error: ",
+        "External error: ",
+    ] {
+        text = text.strip_prefix(prefix).unwrap_or(text);
+    }
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_become_one_line() {
+        assert_eq!(
+            one_line(&"External error: cannot reach\n  http://x"),
+            "cannot reach http://x"
+        );
+    }
+}

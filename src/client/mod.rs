@@ -1,0 +1,543 @@
+//! HTTP to the Dataverse Web API: the documented headers (reference §1.2), bearer tokens from
+//! [`TokenCache`], retries ([`retry`]), a session-wide concurrency limit, and Dataverse error
+//! bodies (§7.1) turned into [`ClientError`]s that keep the server's code and message.
+//!
+//! The bearer token is only ever attached to URLs on the configured origin: a `nextLink` or
+//! `deltaLink` elsewhere is refused before any request is made.
+
+pub mod retry;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap, HeaderValue};
+use serde::Deserialize;
+use tokio::sync::Semaphore;
+use url::Url;
+
+use crate::auth::{AuthError, TokenCache};
+use crate::config::Config;
+use retry::{RetryConfig, Retryable};
+
+/// Errors talking to the Web API. `Display` is one line a user can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("{0}")]
+    Auth(#[from] AuthError),
+    /// The server answered with a Dataverse error body.
+    #[error("Dataverse error {code} (HTTP {status}) for {what}: {message}")]
+    Service {
+        status: u16,
+        code: String,
+        message: String,
+        what: String,
+    },
+    #[error("cannot reach {origin}: {message}")]
+    Transport { origin: String, message: String },
+    #[error("gave up on {what} after {attempts} attempts and {waited:.1?} waiting: {last}")]
+    RetriesExhausted {
+        what: String,
+        attempts: u32,
+        waited: Duration,
+        last: String,
+    },
+    #[error(
+        "refusing to follow a link to {link_origin}: only {origin} is trusted with the bearer token"
+    )]
+    ForeignOrigin { origin: String, link_origin: String },
+    #[error("unexpected response for {what}: {message}")]
+    Malformed { what: String, message: String },
+}
+
+impl ClientError {
+    /// The Dataverse error code (`0x80044352` …) when the server sent one.
+    pub fn service_code(&self) -> Option<&str> {
+        match self {
+            ClientError::Service { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+    /// The HTTP status when the server answered.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ClientError::Service { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// Counters shared by everything one connection sends; shown in the REPL footer and EXPLAIN
+/// ANALYZE.
+#[derive(Debug, Default)]
+pub struct RequestStats {
+    pub requests: AtomicU64,
+    /// Rows received in data pages.
+    pub rows: AtomicU64,
+    pub bytes: AtomicU64,
+    pub retries: AtomicU64,
+    pub wait_micros: AtomicU64,
+}
+
+/// A copy of [`RequestStats`] at one moment.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StatsSnapshot {
+    pub requests: u64,
+    pub rows: u64,
+    pub bytes: u64,
+    pub retries: u64,
+    pub waited: Duration,
+}
+
+impl RequestStats {
+    pub fn snapshot(&self) -> StatsSnapshot {
+        StatsSnapshot {
+            requests: self.requests.load(Ordering::Relaxed),
+            rows: self.rows.load(Ordering::Relaxed),
+            bytes: self.bytes.load(Ordering::Relaxed),
+            retries: self.retries.load(Ordering::Relaxed),
+            waited: Duration::from_micros(self.wait_micros.load(Ordering::Relaxed)),
+        }
+    }
+}
+
+impl StatsSnapshot {
+    /// What happened between `earlier` and `self`.
+    pub fn since(&self, earlier: &StatsSnapshot) -> StatsSnapshot {
+        StatsSnapshot {
+            requests: self.requests - earlier.requests,
+            rows: self.rows - earlier.rows,
+            bytes: self.bytes - earlier.bytes,
+            retries: self.retries - earlier.retries,
+            waited: self.waited.saturating_sub(earlier.waited),
+        }
+    }
+}
+
+/// Extra `Prefer` preferences for one request (reference §1.2).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Preferences {
+    pub max_page_size: Option<u32>,
+    pub include_annotations: Option<String>,
+    pub track_changes: bool,
+}
+
+impl Preferences {
+    fn header(&self) -> Option<String> {
+        let mut parts = Vec::new();
+        if self.track_changes {
+            parts.push("odata.track-changes".to_string());
+        }
+        if let Some(n) = self.max_page_size {
+            parts.push(format!("odata.maxpagesize={n}"));
+        }
+        if let Some(a) = &self.include_annotations {
+            parts.push(format!("odata.include-annotations=\"{a}\""));
+        }
+        (!parts.is_empty()).then(|| parts.join(","))
+    }
+}
+
+/// A successful response body with the headers a caller may need.
+#[derive(Debug)]
+pub struct Response {
+    pub body: Bytes,
+    pub preference_applied: Option<String>,
+    pub dop_hint: Option<u32>,
+}
+
+/// Timeouts with documented defaults.
+#[derive(Clone, Debug)]
+pub struct TimeoutConfig {
+    /// TCP/TLS connect (default 10 s).
+    pub connect: Duration,
+    /// One whole request, body included (default 150 s: the server gives up after 2 minutes).
+    pub request: Duration,
+}
+
+impl Default for TimeoutConfig {
+    fn default() -> Self {
+        Self {
+            connect: Duration::from_secs(10),
+            request: Duration::from_secs(150),
+        }
+    }
+}
+
+/// The Web API client for one environment.
+#[derive(Debug)]
+pub struct DataverseClient {
+    http: reqwest::Client,
+    config: Arc<Config>,
+    origin: Url,
+    api_root: Url,
+    tokens: TokenCache,
+    retry: RetryConfig,
+    permits: Arc<Semaphore>,
+    concurrency: AtomicU64,
+    stats: Arc<RequestStats>,
+}
+
+/// How many requests run at once unless the server's `x-ms-dop-hint` says otherwise.
+pub const DEFAULT_CONCURRENCY: usize = 4;
+
+impl DataverseClient {
+    pub fn new(config: Arc<Config>, timeouts: TimeoutConfig, retry: RetryConfig) -> Self {
+        let http = reqwest::Client::builder()
+            .connect_timeout(timeouts.connect)
+            .timeout(timeouts.request)
+            // Redirects could carry the bearer token elsewhere; Dataverse does not redirect.
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("dvsql/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .expect("a TLS backend is compiled in");
+        let origin = config.environment_url();
+        let api_root = config.api_root();
+        Self {
+            http,
+            tokens: TokenCache::new(config.clone()),
+            config,
+            origin,
+            api_root,
+            retry,
+            permits: Arc::new(Semaphore::new(DEFAULT_CONCURRENCY)),
+            concurrency: AtomicU64::new(DEFAULT_CONCURRENCY as u64),
+            stats: Arc::new(RequestStats::default()),
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// `{url}/api/data/v9.2/`.
+    pub fn api_root(&self) -> &Url {
+        &self.api_root
+    }
+
+    pub fn stats(&self) -> &Arc<RequestStats> {
+        &self.stats
+    }
+
+    /// The number of requests allowed in flight at once.
+    pub fn concurrency(&self) -> usize {
+        self.concurrency.load(Ordering::Relaxed) as usize
+    }
+
+    /// Raises the concurrency limit to `n` (e.g. from `x-ms-dop-hint`); never lowers it below
+    /// what is already granted.
+    pub fn raise_concurrency(&self, n: usize) {
+        let current = self.concurrency() as u64;
+        let target = n.clamp(1, 52) as u64;
+        if target > current
+            && self
+                .concurrency
+                .compare_exchange(current, target, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.permits.add_permits((target - current) as usize);
+        }
+    }
+
+    /// A Web API URL relative to the API root, e.g. `EntityDefinitions?$select=…`.
+    pub fn api_url(&self, relative: &str) -> Url {
+        self.api_root.join(relative).expect("relative API path")
+    }
+
+    /// Refuses URLs whose origin is not the configured environment's.
+    pub fn check_origin(&self, url: &Url) -> Result<(), ClientError> {
+        if url.origin() == self.origin.origin() {
+            Ok(())
+        } else {
+            Err(ClientError::ForeignOrigin {
+                origin: self.origin.origin().ascii_serialization(),
+                link_origin: url.origin().ascii_serialization(),
+            })
+        }
+    }
+
+    /// GETs `url` (which must be on the configured origin), retrying what may be retried.
+    /// `what` names the request in errors ("page 3 of accounts").
+    pub async fn get(
+        &self,
+        url: &Url,
+        prefer: &Preferences,
+        what: &str,
+    ) -> Result<Response, ClientError> {
+        self.check_origin(url)?;
+        let started = Instant::now();
+        let mut attempt = 0u32;
+        let mut refreshed_after_401 = false;
+        loop {
+            let outcome = {
+                let _permit = self
+                    .permits
+                    .acquire()
+                    .await
+                    .expect("semaphore never closed");
+                self.send_once(url, prefer, what).await
+            };
+            let why = match outcome {
+                Ok(response) => return Ok(response),
+                Err(Failure::Final(e)) => return Err(e),
+                Err(Failure::Unauthorized(e, token)) => {
+                    // One fresh token per request: a second 401 is a real refusal.
+                    if refreshed_after_401 {
+                        return Err(e);
+                    }
+                    refreshed_after_401 = true;
+                    self.tokens.invalidate(&token).await;
+                    continue;
+                }
+                Err(Failure::Retry(retryable)) => retryable,
+            };
+            let (why, last) = why;
+            let delay = retry::delay_for(&self.retry, why, attempt, retry::jitter_unit());
+            let waited = started.elapsed();
+            if attempt >= self.retry.max_retries || waited + delay > self.retry.max_total_wait {
+                return Err(ClientError::RetriesExhausted {
+                    what: what.to_string(),
+                    attempts: attempt + 1,
+                    waited,
+                    last: last.to_string(),
+                });
+            }
+            tracing::debug!(what, attempt, ?delay, error = %last, "retrying");
+            self.stats.retries.fetch_add(1, Ordering::Relaxed);
+            self.stats
+                .wait_micros
+                .fetch_add(delay.as_micros() as u64, Ordering::Relaxed);
+            tokio::time::sleep(delay).await;
+            attempt += 1;
+        }
+    }
+
+    async fn send_once(
+        &self,
+        url: &Url,
+        prefer: &Preferences,
+        what: &str,
+    ) -> Result<Response, Failure> {
+        let token = self.tokens.token(&self.http).await.map_err(|e| match e {
+            // The token endpoint being unreachable is as transient as the Web API being so.
+            AuthError::Unreachable { .. } => Failure::Retry((Retryable::Transport, e.into())),
+            AuthError::Rejected { status, .. } if status == 429 || status >= 500 => {
+                Failure::Retry((Retryable::Unavailable, e.into()))
+            }
+            other => Failure::Final(other.into()),
+        })?;
+        let mut headers = HeaderMap::new();
+        headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+        headers.insert("OData-MaxVersion", HeaderValue::from_static("4.0"));
+        headers.insert("OData-Version", HeaderValue::from_static("4.0"));
+        headers.insert("If-None-Match", HeaderValue::from_static("null"));
+        if let Some(p) = prefer.header() {
+            headers.insert(
+                "Prefer",
+                HeaderValue::from_str(&p).expect("preferences are ASCII"),
+            );
+        }
+        let mut bearer = HeaderValue::from_str(&format!("Bearer {}", token.secret))
+            .map_err(|_| Failure::Final(self.malformed(what, "token is not a header value")))?;
+        bearer.set_sensitive(true);
+        headers.insert(AUTHORIZATION, bearer);
+
+        self.stats.requests.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(what, path = url.path(), "GET");
+        let response = self
+            .http
+            .get(url.clone())
+            .headers(headers)
+            .send()
+            .await
+            .map_err(|e| Failure::Retry((Retryable::Transport, self.transport(&e))))?;
+        let status = response.status().as_u16();
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let retry_after = retry::parse_retry_after(header("retry-after").as_deref());
+        let preference_applied = header("preference-applied");
+        let dop_hint = header("x-ms-dop-hint").and_then(|v| v.trim().parse().ok());
+        let is_json = header("content-type").is_some_and(|c| c.contains("json"));
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| Failure::Retry((Retryable::Transport, self.transport(&e))))?;
+        self.stats
+            .bytes
+            .fetch_add(body.len() as u64, Ordering::Relaxed);
+        if let Some(n) = dop_hint {
+            self.raise_concurrency(n as usize);
+        }
+        if (200..300).contains(&status) {
+            return Ok(Response {
+                body,
+                preference_applied,
+                dop_hint,
+            });
+        }
+        let error = service_error(status, &body, is_json, what);
+        if status == 401 {
+            return Err(Failure::Unauthorized(error, token));
+        }
+        match retry::classify_status(status, retry_after) {
+            Some(why) => Err(Failure::Retry((why, error))),
+            None => Err(Failure::Final(error)),
+        }
+    }
+
+    fn transport(&self, e: &reqwest::Error) -> ClientError {
+        ClientError::Transport {
+            origin: self.origin.origin().ascii_serialization(),
+            message: describe_reqwest_error(e),
+        }
+    }
+
+    fn malformed(&self, what: &str, message: &str) -> ClientError {
+        ClientError::Malformed {
+            what: what.to_string(),
+            message: message.to_string(),
+        }
+    }
+
+    /// GETs a JSON document and deserializes it.
+    pub async fn get_json<T: for<'de> Deserialize<'de>>(
+        &self,
+        url: &Url,
+        what: &str,
+    ) -> Result<(T, Response), ClientError> {
+        let response = self.get(url, &Preferences::default(), what).await?;
+        let value = serde_json::from_slice(&response.body).map_err(|e| ClientError::Malformed {
+            what: what.to_string(),
+            message: format!("invalid JSON ({e})"),
+        })?;
+        Ok((value, response))
+    }
+}
+
+enum Failure {
+    Final(ClientError),
+    Retry((Retryable, ClientError)),
+    Unauthorized(ClientError, crate::auth::AccessToken),
+}
+
+#[derive(Deserialize)]
+struct ErrorEnvelope {
+    error: ErrorBody,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    #[serde(default)]
+    code: String,
+    #[serde(default)]
+    message: String,
+}
+
+/// Turns a failed response into a [`ClientError::Service`], keeping the Dataverse code and
+/// message (§7.1); non-JSON bodies (proxies, HTML error pages) are summarised.
+fn service_error(status: u16, body: &[u8], is_json: bool, what: &str) -> ClientError {
+    let parsed: Option<ErrorEnvelope> = serde_json::from_slice(body).ok();
+    let (code, message) = match parsed {
+        Some(env) => (
+            if env.error.code.is_empty() {
+                "0x0".to_string()
+            } else {
+                env.error.code
+            },
+            env.error.message,
+        ),
+        None => {
+            let text = String::from_utf8_lossy(&body[..body.len().min(200)]);
+            let summary = text.split_whitespace().collect::<Vec<_>>().join(" ");
+            let kind = if is_json { "JSON" } else { "non-JSON" };
+            (
+                "none".to_string(),
+                if summary.is_empty() {
+                    default_reason(status).to_string()
+                } else {
+                    format!("{} ({kind} body: {summary})", default_reason(status))
+                },
+            )
+        }
+    };
+    ClientError::Service {
+        status,
+        code,
+        message: message.lines().next().unwrap_or("").to_string(),
+        what: what.to_string(),
+    }
+}
+
+fn default_reason(status: u16) -> &'static str {
+    match status {
+        401 => "not authorized (token missing, invalid or expired)",
+        403 => "access denied",
+        404 => "not found",
+        429 => "too many requests",
+        500..=599 => "server error",
+        _ => "request failed",
+    }
+}
+
+/// A one-line description of a reqwest error, including its cause chain (reqwest's own
+/// `Display` often says only "error sending request").
+pub fn describe_reqwest_error(e: &reqwest::Error) -> String {
+    let mut text = if e.is_timeout() {
+        "timed out".to_string()
+    } else if e.is_connect() {
+        "connection failed".to_string()
+    } else if e.is_body() || e.is_decode() {
+        "response body cut short".to_string()
+    } else {
+        "request failed".to_string()
+    };
+    let mut source = std::error::Error::source(e);
+    let mut last = String::new();
+    while let Some(s) = source {
+        let piece = s.to_string();
+        if piece != last {
+            text.push_str(": ");
+            text.push_str(&piece);
+        }
+        last = piece;
+        source = s.source();
+    }
+    // Never echo a URL's query (it may hold a filter value) — reqwest errors carry only the
+    // URL in `e.url()`, which is not printed here.
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefer_header_combines_preferences() {
+        let p = Preferences {
+            max_page_size: Some(100),
+            include_annotations: Some("*".into()),
+            track_changes: true,
+        };
+        assert_eq!(
+            p.header().unwrap(),
+            "odata.track-changes,odata.maxpagesize=100,odata.include-annotations=\"*\""
+        );
+        assert_eq!(Preferences::default().header(), None);
+    }
+
+    #[test]
+    fn dataverse_error_bodies_keep_code_and_message() {
+        let body = br#"{"error":{"code":"0x80044352","message":"Version stamp associated with the client has expired."}}"#;
+        let e = service_error(400, body, true, "delta of account");
+        assert_eq!(e.service_code(), Some("0x80044352"));
+        assert!(e.to_string().contains("Version stamp"), "{e}");
+        let html = service_error(502, b"<html><body>Bad gateway</body></html>", false, "x");
+        assert!(html.to_string().contains("non-JSON"), "{html}");
+    }
+}

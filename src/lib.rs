@@ -1,0 +1,190 @@
+//! # datafusion-dataverse
+//!
+//! SQL over Microsoft Dataverse / Dynamics 365 with Apache DataFusion. Every entity of an
+//! environment becomes a table; projections, filters and limits are pushed into OData
+//! `$select` / `$filter` / `$top` where that cannot change the answer, and DataFusion finishes
+//! the rest.
+//!
+//! ```no_run
+//! use datafusion::prelude::SessionContext;
+//! use datafusion_dataverse::{Config, Dataverse};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = Config::from_env()?;
+//! let dataverse = Dataverse::connect(config).await?;
+//! let ctx = SessionContext::new();
+//! dataverse.register(&ctx)?;
+//! ctx.sql("SELECT name, revenue FROM account WHERE revenue > 1000000")
+//!     .await?
+//!     .show()
+//!     .await?;
+//! # Ok(()) }
+//! ```
+//!
+//! The data flow, module by module: [`config`] → [`auth`] → [`client`] → [`metadata`] →
+//! [`odata`] → [`provider`]. The [`sim`] module (feature `simulator`) is a local Web API for
+//! tests, demos and benchmarks.
+
+pub mod auth;
+pub mod client;
+pub mod config;
+mod fsutil;
+pub mod metadata;
+pub mod odata;
+pub mod provider;
+#[cfg(feature = "simulator")]
+pub mod sim;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use datafusion::catalog::SchemaProvider;
+use datafusion::prelude::{SessionConfig, SessionContext};
+
+pub use client::{ClientError, StatsSnapshot};
+use client::{DataverseClient, TimeoutConfig, retry::RetryConfig};
+pub use config::{Config, ConfigError, Secret};
+use metadata::{MetadataError, MetadataStore};
+use provider::{DataverseSchema, ScanOptions};
+
+/// The schema the entities are registered under (and made the default).
+pub const SCHEMA_NAME: &str = "dataverse";
+
+/// Errors connecting to an environment.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    #[error("{0}")]
+    Metadata(#[from] MetadataError),
+    #[error("{0}")]
+    DataFusion(#[from] datafusion::error::DataFusionError),
+}
+
+/// How to connect; every field has a sensible default.
+#[derive(Clone, Debug, Default)]
+pub struct ConnectOptions {
+    /// Where the metadata cache lives (`{state_dir}/metadata/{environment}`); `None` keeps
+    /// metadata in memory only.
+    pub state_dir: Option<PathBuf>,
+    /// Ignore the on-disk metadata cache and fetch anew.
+    pub refresh_metadata: bool,
+    pub timeouts: TimeoutConfig,
+    pub retry: RetryConfig,
+}
+
+/// A connected Dataverse environment, ready to register on a `SessionContext`.
+#[derive(Debug, Clone)]
+pub struct Dataverse {
+    client: Arc<DataverseClient>,
+    metadata: Arc<MetadataStore>,
+    options: Arc<ScanOptions>,
+    config: Arc<Config>,
+}
+
+impl Dataverse {
+    /// Connects with default options (metadata kept in memory only).
+    pub async fn connect(config: Config) -> Result<Self, Error> {
+        Self::connect_with(config, ConnectOptions::default()).await
+    }
+
+    /// Connects: signs in and loads the entity list (one request, or none with a warm disk
+    /// cache). Attribute metadata is fetched per table on first use.
+    pub async fn connect_with(config: Config, options: ConnectOptions) -> Result<Self, Error> {
+        config.validate()?;
+        let config = Arc::new(config);
+        let client = Arc::new(DataverseClient::new(
+            config.clone(),
+            options.timeouts.clone(),
+            options.retry.clone(),
+        ));
+        let metadata = Arc::new(MetadataStore::new(
+            client.clone(),
+            options.state_dir.as_deref(),
+        ));
+        if options.refresh_metadata {
+            metadata.refresh()?;
+        }
+        metadata.entities().await?;
+        let scan_options = Arc::new(ScanOptions {
+            pushdown: AtomicBool::new(true),
+            page_size: config.odata_maxpagesize,
+        });
+        Ok(Self {
+            client,
+            metadata,
+            options: scan_options,
+            config,
+        })
+    }
+
+    /// Registers the entities as schema `dataverse` of the context's default catalog and makes
+    /// it the default schema, so `SELECT * FROM account` works unqualified.
+    pub fn register(&self, ctx: &SessionContext) -> Result<(), Error> {
+        let state = ctx.state();
+        let catalog_name = state.config_options().catalog.default_catalog.clone();
+        let catalog = ctx.catalog(&catalog_name).ok_or_else(|| {
+            datafusion::error::DataFusionError::Plan(format!("no catalog {catalog_name}"))
+        })?;
+        catalog.register_schema(SCHEMA_NAME, self.schema_provider())?;
+        ctx.state_ref()
+            .write()
+            .config_mut()
+            .options_mut()
+            .catalog
+            .default_schema = SCHEMA_NAME.to_string();
+        Ok(())
+    }
+
+    /// A new `SessionContext` with this environment registered and `information_schema` on.
+    pub fn session_context(&self) -> Result<SessionContext, Error> {
+        let config = SessionConfig::new().with_information_schema(true);
+        let ctx = SessionContext::new_with_config(config);
+        self.register(&ctx)?;
+        Ok(ctx)
+    }
+
+    /// The schema provider itself, for custom catalogs.
+    pub fn schema_provider(&self) -> Arc<dyn SchemaProvider> {
+        Arc::new(DataverseSchema::new(
+            self.metadata.clone(),
+            self.client.clone(),
+            self.options.clone(),
+        ))
+    }
+
+    /// Turns filter pushdown on or off for every table of this connection (queries planned
+    /// afterwards). Off, every filter is evaluated by DataFusion over full scans.
+    pub fn set_pushdown(&self, enabled: bool) {
+        self.options.pushdown.store(enabled, Ordering::Relaxed);
+    }
+
+    pub fn pushdown(&self) -> bool {
+        self.options.pushdown_enabled()
+    }
+
+    /// Requests, bytes, retries and waiting so far on this connection.
+    pub fn stats(&self) -> StatsSnapshot {
+        self.client.stats().snapshot()
+    }
+
+    /// Forgets cached metadata (memory and disk) and reloads the entity list.
+    pub async fn refresh_metadata(&self) -> Result<(), Error> {
+        self.metadata.refresh()?;
+        self.metadata.entities().await?;
+        Ok(())
+    }
+
+    pub fn metadata(&self) -> &Arc<MetadataStore> {
+        &self.metadata
+    }
+
+    pub fn client(&self) -> &Arc<DataverseClient> {
+        &self.client
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+}

@@ -1,0 +1,308 @@
+//! Entity and attribute metadata: fetched from `EntityDefinitions` (reference §1.5), kept in
+//! memory, and cached on disk per environment so that a second run starts without a request.
+//!
+//! * The entity list is one request, however many entities the environment has.
+//! * Attributes are fetched per entity on first use (one request), so `SHOW TABLES` or a
+//!   one-table query never touches the other entities.
+//! * [`MetadataStore::refresh`] forgets both caches.
+
+pub mod model;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+
+use crate::client::{ClientError, DataverseClient};
+pub use model::{AttributeInfo, Column, ColumnKind, EntityInfo, TableDefinition};
+
+/// Bumped whenever the cache format changes; older files are ignored.
+const CACHE_VERSION: u32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MetadataError {
+    #[error("{0}")]
+    Client(#[from] ClientError),
+    #[error("metadata cache {path}: {source}")]
+    Cache {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+/// Metadata for one environment.
+#[derive(Debug)]
+pub struct MetadataStore {
+    client: Arc<DataverseClient>,
+    /// `{state_dir}/metadata/{environment}`; `None` keeps everything in memory only.
+    cache_dir: Option<PathBuf>,
+    entities: Mutex<Option<Arc<Vec<EntityInfo>>>>,
+    tables: Mutex<HashMap<String, Arc<TableDefinition>>>,
+    /// Serialises fetches so that concurrent planners ask once.
+    fetching: tokio::sync::Mutex<()>,
+}
+
+#[derive(Deserialize)]
+struct CacheFile<T> {
+    version: u32,
+    items: Vec<T>,
+}
+
+#[derive(Serialize)]
+struct CacheFileRef<'a, T> {
+    version: u32,
+    items: &'a [T],
+}
+
+#[derive(Deserialize)]
+struct Collection<T> {
+    value: Vec<T>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct RawEntity {
+    logical_name: String,
+    #[serde(default)]
+    entity_set_name: Option<String>,
+    #[serde(default)]
+    primary_id_attribute: Option<String>,
+    #[serde(default)]
+    primary_name_attribute: Option<String>,
+    #[serde(default)]
+    change_tracking_enabled: Option<bool>,
+    #[serde(default)]
+    is_custom_entity: Option<bool>,
+}
+
+#[derive(Deserialize)]
+struct ValueWrapper<T> {
+    #[serde(rename = "Value")]
+    value: T,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct RawAttribute {
+    logical_name: String,
+    #[serde(default)]
+    attribute_type: Option<String>,
+    #[serde(default)]
+    attribute_type_name: Option<ValueWrapper<String>>,
+    #[serde(default)]
+    attribute_of: Option<String>,
+    #[serde(default, rename = "IsValidODataAttribute")]
+    is_valid_odata_attribute: Option<bool>,
+    #[serde(default)]
+    is_valid_for_read: Option<bool>,
+    #[serde(default)]
+    is_primary_id: Option<bool>,
+    #[serde(default)]
+    precision: Option<i64>,
+    #[serde(default)]
+    date_time_behavior: Option<ValueWrapper<String>>,
+    #[serde(default)]
+    targets: Option<Vec<String>>,
+}
+
+impl From<RawAttribute> for AttributeInfo {
+    fn from(a: RawAttribute) -> Self {
+        AttributeInfo {
+            logical_name: a.logical_name,
+            attribute_type: a.attribute_type.unwrap_or_default(),
+            type_name: a.attribute_type_name.map(|v| v.value),
+            attribute_of: a.attribute_of,
+            is_valid_odata: a.is_valid_odata_attribute.unwrap_or(true),
+            is_valid_for_read: a.is_valid_for_read.unwrap_or(true),
+            is_primary_id: a.is_primary_id.unwrap_or(false),
+            precision: a.precision,
+            datetime_behavior: a.date_time_behavior.map(|v| v.value),
+            targets: a.targets.unwrap_or_default(),
+        }
+    }
+}
+
+/// The entity properties we read; the list request asks for these only.
+const ENTITY_SELECT: &str = "LogicalName,EntitySetName,PrimaryIdAttribute,PrimaryNameAttribute,ChangeTrackingEnabled,IsCustomEntity";
+
+impl MetadataStore {
+    pub fn new(client: Arc<DataverseClient>, state_dir: Option<&Path>) -> Self {
+        let cache_dir =
+            state_dir.map(|d| d.join("metadata").join(client.config().environment_key()));
+        Self {
+            client,
+            cache_dir,
+            entities: Mutex::new(None),
+            tables: Mutex::new(HashMap::new()),
+            fetching: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The entity list if it has been loaded (from the server or the disk cache).
+    pub fn entities_loaded(&self) -> Option<Arc<Vec<EntityInfo>>> {
+        self.entities.lock().expect("not poisoned").clone()
+    }
+
+    /// The entity list: memory, else disk, else one `EntityDefinitions` request.
+    pub async fn entities(&self) -> Result<Arc<Vec<EntityInfo>>, MetadataError> {
+        if let Some(list) = self.entities_loaded() {
+            return Ok(list);
+        }
+        let _guard = self.fetching.lock().await;
+        if let Some(list) = self.entities_loaded() {
+            return Ok(list);
+        }
+        let list = match self.read_cache::<EntityInfo>("entities.json") {
+            Some(list) => list,
+            None => {
+                let list = self.fetch_entities().await?;
+                self.write_cache("entities.json", &list)?;
+                list
+            }
+        };
+        let list = Arc::new(list);
+        *self.entities.lock().expect("not poisoned") = Some(list.clone());
+        Ok(list)
+    }
+
+    /// One entity by logical name (exact, as Dataverse names are lower case).
+    pub async fn entity(&self, logical_name: &str) -> Result<Option<EntityInfo>, MetadataError> {
+        Ok(self
+            .entities()
+            .await?
+            .iter()
+            .find(|e| e.logical_name == logical_name)
+            .cloned())
+    }
+
+    /// The table definition of an entity, fetching its attributes on first use.
+    pub async fn table(
+        &self,
+        logical_name: &str,
+    ) -> Result<Option<Arc<TableDefinition>>, MetadataError> {
+        if let Some(t) = self.table_loaded(logical_name) {
+            return Ok(Some(t));
+        }
+        let Some(entity) = self.entity(logical_name).await? else {
+            return Ok(None);
+        };
+        let _guard = self.fetching.lock().await;
+        if let Some(t) = self.table_loaded(logical_name) {
+            return Ok(Some(t));
+        }
+        let file = format!("attributes/{logical_name}.json");
+        let attributes = match self.read_cache::<AttributeInfo>(&file) {
+            Some(a) => a,
+            None => {
+                let a = self.fetch_attributes(logical_name).await?;
+                self.write_cache(&file, &a)?;
+                a
+            }
+        };
+        let table = Arc::new(TableDefinition::new(entity, &attributes));
+        self.tables
+            .lock()
+            .expect("not poisoned")
+            .insert(logical_name.to_string(), table.clone());
+        Ok(Some(table))
+    }
+
+    /// A table definition already in memory.
+    pub fn table_loaded(&self, logical_name: &str) -> Option<Arc<TableDefinition>> {
+        self.tables
+            .lock()
+            .expect("not poisoned")
+            .get(logical_name)
+            .cloned()
+    }
+
+    /// Forgets all metadata, in memory and on disk; the next use fetches anew.
+    pub fn refresh(&self) -> Result<(), MetadataError> {
+        *self.entities.lock().expect("not poisoned") = None;
+        self.tables.lock().expect("not poisoned").clear();
+        if let Some(dir) = &self.cache_dir
+            && dir.exists()
+        {
+            std::fs::remove_dir_all(dir).map_err(|source| MetadataError::Cache {
+                path: dir.display().to_string(),
+                source,
+            })?;
+        }
+        Ok(())
+    }
+
+    async fn fetch_entities(&self) -> Result<Vec<EntityInfo>, MetadataError> {
+        let url = self.client.api_url(&format!(
+            "EntityDefinitions?$select={ENTITY_SELECT}&$filter=IsPrivate%20eq%20false"
+        ));
+        let (list, _) = self
+            .client
+            .get_json::<Collection<RawEntity>>(&url, "the entity list (EntityDefinitions)")
+            .await?;
+        let mut entities: Vec<EntityInfo> = list
+            .value
+            .into_iter()
+            .filter_map(|e| {
+                // Entities without an entity set are not reachable through the Web API.
+                Some(EntityInfo {
+                    entity_set: e.entity_set_name.filter(|s| !s.is_empty())?,
+                    primary_id: e.primary_id_attribute.filter(|s| !s.is_empty())?,
+                    primary_name: e.primary_name_attribute.filter(|s| !s.is_empty()),
+                    change_tracking: e.change_tracking_enabled.unwrap_or(false),
+                    is_custom: e.is_custom_entity.unwrap_or(false),
+                    logical_name: e.logical_name,
+                })
+            })
+            .collect();
+        entities.sort_by(|a, b| a.logical_name.cmp(&b.logical_name));
+        Ok(entities)
+    }
+
+    /// All attributes of one entity with their type-specific properties (precision, date
+    /// behaviour, targets): without `$select` each item carries its derived type's properties,
+    /// so one request replaces a cast request per attribute type.
+    async fn fetch_attributes(
+        &self,
+        logical_name: &str,
+    ) -> Result<Vec<AttributeInfo>, MetadataError> {
+        let escaped = logical_name.replace('\'', "''");
+        let url = self.client.api_url(&format!(
+            "EntityDefinitions(LogicalName='{}')/Attributes",
+            crate::odata::encode_component(&escaped)
+        ));
+        let (list, _) = self
+            .client
+            .get_json::<Collection<RawAttribute>>(&url, &format!("the columns of {logical_name}"))
+            .await?;
+        Ok(list.value.into_iter().map(AttributeInfo::from).collect())
+    }
+
+    fn read_cache<T: DeserializeOwned>(&self, file: &str) -> Option<Vec<T>> {
+        let path = self.cache_dir.as_ref()?.join(file);
+        let text = std::fs::read(&path).ok()?;
+        match serde_json::from_slice::<CacheFile<T>>(&text) {
+            Ok(c) if c.version == CACHE_VERSION => Some(c.items),
+            _ => {
+                tracing::info!(path = %path.display(), "ignoring stale metadata cache file");
+                None
+            }
+        }
+    }
+
+    fn write_cache<T: Serialize>(&self, file: &str, items: &[T]) -> Result<(), MetadataError> {
+        let Some(dir) = &self.cache_dir else {
+            return Ok(());
+        };
+        let path = dir.join(file);
+        let body = serde_json::to_vec_pretty(&CacheFileRef {
+            version: CACHE_VERSION,
+            items,
+        })
+        .expect("metadata serialises");
+        crate::fsutil::write_private_atomic(&path, &body).map_err(|source| MetadataError::Cache {
+            path: path.display().to_string(),
+            source,
+        })
+    }
+}

@@ -1,0 +1,282 @@
+//! The Dataverse metadata we use, and how an attribute becomes a typed column (design §3).
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use serde::{Deserialize, Serialize};
+
+/// One table of the environment, from `EntityDefinitions` (reference §1.6).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntityInfo {
+    pub logical_name: String,
+    pub entity_set: String,
+    pub primary_id: String,
+    #[serde(default)]
+    pub primary_name: Option<String>,
+    #[serde(default)]
+    pub change_tracking: bool,
+    #[serde(default)]
+    pub is_custom: bool,
+}
+
+/// One attribute as listed by `EntityDefinitions(LogicalName='x')/Attributes` (§1.7).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AttributeInfo {
+    pub logical_name: String,
+    /// `AttributeType` (coarse: `String`, `Lookup`, `Virtual`, …).
+    pub attribute_type: String,
+    /// `AttributeTypeName.Value` (fine: `MultiSelectPicklistType`, `ImageType`, …).
+    #[serde(default)]
+    pub type_name: Option<String>,
+    #[serde(default)]
+    pub attribute_of: Option<String>,
+    #[serde(default = "yes")]
+    pub is_valid_odata: bool,
+    #[serde(default = "yes")]
+    pub is_valid_for_read: bool,
+    #[serde(default)]
+    pub is_primary_id: bool,
+    /// Decimal places (Decimal, Money, Double).
+    #[serde(default)]
+    pub precision: Option<i64>,
+    /// `DateTimeBehavior.Value`: `UserLocal`, `DateOnly`, `TimeZoneIndependent`.
+    #[serde(default)]
+    pub datetime_behavior: Option<String>,
+    /// Lookup targets.
+    #[serde(default)]
+    pub targets: Vec<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// How a column's values are read, filtered and typed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ColumnKind {
+    /// Uniqueidentifier: the primary key and plain GUID columns.
+    Guid,
+    /// Lookup, Customer, Owner: a GUID read from `_x_value`.
+    Lookup,
+    /// String, Memo, EntityName.
+    Text,
+    Integer,
+    BigInt,
+    /// Decimal with the given number of decimal places.
+    Decimal(i8),
+    Money,
+    Double,
+    Boolean,
+    /// UserLocal / TimeZoneIndependent date and time.
+    DateTime,
+    /// DateTimeBehavior DateOnly (`Edm.Date`).
+    DateOnly,
+    /// Picklist, State, Status.
+    Choice,
+    /// MultiSelectPicklist (a comma-separated string of integers on the wire).
+    MultiChoice,
+}
+
+impl ColumnKind {
+    /// Money is stored with 4 decimal places at most (§1.9).
+    pub const MONEY_SCALE: i8 = 4;
+
+    /// The Arrow type of this kind (design §3).
+    pub fn data_type(self) -> DataType {
+        match self {
+            ColumnKind::Guid | ColumnKind::Lookup | ColumnKind::Text => DataType::Utf8View,
+            ColumnKind::Integer | ColumnKind::Choice => DataType::Int32,
+            ColumnKind::BigInt => DataType::Int64,
+            ColumnKind::Decimal(scale) => DataType::Decimal128(38, scale),
+            ColumnKind::Money => DataType::Decimal128(38, Self::MONEY_SCALE),
+            ColumnKind::Double => DataType::Float64,
+            ColumnKind::Boolean => DataType::Boolean,
+            ColumnKind::DateTime => {
+                DataType::Timestamp(TimeUnit::Microsecond, Some(Arc::from("UTC")))
+            }
+            ColumnKind::DateOnly => DataType::Date32,
+            ColumnKind::MultiChoice => {
+                DataType::List(Arc::new(Field::new_list_field(DataType::Int32, true)))
+            }
+        }
+    }
+}
+
+/// One SQL column of an entity table.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Column {
+    /// SQL name: the attribute's logical name.
+    pub name: String,
+    /// Property name on the wire: `_x_value` for lookups, else the logical name.
+    pub odata_name: String,
+    pub kind: ColumnKind,
+    /// The Dataverse `AttributeType` (for `\d` and the metadata tables).
+    pub attribute_type: String,
+    pub is_primary_id: bool,
+}
+
+impl Column {
+    /// The column an attribute becomes, or `None` for attributes that are not data columns:
+    /// virtual ones (images, files, `…name` shadows), PartyList, CalendarRules, managed
+    /// properties, `AttributeOf` companions, and attributes the Web API does not return.
+    pub fn from_attribute(a: &AttributeInfo) -> Option<Column> {
+        if !a.is_valid_odata || !a.is_valid_for_read || a.attribute_of.is_some() {
+            return None;
+        }
+        let type_name = a.type_name.as_deref().unwrap_or("");
+        let kind = match a.attribute_type.as_str() {
+            "Uniqueidentifier" => ColumnKind::Guid,
+            "Lookup" | "Customer" | "Owner" => ColumnKind::Lookup,
+            "String" | "Memo" | "EntityName" => ColumnKind::Text,
+            "Integer" => ColumnKind::Integer,
+            "BigInt" => ColumnKind::BigInt,
+            "Decimal" => ColumnKind::Decimal(a.precision.unwrap_or(2).clamp(0, 10) as i8),
+            "Money" => ColumnKind::Money,
+            "Double" => ColumnKind::Double,
+            "Boolean" => ColumnKind::Boolean,
+            "DateTime" if a.datetime_behavior.as_deref() == Some("DateOnly") => {
+                ColumnKind::DateOnly
+            }
+            "DateTime" => ColumnKind::DateTime,
+            "Picklist" | "State" | "Status" => ColumnKind::Choice,
+            "Virtual" if type_name == "MultiSelectPicklistType" => ColumnKind::MultiChoice,
+            _ => return None,
+        };
+        let odata_name = match kind {
+            ColumnKind::Lookup => format!("_{}_value", a.logical_name),
+            _ => a.logical_name.clone(),
+        };
+        Some(Column {
+            name: a.logical_name.clone(),
+            odata_name,
+            kind,
+            attribute_type: if kind == ColumnKind::MultiChoice {
+                "MultiSelectPicklist".into()
+            } else {
+                a.attribute_type.clone()
+            },
+            is_primary_id: a.is_primary_id,
+        })
+    }
+}
+
+/// An entity with its columns and Arrow schema: what a table provider needs.
+#[derive(Debug)]
+pub struct TableDefinition {
+    pub entity: EntityInfo,
+    pub columns: Vec<Column>,
+    pub schema: SchemaRef,
+}
+
+impl TableDefinition {
+    /// Columns in a stable order: the primary key first, then by name.
+    pub fn new(entity: EntityInfo, attributes: &[AttributeInfo]) -> Self {
+        let mut columns: Vec<Column> = attributes
+            .iter()
+            .filter_map(Column::from_attribute)
+            .collect();
+        columns.sort_by(|a, b| {
+            (!is_primary(a, &entity), &a.name).cmp(&(!is_primary(b, &entity), &b.name))
+        });
+        columns.dedup_by(|a, b| a.name == b.name);
+        let fields: Vec<Field> = columns
+            .iter()
+            .map(|c| Field::new(&c.name, c.kind.data_type(), !is_primary(c, &entity)))
+            .collect();
+        Self {
+            entity,
+            columns,
+            schema: Arc::new(Schema::new(fields)),
+        }
+    }
+
+    pub fn column(&self, name: &str) -> Option<&Column> {
+        self.columns.iter().find(|c| c.name == name)
+    }
+
+    /// The primary key column's wire name.
+    pub fn primary_id(&self) -> &str {
+        &self.entity.primary_id
+    }
+}
+
+fn is_primary(c: &Column, entity: &EntityInfo) -> bool {
+    c.name == entity.primary_id
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attr(name: &str, ty: &str) -> AttributeInfo {
+        AttributeInfo {
+            logical_name: name.into(),
+            attribute_type: ty.into(),
+            type_name: Some(format!("{ty}Type")),
+            attribute_of: None,
+            is_valid_odata: true,
+            is_valid_for_read: true,
+            is_primary_id: false,
+            precision: None,
+            datetime_behavior: None,
+            targets: vec![],
+        }
+    }
+
+    #[test]
+    fn every_attribute_type_maps_as_designed() {
+        let cases = [
+            ("Uniqueidentifier", DataType::Utf8View),
+            ("Lookup", DataType::Utf8View),
+            ("Customer", DataType::Utf8View),
+            ("Owner", DataType::Utf8View),
+            ("Memo", DataType::Utf8View),
+            ("Integer", DataType::Int32),
+            ("BigInt", DataType::Int64),
+            ("Money", DataType::Decimal128(38, 4)),
+            ("Double", DataType::Float64),
+            ("Boolean", DataType::Boolean),
+            ("Picklist", DataType::Int32),
+            ("State", DataType::Int32),
+            ("Status", DataType::Int32),
+        ];
+        for (ty, expected) in cases {
+            let c = Column::from_attribute(&attr("x", ty)).unwrap();
+            assert_eq!(c.kind.data_type(), expected, "{ty}");
+        }
+        let mut dec = attr("d", "Decimal");
+        dec.precision = Some(10);
+        assert_eq!(
+            Column::from_attribute(&dec).unwrap().kind.data_type(),
+            DataType::Decimal128(38, 10)
+        );
+        let mut date = attr("b", "DateTime");
+        date.datetime_behavior = Some("DateOnly".into());
+        assert_eq!(
+            Column::from_attribute(&date).unwrap().kind,
+            ColumnKind::DateOnly
+        );
+        let mut multi = attr("m", "Virtual");
+        multi.type_name = Some("MultiSelectPicklistType".into());
+        assert_eq!(
+            Column::from_attribute(&multi).unwrap().kind,
+            ColumnKind::MultiChoice
+        );
+        let lookup = Column::from_attribute(&attr("parentaccountid", "Lookup")).unwrap();
+        assert_eq!(lookup.odata_name, "_parentaccountid_value");
+    }
+
+    #[test]
+    fn non_data_attributes_are_not_columns() {
+        let mut image = attr("entityimage", "Virtual");
+        image.type_name = Some("ImageType".into());
+        assert!(Column::from_attribute(&image).is_none());
+        let mut shadow = attr("industrycodename", "Virtual");
+        shadow.attribute_of = Some("industrycode".into());
+        assert!(Column::from_attribute(&shadow).is_none());
+        assert!(Column::from_attribute(&attr("to", "PartyList")).is_none());
+        let mut hidden = attr("x", "String");
+        hidden.is_valid_odata = false;
+        assert!(Column::from_attribute(&hidden).is_none());
+    }
+}

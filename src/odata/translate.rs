@@ -1,0 +1,790 @@
+//! The one translator from DataFusion filter expressions to `$filter` (design §4). The same
+//! function answers "can this be pushed, and how exactly?" (for
+//! `supports_filters_pushdown`) and "what is sent?" (for the scan), so the two never disagree.
+//!
+//! The contract: a query returns exactly what DataFusion would return over an unfiltered copy
+//! of the table. So a filter is
+//! * **Exact** only where Dataverse's answer equals DataFusion's (numbers, money, dates,
+//!   booleans, choices, canonical GUID equality, `IS [NOT] NULL`);
+//! * **Inexact** where the server returns a superset that DataFusion then re-checks: string `=`
+//!   and `LIKE` (the server compares case- and accent-insensitively, §2.6);
+//! * **Unsupported** where the server's answer may miss rows: string `<>`/`<`/`>` (collation
+//!   order is not byte order), GUID ranges (SQL Server uniqueidentifier order, §2.7), casts,
+//!   functions, column-to-column comparisons, multi-select choices, anything else.
+//!
+//! `x <> v` is sent as `x ne v and x ne null` because Dataverse's `ne` matches NULL (§2.5).
+
+use datafusion::common::ScalarValue;
+use datafusion::logical_expr::{Between, BinaryExpr, Expr, Like, Operator, expr::InList};
+
+use super::{CompareOp, Filter, Literal, TextFunction};
+use crate::metadata::{Column, ColumnKind, TableDefinition};
+
+/// How much of a predicate the server evaluates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pushdown {
+    /// The server's answer is the answer.
+    Exact,
+    /// The server returns a superset; DataFusion re-applies the predicate.
+    Inexact,
+    /// Nothing is sent; DataFusion evaluates the predicate.
+    Unsupported,
+}
+
+/// The decision and the text for one predicate.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Translation {
+    pub pushdown: Pushdown,
+    /// `Some` exactly when `pushdown` is not `Unsupported`.
+    pub filter: Option<Filter>,
+}
+
+impl Translation {
+    fn exact(filter: Filter) -> Self {
+        Self {
+            pushdown: Pushdown::Exact,
+            filter: Some(filter),
+        }
+    }
+    fn inexact(filter: Filter) -> Self {
+        Self {
+            pushdown: Pushdown::Inexact,
+            filter: Some(filter),
+        }
+    }
+    fn unsupported() -> Self {
+        Self {
+            pushdown: Pushdown::Unsupported,
+            filter: None,
+        }
+    }
+    fn with(filter: Filter, exact: bool) -> Self {
+        if exact {
+            Self::exact(filter)
+        } else {
+            Self::inexact(filter)
+        }
+    }
+}
+
+/// Largest `IN` list pushed (Dataverse allows 500 conditions per query, §2.3).
+const MAX_IN_LIST: usize = 100;
+
+/// Translates one predicate over `table`'s columns.
+pub fn translate(expr: &Expr, table: &TableDefinition) -> Translation {
+    match expr {
+        Expr::BinaryExpr(BinaryExpr { left, op, right }) => match op {
+            Operator::And => and(translate(left, table), translate(right, table)),
+            Operator::Or => or(vec![translate(left, table), translate(right, table)]),
+            _ => comparison(left, *op, right, table),
+        },
+        Expr::IsNull(inner) => null_test(inner, true, table),
+        Expr::IsNotNull(inner) => null_test(inner, false, table),
+        Expr::Column(_) => boolean_test(expr, true, table),
+        Expr::IsTrue(inner) => boolean_test(inner, true, table),
+        Expr::IsFalse(inner) => boolean_test(inner, false, table),
+        Expr::IsNotTrue(inner) => boolean_or_null(inner, false, table),
+        Expr::IsNotFalse(inner) => boolean_or_null(inner, true, table),
+        Expr::Not(inner) => negation(inner, table),
+        Expr::Like(like) => like_pattern(like, table),
+        Expr::Between(between) => range(between, table),
+        Expr::InList(list) => in_list(list, table),
+        Expr::ScalarFunction(f) if f.name() == "starts_with" && f.args.len() == 2 => {
+            match (column_of(&f.args[0], table), string_literal(&f.args[1])) {
+                (Some(col), Some(prefix)) if col.kind == ColumnKind::Text && !prefix.is_empty() => {
+                    Translation::inexact(Filter::Text {
+                        function: TextFunction::StartsWith,
+                        property: col.odata_name.clone(),
+                        pattern: escape_like_literal(&prefix),
+                    })
+                }
+                _ => Translation::unsupported(),
+            }
+        }
+        _ => Translation::unsupported(),
+    }
+}
+
+/// `a AND b`: pushing only the translatable side still yields a superset.
+fn and(a: Translation, b: Translation) -> Translation {
+    match (a.filter, b.filter) {
+        (Some(fa), Some(fb)) => Translation::with(
+            Filter::and(vec![fa, fb]),
+            a.pushdown == Pushdown::Exact && b.pushdown == Pushdown::Exact,
+        ),
+        (Some(f), None) | (None, Some(f)) => Translation::inexact(f),
+        (None, None) => Translation::unsupported(),
+    }
+}
+
+/// `a OR b …`: pushed only when every branch is; exact only when every branch is.
+fn or(branches: Vec<Translation>) -> Translation {
+    let exact = branches.iter().all(|t| t.pushdown == Pushdown::Exact);
+    let filters: Option<Vec<Filter>> = branches.into_iter().map(|t| t.filter).collect();
+    match filters {
+        Some(f) => Translation::with(Filter::or(f), exact),
+        None => Translation::unsupported(),
+    }
+}
+
+/// A plain column of this table (no casts, no functions).
+fn column_of<'a>(expr: &Expr, table: &'a TableDefinition) -> Option<&'a Column> {
+    match expr {
+        Expr::Column(c) => table.column(&c.name),
+        _ => None,
+    }
+}
+
+fn scalar_of(expr: &Expr) -> Option<&ScalarValue> {
+    match expr {
+        Expr::Literal(v, _) => Some(v),
+        _ => None,
+    }
+}
+
+fn string_literal(expr: &Expr) -> Option<String> {
+    match scalar_of(expr)? {
+        ScalarValue::Utf8(Some(s))
+        | ScalarValue::LargeUtf8(Some(s))
+        | ScalarValue::Utf8View(Some(s)) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+/// Whether comparisons of this kind mean the same on the server and in DataFusion.
+fn is_exact_kind(kind: ColumnKind) -> bool {
+    matches!(
+        kind,
+        ColumnKind::Integer
+            | ColumnKind::BigInt
+            | ColumnKind::Decimal(_)
+            | ColumnKind::Money
+            | ColumnKind::Double
+            | ColumnKind::Boolean
+            | ColumnKind::DateTime
+            | ColumnKind::DateOnly
+            | ColumnKind::Choice
+    )
+}
+
+/// A literal for a column of `kind`, when it can be written without changing its value.
+/// The flag says whether equality on the server matches DataFusion's exactly (false for
+/// strings, and for GUIDs not written in the canonical lower-case form that columns hold).
+fn literal_for(kind: ColumnKind, value: &ScalarValue) -> Option<(Literal, bool)> {
+    use ScalarValue as S;
+    let int = |v: i64| Some((Literal::Int(v), true));
+    match (kind, value) {
+        (_, v) if v.is_null() => None,
+        (
+            ColumnKind::Integer
+            | ColumnKind::Choice
+            | ColumnKind::BigInt
+            | ColumnKind::Decimal(_)
+            | ColumnKind::Money
+            | ColumnKind::Double,
+            v,
+        ) if integer_value(v).is_some() => int(integer_value(v)?),
+        (
+            ColumnKind::Decimal(_) | ColumnKind::Money | ColumnKind::Double,
+            S::Decimal128(Some(v), _, scale),
+        ) => Some((Literal::Decimal(decimal_text(*v, *scale)), true)),
+        (ColumnKind::Double, S::Float64(Some(f))) if f.is_finite() => {
+            Some((Literal::Double(*f), true))
+        }
+        (ColumnKind::Double, S::Float32(Some(f))) if f.is_finite() => {
+            Some((Literal::Double(*f as f64), true))
+        }
+        (ColumnKind::Boolean, S::Boolean(Some(b))) => Some((Literal::Bool(*b), true)),
+        (ColumnKind::DateTime, v) => timestamp_micros(v).map(|m| (Literal::DateTime(m), true)),
+        (ColumnKind::DateOnly, S::Date32(Some(d))) => Some((Literal::Date(*d), true)),
+        (ColumnKind::DateOnly, S::Date64(Some(ms))) if ms % 86_400_000 == 0 => {
+            Some((Literal::Date((ms / 86_400_000) as i32), true))
+        }
+        (ColumnKind::Text, S::Utf8(Some(s)) | S::LargeUtf8(Some(s)) | S::Utf8View(Some(s))) => {
+            Some((Literal::String(s.clone()), false))
+        }
+        (
+            ColumnKind::Guid | ColumnKind::Lookup,
+            S::Utf8(Some(s)) | S::LargeUtf8(Some(s)) | S::Utf8View(Some(s)),
+        ) => {
+            // Only the hyphenated form: `{…}` or URN forms would be a different string in
+            // DataFusion but the same GUID on the server, so they are not sent at all.
+            let trimmed = s.as_str();
+            if trimmed.len() != 36 {
+                return None;
+            }
+            let guid = uuid::Uuid::parse_str(trimmed).ok()?;
+            let canonical = guid.hyphenated().to_string() == trimmed;
+            Some((Literal::Guid(guid), canonical))
+        }
+        _ => None,
+    }
+}
+
+fn integer_value(v: &ScalarValue) -> Option<i64> {
+    use ScalarValue as S;
+    match v {
+        S::Int8(Some(i)) => Some(*i as i64),
+        S::Int16(Some(i)) => Some(*i as i64),
+        S::Int32(Some(i)) => Some(*i as i64),
+        S::Int64(Some(i)) => Some(*i),
+        S::UInt8(Some(i)) => Some(*i as i64),
+        S::UInt16(Some(i)) => Some(*i as i64),
+        S::UInt32(Some(i)) => Some(*i as i64),
+        S::UInt64(Some(i)) => i64::try_from(*i).ok(),
+        _ => None,
+    }
+}
+
+fn timestamp_micros(v: &ScalarValue) -> Option<i64> {
+    use ScalarValue as S;
+    match v {
+        S::TimestampSecond(Some(s), _) => s.checked_mul(1_000_000),
+        S::TimestampMillisecond(Some(ms), _) => ms.checked_mul(1_000),
+        S::TimestampMicrosecond(Some(us), _) => Some(*us),
+        // Sub-microsecond literals cannot be written exactly for a microsecond column.
+        S::TimestampNanosecond(Some(ns), _) if ns % 1_000 == 0 => Some(ns / 1_000),
+        _ => None,
+    }
+}
+
+/// An i128 with `scale` decimal places as exact decimal text.
+pub fn decimal_text(value: i128, scale: i8) -> String {
+    if scale <= 0 {
+        let factor = 10i128.checked_pow((-scale) as u32).unwrap_or(1);
+        return (value * factor).to_string();
+    }
+    let negative = value < 0;
+    let digits = value.unsigned_abs().to_string();
+    let scale = scale as usize;
+    let padded = format!("{digits:0>width$}", width = scale + 1);
+    let (int, frac) = padded.split_at(padded.len() - scale);
+    format!("{}{int}.{frac}", if negative { "-" } else { "" })
+}
+
+fn flip(op: Operator) -> Option<Operator> {
+    Some(match op {
+        Operator::Eq => Operator::Eq,
+        Operator::NotEq => Operator::NotEq,
+        Operator::Lt => Operator::Gt,
+        Operator::LtEq => Operator::GtEq,
+        Operator::Gt => Operator::Lt,
+        Operator::GtEq => Operator::LtEq,
+        Operator::IsDistinctFrom => Operator::IsDistinctFrom,
+        Operator::IsNotDistinctFrom => Operator::IsNotDistinctFrom,
+        _ => return None,
+    })
+}
+
+/// `column op literal` (either way round).
+fn comparison(left: &Expr, op: Operator, right: &Expr, table: &TableDefinition) -> Translation {
+    let (col, op, value) = match (column_of(left, table), scalar_of(right)) {
+        (Some(c), Some(v)) => (c, op, v),
+        _ => match (scalar_of(left), column_of(right, table), flip(op)) {
+            (Some(v), Some(c), Some(flipped)) => (c, flipped, v),
+            _ => return Translation::unsupported(),
+        },
+    };
+    compare_column(col, op, value)
+}
+
+fn compare_column(col: &Column, op: Operator, value: &ScalarValue) -> Translation {
+    let Some((literal, equality_exact)) = literal_for(col.kind, value) else {
+        return Translation::unsupported();
+    };
+    let prop = col.odata_name.as_str();
+    let cmp = |op| Filter::compare(prop, op, literal.clone());
+    let not_null = || Filter::compare(prop, CompareOp::Ne, Literal::Null);
+    let is_null = || Filter::compare(prop, CompareOp::Eq, Literal::Null);
+    let exact_kind = is_exact_kind(col.kind);
+    let guid = matches!(col.kind, ColumnKind::Guid | ColumnKind::Lookup);
+    let ordered = exact_kind && col.kind != ColumnKind::Boolean;
+    match op {
+        Operator::Eq | Operator::IsNotDistinctFrom => {
+            Translation::with(cmp(CompareOp::Eq), exact_kind || (guid && equality_exact))
+        }
+        // `ne` matches NULL on the server (§2.5), SQL `<>` does not.
+        Operator::NotEq if exact_kind || (guid && equality_exact) => {
+            Translation::exact(Filter::and(vec![cmp(CompareOp::Ne), not_null()]))
+        }
+        Operator::IsDistinctFrom if exact_kind || (guid && equality_exact) => {
+            Translation::exact(Filter::or(vec![
+                Filter::and(vec![cmp(CompareOp::Ne), not_null()]),
+                is_null(),
+            ]))
+        }
+        Operator::Lt if ordered => Translation::exact(cmp(CompareOp::Lt)),
+        Operator::LtEq if ordered => Translation::exact(cmp(CompareOp::Le)),
+        Operator::Gt if ordered => Translation::exact(cmp(CompareOp::Gt)),
+        Operator::GtEq if ordered => Translation::exact(cmp(CompareOp::Ge)),
+        _ => Translation::unsupported(),
+    }
+}
+
+fn null_test(inner: &Expr, is_null: bool, table: &TableDefinition) -> Translation {
+    match column_of(inner, table) {
+        Some(col) => {
+            let op = if is_null {
+                CompareOp::Eq
+            } else {
+                CompareOp::Ne
+            };
+            Translation::exact(Filter::compare(&col.odata_name, op, Literal::Null))
+        }
+        None => Translation::unsupported(),
+    }
+}
+
+/// `flag`, `flag IS TRUE`, `flag IS FALSE` on a Boolean column.
+fn boolean_test(inner: &Expr, value: bool, table: &TableDefinition) -> Translation {
+    match column_of(inner, table) {
+        Some(col) if col.kind == ColumnKind::Boolean => Translation::exact(Filter::compare(
+            &col.odata_name,
+            CompareOp::Eq,
+            Literal::Bool(value),
+        )),
+        _ => Translation::unsupported(),
+    }
+}
+
+/// `flag IS NOT TRUE` (false or NULL) and `flag IS NOT FALSE` (true or NULL).
+fn boolean_or_null(inner: &Expr, value: bool, table: &TableDefinition) -> Translation {
+    match column_of(inner, table) {
+        Some(col) if col.kind == ColumnKind::Boolean => Translation::exact(Filter::or(vec![
+            Filter::compare(&col.odata_name, CompareOp::Eq, Literal::Bool(value)),
+            Filter::compare(&col.odata_name, CompareOp::Eq, Literal::Null),
+        ])),
+        _ => Translation::unsupported(),
+    }
+}
+
+/// `NOT p`: written as the complementary predicate, never as OData `not` (whose NULL handling
+/// is not documented, §2.5), and only where SQL's three-valued NOT is reproduced exactly.
+fn negation(inner: &Expr, table: &TableDefinition) -> Translation {
+    match inner {
+        Expr::Column(_) => boolean_test(inner, false, table),
+        Expr::IsNull(e) => null_test(e, false, table),
+        Expr::IsNotNull(e) => null_test(e, true, table),
+        Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
+            let negated = match op {
+                Operator::Eq => Operator::NotEq,
+                Operator::NotEq => Operator::Eq,
+                Operator::Lt => Operator::GtEq,
+                Operator::LtEq => Operator::Gt,
+                Operator::Gt => Operator::LtEq,
+                Operator::GtEq => Operator::Lt,
+                _ => return Translation::unsupported(),
+            };
+            let t = comparison(left, negated, right, table);
+            // Only exact complements are safe: an inexact superset of NOT p is fine, but the
+            // string cases that are inexact for `=` are unsupported for `<>` anyway.
+            if t.pushdown == Pushdown::Exact {
+                t
+            } else {
+                Translation::unsupported()
+            }
+        }
+        _ => Translation::unsupported(),
+    }
+}
+
+/// `x BETWEEN a AND b` as `x ge a and x le b`; `NOT BETWEEN` as `x lt a or x gt b` (both
+/// exclude NULL, as SQL does).
+fn range(between: &Between, table: &TableDefinition) -> Translation {
+    let Some(col) = column_of(&between.expr, table) else {
+        return Translation::unsupported();
+    };
+    if !is_exact_kind(col.kind) || col.kind == ColumnKind::Boolean {
+        return Translation::unsupported();
+    }
+    let (Some(low), Some(high)) = (scalar_of(&between.low), scalar_of(&between.high)) else {
+        return Translation::unsupported();
+    };
+    let (Some((low, _)), Some((high, _))) =
+        (literal_for(col.kind, low), literal_for(col.kind, high))
+    else {
+        return Translation::unsupported();
+    };
+    let p = col.odata_name.as_str();
+    Translation::exact(if between.negated {
+        Filter::or(vec![
+            Filter::compare(p, CompareOp::Lt, low),
+            Filter::compare(p, CompareOp::Gt, high),
+        ])
+    } else {
+        Filter::and(vec![
+            Filter::compare(p, CompareOp::Ge, low),
+            Filter::compare(p, CompareOp::Le, high),
+        ])
+    })
+}
+
+/// `x IN (…)` as ORed `eq`s; `x NOT IN (…)` as ANDed `ne`s plus `ne null`.
+fn in_list(list: &InList, table: &TableDefinition) -> Translation {
+    let Some(col) = column_of(&list.expr, table) else {
+        return Translation::unsupported();
+    };
+    if list.list.is_empty() || list.list.len() > MAX_IN_LIST {
+        return Translation::unsupported();
+    }
+    let mut literals = Vec::with_capacity(list.list.len());
+    let mut all_exact = true;
+    for item in &list.list {
+        // A NULL in the list makes NOT IN never true and IN no different; let DataFusion decide.
+        let Some((lit, exact)) = scalar_of(item).and_then(|v| literal_for(col.kind, v)) else {
+            return Translation::unsupported();
+        };
+        all_exact &= exact;
+        literals.push(lit);
+    }
+    let exact_kind = is_exact_kind(col.kind);
+    let p = col.odata_name.as_str();
+    if list.negated {
+        if !(exact_kind || all_exact) || col.kind == ColumnKind::Text {
+            return Translation::unsupported();
+        }
+        let mut parts: Vec<Filter> = literals
+            .into_iter()
+            .map(|l| Filter::compare(p, CompareOp::Ne, l))
+            .collect();
+        parts.push(Filter::compare(p, CompareOp::Ne, Literal::Null));
+        Translation::exact(Filter::and(parts))
+    } else {
+        let parts = literals
+            .into_iter()
+            .map(|l| Filter::compare(p, CompareOp::Eq, l))
+            .collect();
+        Translation::with(Filter::or(parts), exact_kind || all_exact)
+    }
+}
+
+/// SQL `LIKE` on a text column: the pattern's literal parts are bracket-escaped, its `%` and
+/// `_` stay wildcards, and leading/trailing `%` choose `contains`/`startswith`/`endswith`.
+/// The server's LIKE is case- and accent-insensitive, so the result is always Inexact.
+fn like_pattern(like: &Like, table: &TableDefinition) -> Translation {
+    if like.negated {
+        return Translation::unsupported();
+    }
+    let (Some(col), Some(pattern)) = (column_of(&like.expr, table), string_literal(&like.pattern))
+    else {
+        return Translation::unsupported();
+    };
+    if col.kind != ColumnKind::Text {
+        return Translation::unsupported();
+    }
+    // DataFusion's LIKE always escapes with a backslash (and rejects other escape characters).
+    if like.escape_char.is_some_and(|c| c != '\\') {
+        return Translation::unsupported();
+    }
+    let Some(tokens) = parse_like(&pattern, '\\') else {
+        return Translation::unsupported();
+    };
+    let leading = tokens.iter().take_while(|t| **t == LikeToken::Any).count();
+    let trailing = tokens[leading..]
+        .iter()
+        .rev()
+        .take_while(|t| **t == LikeToken::Any)
+        .count();
+    let core = &tokens[leading..tokens.len() - trailing];
+    if core.is_empty() {
+        return Translation::unsupported();
+    }
+    let has_wildcards = core.iter().any(|t| !matches!(t, LikeToken::Char(_)));
+    let server_pattern: String = core
+        .iter()
+        .map(|t| match t {
+            LikeToken::Char(c) => escape_like_literal(&c.to_string()),
+            LikeToken::One => "_".to_string(),
+            LikeToken::Any => "%".to_string(),
+        })
+        .collect();
+    let property = col.odata_name.clone();
+    let filter = match (leading > 0, trailing > 0) {
+        (true, true) => text(TextFunction::Contains, property, server_pattern),
+        (false, true) => text(TextFunction::StartsWith, property, server_pattern),
+        (true, false) => text(TextFunction::EndsWith, property, server_pattern),
+        // No % at either end: equality when there are no wildcards at all, else a prefix
+        // superset.
+        (false, false) if !has_wildcards => {
+            let plain: String = core
+                .iter()
+                .map(|t| match t {
+                    LikeToken::Char(c) => *c,
+                    _ => unreachable!("no wildcards"),
+                })
+                .collect();
+            Filter::compare(&property, CompareOp::Eq, Literal::String(plain))
+        }
+        (false, false) => text(TextFunction::StartsWith, property, server_pattern),
+    };
+    Translation::inexact(filter)
+}
+
+fn text(function: TextFunction, property: String, pattern: String) -> Filter {
+    Filter::Text {
+        function,
+        property,
+        pattern,
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum LikeToken {
+    Char(char),
+    /// `_`
+    One,
+    /// `%`
+    Any,
+}
+
+/// Splits a SQL LIKE pattern; `None` for a dangling escape character.
+fn parse_like(pattern: &str, escape: char) -> Option<Vec<LikeToken>> {
+    let mut out = Vec::new();
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        if c == escape {
+            out.push(LikeToken::Char(chars.next()?));
+        } else if c == '%' {
+            // `%%` is the same as `%`.
+            if out.last() != Some(&LikeToken::Any) {
+                out.push(LikeToken::Any);
+            }
+        } else if c == '_' {
+            out.push(LikeToken::One);
+        } else {
+            out.push(LikeToken::Char(c));
+        }
+    }
+    Some(out)
+}
+
+/// Makes text match literally inside `contains`/`startswith`/`endswith`, whose arguments are
+/// LIKE patterns on the server (§2.6): `%` → `[%]`, `_` → `[_]`, `[` → `[[]`.
+pub fn escape_like_literal(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '%' => out.push_str("[%]"),
+            '_' => out.push_str("[_]"),
+            '[' => out.push_str("[[]"),
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metadata::{AttributeInfo, EntityInfo};
+    use datafusion::prelude::{col, lit};
+
+    fn table() -> TableDefinition {
+        let attr = |name: &str, ty: &str| AttributeInfo {
+            logical_name: name.into(),
+            attribute_type: ty.into(),
+            type_name: None,
+            attribute_of: None,
+            is_valid_odata: true,
+            is_valid_for_read: true,
+            is_primary_id: name == "accountid",
+            precision: Some(2),
+            datetime_behavior: None,
+            targets: vec![],
+        };
+        TableDefinition::new(
+            EntityInfo {
+                logical_name: "account".into(),
+                entity_set: "accounts".into(),
+                primary_id: "accountid".into(),
+                primary_name: Some("name".into()),
+                change_tracking: true,
+                is_custom: false,
+            },
+            &[
+                attr("accountid", "Uniqueidentifier"),
+                attr("name", "String"),
+                attr("numberofemployees", "Integer"),
+                attr("revenue", "Money"),
+                attr("donotphone", "Boolean"),
+                attr("parentaccountid", "Lookup"),
+            ],
+        )
+    }
+
+    fn sent(e: Expr) -> (Pushdown, String) {
+        let t = translate(&e, &table());
+        (
+            t.pushdown,
+            t.filter.map(|f| f.to_string()).unwrap_or_default(),
+        )
+    }
+
+    #[test]
+    fn numeric_comparisons_are_exact() {
+        assert_eq!(
+            sent(col("numberofemployees").gt(lit(100i32))),
+            (Pushdown::Exact, "numberofemployees gt 100".into())
+        );
+        assert_eq!(
+            sent(lit(100i32).lt_eq(col("numberofemployees"))),
+            (Pushdown::Exact, "numberofemployees ge 100".into())
+        );
+    }
+
+    #[test]
+    fn not_equal_adds_a_null_guard_because_dataverse_ne_matches_null() {
+        assert_eq!(
+            sent(col("numberofemployees").not_eq(lit(5i32))),
+            (
+                Pushdown::Exact,
+                "numberofemployees ne 5 and numberofemployees ne null".into()
+            )
+        );
+    }
+
+    #[test]
+    fn string_equality_is_inexact_because_the_server_ignores_case_and_accents() {
+        assert_eq!(
+            sent(col("name").eq(lit("Zürich"))),
+            (Pushdown::Inexact, "name eq 'Zürich'".into())
+        );
+    }
+
+    #[test]
+    fn string_ordering_and_inequality_are_not_pushed() {
+        assert_eq!(sent(col("name").gt(lit("M"))).0, Pushdown::Unsupported);
+        assert_eq!(sent(col("name").not_eq(lit("M"))).0, Pushdown::Unsupported);
+    }
+
+    #[test]
+    fn like_escapes_literal_wildcards_and_keeps_sql_ones() {
+        assert_eq!(
+            sent(col("name").like(lit("100[%]%"))),
+            (Pushdown::Inexact, "startswith(name,'100[[]%]')".into())
+        );
+        // DataFusion escapes with a backslash: `\_` is a literal underscore.
+        assert_eq!(
+            sent(col("name").like(lit("%a\\_b%"))),
+            (Pushdown::Inexact, "contains(name,'a[_]b')".into())
+        );
+        assert_eq!(
+            sent(col("name").like(lit("%A_B"))),
+            (Pushdown::Inexact, "endswith(name,'A_B')".into())
+        );
+        let other_escape = Expr::Like(Like::new(
+            false,
+            Box::new(col("name")),
+            Box::new(lit("%A!_B")),
+            Some('!'),
+            false,
+        ));
+        assert_eq!(sent(other_escape).0, Pushdown::Unsupported);
+        assert_eq!(sent(col("name").like(lit("ab\\"))).0, Pushdown::Unsupported);
+        assert_eq!(
+            sent(col("name").not_like(lit("a%"))).0,
+            Pushdown::Unsupported
+        );
+        assert_eq!(sent(col("name").like(lit("%"))).0, Pushdown::Unsupported);
+    }
+
+    #[test]
+    fn guid_equality_is_exact_only_in_canonical_form_and_ranges_are_never_pushed() {
+        let g = "49b0be2e-d01c-ed11-b83e-000d3a572421";
+        assert_eq!(
+            sent(col("parentaccountid").eq(lit(g))),
+            (Pushdown::Exact, format!("_parentaccountid_value eq {g}"))
+        );
+        assert_eq!(
+            sent(col("accountid").eq(lit(g.to_uppercase()))).0,
+            Pushdown::Inexact
+        );
+        assert_eq!(sent(col("accountid").gt(lit(g))).0, Pushdown::Unsupported);
+        assert_eq!(
+            sent(col("accountid").eq(lit("nope"))).0,
+            Pushdown::Unsupported
+        );
+    }
+
+    #[test]
+    fn or_is_pushed_only_when_every_branch_is() {
+        let both = col("numberofemployees")
+            .eq(lit(1i32))
+            .or(col("name").eq(lit("x")));
+        assert_eq!(
+            sent(both),
+            (
+                Pushdown::Inexact,
+                "numberofemployees eq 1 or name eq 'x'".into()
+            )
+        );
+        let partial = col("numberofemployees")
+            .eq(lit(1i32))
+            .or(col("name").gt(lit("x")));
+        assert_eq!(sent(partial).0, Pushdown::Unsupported);
+    }
+
+    #[test]
+    fn and_pushes_the_translatable_half_as_a_superset() {
+        let e = col("numberofemployees")
+            .eq(lit(1i32))
+            .and(col("name").gt(lit("x")));
+        assert_eq!(
+            sent(e),
+            (Pushdown::Inexact, "numberofemployees eq 1".into())
+        );
+    }
+
+    #[test]
+    fn in_lists_between_and_booleans() {
+        assert_eq!(
+            sent(col("numberofemployees").in_list(vec![lit(1i32), lit(2i32)], true)),
+            (
+                Pushdown::Exact,
+                "numberofemployees ne 1 and numberofemployees ne 2 and numberofemployees ne null"
+                    .into()
+            )
+        );
+        assert_eq!(
+            sent(col("numberofemployees").between(lit(1i32), lit(9i32))),
+            (
+                Pushdown::Exact,
+                "numberofemployees ge 1 and numberofemployees le 9".into()
+            )
+        );
+        assert_eq!(
+            sent(col("donotphone")),
+            (Pushdown::Exact, "donotphone eq true".into())
+        );
+        assert_eq!(
+            sent(!col("donotphone")),
+            (Pushdown::Exact, "donotphone eq false".into())
+        );
+        assert_eq!(
+            sent(col("name").is_null()),
+            (Pushdown::Exact, "name eq null".into())
+        );
+    }
+
+    #[test]
+    fn decimals_render_exactly() {
+        assert_eq!(decimal_text(12345, 2), "123.45");
+        assert_eq!(decimal_text(-5, 4), "-0.0005");
+        assert_eq!(decimal_text(7, 0), "7");
+        let money = ScalarValue::Decimal128(Some(1_000_000_500), 38, 4);
+        assert_eq!(
+            sent(col("revenue").gt_eq(Expr::Literal(money, None))),
+            (Pushdown::Exact, "revenue ge 100000.0500".into())
+        );
+    }
+
+    #[test]
+    fn casts_and_functions_on_columns_stay_local() {
+        let e = Expr::Cast(datafusion::logical_expr::Cast::new(
+            Box::new(col("numberofemployees")),
+            datafusion::arrow::datatypes::DataType::Int64,
+        ))
+        .gt(lit(5i64));
+        assert_eq!(sent(e).0, Pushdown::Unsupported);
+    }
+}

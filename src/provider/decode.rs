@@ -1,0 +1,600 @@
+//! Page decoding: one Web API response body (`{"value":[…], "@odata.nextLink": …}`) straight
+//! into Arrow builders, in a single pass, without building a JSON tree per row.
+//!
+//! Values are read exactly: decimals and money from their JSON text (never through `f64`),
+//! timestamps to microseconds in UTC, `Edm.Date` to days, multi-select choices from their
+//! comma-separated string (reference §1.8).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    ArrayRef, BooleanBuilder, Date32Builder, Decimal128Builder, Float64Builder, Int32Builder,
+    Int64Builder, ListBuilder, RecordBatch, RecordBatchOptions, StringViewBuilder,
+    TimestampMicrosecondBuilder,
+};
+use datafusion::arrow::datatypes::SchemaRef;
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
+
+use crate::metadata::ColumnKind;
+
+/// A page that could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot read a page from the server: {0}")]
+pub struct DecodeError(pub String);
+
+/// What one page held.
+#[derive(Debug)]
+pub struct DecodedPage {
+    pub batch: RecordBatch,
+    pub next_link: Option<String>,
+    pub delta_link: Option<String>,
+}
+
+/// Decodes pages for one projected schema. Cheap to clone; one per scan.
+#[derive(Clone, Debug)]
+pub struct PageDecoder {
+    schema: SchemaRef,
+    kinds: Arc<Vec<ColumnKind>>,
+    /// Wire property name → column position.
+    index: Arc<HashMap<String, usize>>,
+}
+
+impl PageDecoder {
+    /// `columns` are (wire name, kind) in the order of `schema`'s fields.
+    pub fn new(schema: SchemaRef, columns: &[(String, ColumnKind)]) -> Self {
+        let index = columns
+            .iter()
+            .enumerate()
+            .map(|(i, (name, _))| (name.clone(), i))
+            .collect();
+        Self {
+            schema,
+            kinds: Arc::new(columns.iter().map(|(_, k)| *k).collect()),
+            index: Arc::new(index),
+        }
+    }
+
+    pub fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    /// Decodes one response body.
+    pub fn decode(&self, body: &[u8]) -> Result<DecodedPage, DecodeError> {
+        let mut builders: Vec<ColumnBuilder> =
+            self.kinds.iter().map(|k| ColumnBuilder::new(*k)).collect();
+        let mut state = PageState {
+            builders: &mut builders,
+            index: &self.index,
+            rows: 0,
+            next_link: None,
+            delta_link: None,
+            saw_value: false,
+        };
+        let mut de = serde_json::Deserializer::from_slice(body);
+        PageSeed(&mut state)
+            .deserialize(&mut de)
+            .and_then(|()| de.end())
+            .map_err(|e| DecodeError(describe_json_error(&e, body)))?;
+        if !state.saw_value {
+            return Err(DecodeError(
+                "the response has no \"value\" array (is this a Web API collection?)".into(),
+            ));
+        }
+        let rows = state.rows;
+        let next_link = state.next_link.take();
+        let delta_link = state.delta_link.take();
+        let arrays: Vec<ArrayRef> = builders.into_iter().map(ColumnBuilder::finish).collect();
+        let options = RecordBatchOptions::new().with_row_count(Some(rows));
+        let batch = RecordBatch::try_new_with_options(self.schema.clone(), arrays, &options)
+            .map_err(|e| DecodeError(e.to_string()))?;
+        Ok(DecodedPage {
+            batch,
+            next_link,
+            delta_link,
+        })
+    }
+}
+
+fn describe_json_error(e: &serde_json::Error, body: &[u8]) -> String {
+    let start = body.iter().position(|b| !b.is_ascii_whitespace());
+    if start.is_some_and(|i| body[i] == b'<') {
+        return "the server answered HTML, not JSON (a proxy or sign-in page?)".into();
+    }
+    format!("invalid JSON ({e})")
+}
+
+struct PageState<'a> {
+    builders: &'a mut Vec<ColumnBuilder>,
+    index: &'a HashMap<String, usize>,
+    rows: usize,
+    next_link: Option<String>,
+    delta_link: Option<String>,
+    saw_value: bool,
+}
+
+struct PageSeed<'s, 'a>(&'s mut PageState<'a>);
+
+impl<'de> DeserializeSeed<'de> for PageSeed<'_, '_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for PageSeed<'_, '_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a Web API collection object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            match key.as_ref() {
+                "value" => {
+                    self.0.saw_value = true;
+                    map.next_value_seed(RowsSeed(self.0))?;
+                }
+                "@odata.nextLink" => self.0.next_link = map.next_value()?,
+                "@odata.deltaLink" => self.0.delta_link = map.next_value()?,
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+struct RowsSeed<'s, 'a>(&'s mut PageState<'a>);
+
+impl<'de> DeserializeSeed<'de> for RowsSeed<'_, '_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for RowsSeed<'_, '_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an array of rows")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let mut seen = vec![false; self.0.builders.len()];
+        loop {
+            seen.iter_mut().for_each(|s| *s = false);
+            let row = RowSeed {
+                builders: self.0.builders,
+                index: self.0.index,
+                seen: &mut seen,
+            };
+            if seq.next_element_seed(row)?.is_none() {
+                break;
+            }
+            // Columns the row did not mention are NULL.
+            for (builder, seen) in self.0.builders.iter_mut().zip(&seen) {
+                if !seen {
+                    builder.append_null();
+                }
+            }
+            self.0.rows += 1;
+        }
+        Ok(())
+    }
+}
+
+struct RowSeed<'s> {
+    builders: &'s mut Vec<ColumnBuilder>,
+    index: &'s HashMap<String, usize>,
+    seen: &'s mut Vec<bool>,
+}
+
+impl<'de> DeserializeSeed<'de> for RowSeed<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for RowSeed<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a row object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(position) = map.next_key_seed(KeySeed(self.index))? {
+            match position {
+                Some(i) if !self.seen[i] => {
+                    self.seen[i] = true;
+                    map.next_value_seed(CellSeed(&mut self.builders[i]))?;
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Looks a property name up without allocating when it has no escapes.
+struct KeySeed<'a>(&'a HashMap<String, usize>);
+
+impl<'de> DeserializeSeed<'de> for KeySeed<'_> {
+    type Value = Option<usize>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Option<usize>, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeySeed<'_> {
+    type Value = Option<usize>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a property name")
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Option<usize>, E> {
+        Ok(self.0.get(v).copied())
+    }
+}
+
+/// One value into one builder, by the builder's type.
+struct CellSeed<'b>(&'b mut ColumnBuilder);
+
+impl<'de> DeserializeSeed<'de> for CellSeed<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        match self.0 {
+            // Decimals need the exact JSON text of the number.
+            ColumnBuilder::Decimal { builder, scale } => {
+                let raw = <&RawValue>::deserialize(d)?;
+                let text = raw.get();
+                if text == "null" {
+                    builder.append_null();
+                } else {
+                    let value = parse_decimal(text, *scale).ok_or_else(|| {
+                        de::Error::custom(format!(
+                            "{text} is not a decimal with at most {scale} decimal places"
+                        ))
+                    })?;
+                    builder.append_value(value);
+                }
+                Ok(())
+            }
+            other => d.deserialize_any(CellVisitor(other)),
+        }
+    }
+}
+
+use serde::Deserialize as _;
+
+struct CellVisitor<'b>(&'b mut ColumnBuilder);
+
+impl CellVisitor<'_> {
+    fn mismatch<E: de::Error>(&self, got: &str) -> E {
+        E::custom(format!("expected {}, got {got}", self.0.expected()))
+    }
+}
+
+impl<'de> Visitor<'de> for CellVisitor<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(self.0.expected())
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        self.0.append_null();
+        Ok(())
+    }
+    fn visit_none<E: de::Error>(self) -> Result<(), E> {
+        self.0.append_null();
+        Ok(())
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<(), E> {
+        match self.0 {
+            ColumnBuilder::Boolean(b) => b.append_value(v),
+            _ => return Err(self.mismatch("a boolean")),
+        }
+        Ok(())
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<(), E> {
+        match self.0 {
+            ColumnBuilder::Int32(b) => b.append_value(
+                i32::try_from(v).map_err(|_| E::custom(format!("{v} overflows Int32")))?,
+            ),
+            ColumnBuilder::Int64(b) => b.append_value(v),
+            ColumnBuilder::Float64(b) => b.append_value(v as f64),
+            _ => return Err(self.mismatch("a number")),
+        }
+        Ok(())
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<(), E> {
+        let signed = i64::try_from(v).map_err(|_| E::custom(format!("{v} overflows Int64")))?;
+        self.visit_i64(signed)
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
+        match self.0 {
+            ColumnBuilder::Float64(b) => b.append_value(v),
+            _ => return Err(self.mismatch("a fractional number")),
+        }
+        Ok(())
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
+        match self.0 {
+            ColumnBuilder::Text(b) => b.append_value(v),
+            ColumnBuilder::Guid(b) => {
+                if v.bytes().any(|c| c.is_ascii_uppercase()) {
+                    b.append_value(v.to_ascii_lowercase())
+                } else {
+                    b.append_value(v)
+                }
+            }
+            ColumnBuilder::Timestamp(b) => b.append_value(
+                parse_timestamp_micros(v)
+                    .ok_or_else(|| E::custom(format!("{v:?} is not a date and time")))?,
+            ),
+            ColumnBuilder::Date(b) => b.append_value(
+                parse_date_days(v).ok_or_else(|| E::custom(format!("{v:?} is not a date")))?,
+            ),
+            ColumnBuilder::MultiChoice(b) => {
+                for part in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                    let value: i32 = part
+                        .parse()
+                        .map_err(|_| E::custom(format!("{v:?} is not a list of choice values")))?;
+                    b.values().append_value(value);
+                }
+                b.append(true);
+            }
+            _ => return Err(self.mismatch("a string")),
+        }
+        Ok(())
+    }
+}
+
+/// Arrow builders, one per supported column type.
+enum ColumnBuilder {
+    Text(StringViewBuilder),
+    Guid(StringViewBuilder),
+    Int32(Int32Builder),
+    Int64(Int64Builder),
+    Float64(Float64Builder),
+    Boolean(BooleanBuilder),
+    Decimal {
+        builder: Decimal128Builder,
+        scale: i8,
+    },
+    Timestamp(TimestampMicrosecondBuilder),
+    Date(Date32Builder),
+    MultiChoice(ListBuilder<Int32Builder>),
+}
+
+impl ColumnBuilder {
+    fn new(kind: ColumnKind) -> Self {
+        match kind {
+            ColumnKind::Text => ColumnBuilder::Text(StringViewBuilder::new()),
+            ColumnKind::Guid | ColumnKind::Lookup => ColumnBuilder::Guid(StringViewBuilder::new()),
+            ColumnKind::Integer | ColumnKind::Choice => ColumnBuilder::Int32(Int32Builder::new()),
+            ColumnKind::BigInt => ColumnBuilder::Int64(Int64Builder::new()),
+            ColumnKind::Double => ColumnBuilder::Float64(Float64Builder::new()),
+            ColumnKind::Boolean => ColumnBuilder::Boolean(BooleanBuilder::new()),
+            ColumnKind::Decimal(scale) => ColumnBuilder::decimal(scale),
+            ColumnKind::Money => ColumnBuilder::decimal(ColumnKind::MONEY_SCALE),
+            ColumnKind::DateTime => {
+                ColumnBuilder::Timestamp(TimestampMicrosecondBuilder::new().with_timezone("UTC"))
+            }
+            ColumnKind::DateOnly => ColumnBuilder::Date(Date32Builder::new()),
+            ColumnKind::MultiChoice => {
+                ColumnBuilder::MultiChoice(ListBuilder::new(Int32Builder::new()))
+            }
+        }
+    }
+
+    fn decimal(scale: i8) -> Self {
+        ColumnBuilder::Decimal {
+            builder: Decimal128Builder::new()
+                .with_precision_and_scale(38, scale)
+                .expect("valid decimal type"),
+            scale,
+        }
+    }
+
+    fn expected(&self) -> &'static str {
+        match self {
+            ColumnBuilder::Text(_) => "a string",
+            ColumnBuilder::Guid(_) => "a GUID string",
+            ColumnBuilder::Int32(_) | ColumnBuilder::Int64(_) => "a whole number",
+            ColumnBuilder::Float64(_) => "a number",
+            ColumnBuilder::Boolean(_) => "a boolean",
+            ColumnBuilder::Decimal { .. } => "a decimal number",
+            ColumnBuilder::Timestamp(_) => "a date and time string",
+            ColumnBuilder::Date(_) => "a date string",
+            ColumnBuilder::MultiChoice(_) => "a comma-separated list of choice values",
+        }
+    }
+
+    fn append_null(&mut self) {
+        match self {
+            ColumnBuilder::Text(b) | ColumnBuilder::Guid(b) => b.append_null(),
+            ColumnBuilder::Int32(b) => b.append_null(),
+            ColumnBuilder::Int64(b) => b.append_null(),
+            ColumnBuilder::Float64(b) => b.append_null(),
+            ColumnBuilder::Boolean(b) => b.append_null(),
+            ColumnBuilder::Decimal { builder, .. } => builder.append_null(),
+            ColumnBuilder::Timestamp(b) => b.append_null(),
+            ColumnBuilder::Date(b) => b.append_null(),
+            ColumnBuilder::MultiChoice(b) => b.append(false),
+        }
+    }
+
+    fn finish(self) -> ArrayRef {
+        match self {
+            ColumnBuilder::Text(mut b) | ColumnBuilder::Guid(mut b) => Arc::new(b.finish()),
+            ColumnBuilder::Int32(mut b) => Arc::new(b.finish()),
+            ColumnBuilder::Int64(mut b) => Arc::new(b.finish()),
+            ColumnBuilder::Float64(mut b) => Arc::new(b.finish()),
+            ColumnBuilder::Boolean(mut b) => Arc::new(b.finish()),
+            ColumnBuilder::Decimal { mut builder, .. } => Arc::new(builder.finish()),
+            ColumnBuilder::Timestamp(mut b) => Arc::new(b.finish()),
+            ColumnBuilder::Date(mut b) => Arc::new(b.finish()),
+            ColumnBuilder::MultiChoice(mut b) => Arc::new(b.finish()),
+        }
+    }
+}
+
+/// Exact decimal text (`-123.4500`, `7`, `1e3` not accepted) as an integer with `scale`
+/// decimal places. Extra decimal places are accepted only when they are zeros: the value must
+/// not change.
+pub fn parse_decimal(text: &str, scale: i8) -> Option<i128> {
+    let (negative, digits) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
+    if int.is_empty()
+        || !int.bytes().all(|b| b.is_ascii_digit())
+        || !frac.bytes().all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    let scale = scale.max(0) as usize;
+    let (kept, dropped) = frac.split_at(frac.len().min(scale));
+    if dropped.bytes().any(|b| b != b'0') {
+        return None;
+    }
+    let mut value: i128 = 0;
+    for b in int.bytes().chain(kept.bytes()) {
+        value = value.checked_mul(10)?.checked_add((b - b'0') as i128)?;
+    }
+    for _ in kept.len()..scale {
+        value = value.checked_mul(10)?;
+    }
+    Some(if negative { -value } else { value })
+}
+
+/// `2023-04-07T21:59:01Z` (offsets and fractions allowed) → microseconds since the epoch, UTC.
+pub fn parse_timestamp_micros(text: &str) -> Option<i64> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|t| t.timestamp_micros())
+}
+
+/// `2024-05-01` → days since the epoch.
+pub fn parse_date_days(text: &str) -> Option<i32> {
+    let date = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()?;
+    Some((date - chrono::NaiveDate::from_ymd_opt(1970, 1, 1)?).num_days() as i32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{Array, AsArray};
+    use datafusion::arrow::datatypes::{Decimal128Type, Field, Int32Type, Schema};
+
+    fn decoder(columns: &[(&str, ColumnKind)]) -> PageDecoder {
+        let fields: Vec<Field> = columns
+            .iter()
+            .map(|(n, k)| Field::new(*n, k.data_type(), true))
+            .collect();
+        let cols: Vec<(String, ColumnKind)> =
+            columns.iter().map(|(n, k)| (n.to_string(), *k)).collect();
+        PageDecoder::new(Arc::new(Schema::new(fields)), &cols)
+    }
+
+    #[test]
+    fn decimals_are_exact_and_never_rounded() {
+        assert_eq!(parse_decimal("45000.0000", 4), Some(450_000_000));
+        assert_eq!(parse_decimal("-0.5", 4), Some(-5_000));
+        assert_eq!(parse_decimal("12", 2), Some(1_200));
+        assert_eq!(parse_decimal("440000.000000000", 4), Some(4_400_000_000));
+        assert_eq!(parse_decimal("0.12345", 4), None);
+        assert_eq!(parse_decimal("1e5", 4), None);
+        assert_eq!(
+            parse_decimal("12345678901234567.8901", 4),
+            Some(123_456_789_012_345_678_901)
+        );
+    }
+
+    #[test]
+    fn a_page_of_every_type_decodes_with_nulls() {
+        let d = decoder(&[
+            ("accountid", ColumnKind::Guid),
+            ("name", ColumnKind::Text),
+            ("revenue", ColumnKind::Money),
+            ("n", ColumnKind::Integer),
+            ("big", ColumnKind::BigInt),
+            ("ratio", ColumnKind::Double),
+            ("flag", ColumnKind::Boolean),
+            ("createdon", ColumnKind::DateTime),
+            ("birth", ColumnKind::DateOnly),
+            ("tags", ColumnKind::MultiChoice),
+            ("_parentaccountid_value", ColumnKind::Lookup),
+        ]);
+        let body = br#"{"@odata.context":"x","value":[
+            {"@odata.etag":"W/\"1\"","accountid":"49B0BE2E-D01C-ED11-B83E-000D3A572421","name":"Z\u00fcrich \"HQ\"","revenue":45000.1200,"n":-3,"big":9007199254740993,"ratio":0.25,"flag":true,"createdon":"2023-04-07T21:59:01Z","birth":"2024-05-01","tags":"1,9","_parentaccountid_value":null,"extra":{"nested":[1,2]}},
+            {"accountid":"00000000-0000-0000-0000-000000000001","name":null,"revenue":null,"n":null,"big":null,"ratio":1,"flag":false,"createdon":null,"birth":null,"tags":null}
+        ],"@odata.nextLink":"http://x/next"}"#;
+        let page = d.decode(body).unwrap();
+        let b = &page.batch;
+        assert_eq!(b.num_rows(), 2);
+        assert_eq!(page.next_link.as_deref(), Some("http://x/next"));
+        assert_eq!(
+            b.column(0).as_string_view().value(0),
+            "49b0be2e-d01c-ed11-b83e-000d3a572421"
+        );
+        assert_eq!(b.column(1).as_string_view().value(0), "Zürich \"HQ\"");
+        assert!(b.column(1).is_null(1));
+        assert_eq!(
+            b.column(2).as_primitive::<Decimal128Type>().value(0),
+            450_001_200
+        );
+        assert_eq!(
+            b.column(4)
+                .as_primitive::<datafusion::arrow::datatypes::Int64Type>()
+                .value(0),
+            9_007_199_254_740_993
+        );
+        assert_eq!(
+            b.column(5)
+                .as_primitive::<datafusion::arrow::datatypes::Float64Type>()
+                .value(1),
+            1.0
+        );
+        let tags = b.column(9).as_list::<i32>();
+        assert_eq!(
+            tags.value(0).as_primitive::<Int32Type>().values().to_vec(),
+            vec![1, 9]
+        );
+        assert!(tags.is_null(1));
+        // The second row has no lookup property at all: NULL.
+        assert!(b.column(10).is_null(1));
+    }
+
+    #[test]
+    fn an_empty_projection_still_counts_rows() {
+        let d = decoder(&[]);
+        let page = d
+            .decode(br#"{"value":[{"accountid":"a"},{"accountid":"b"}]}"#)
+            .unwrap();
+        assert_eq!(page.batch.num_rows(), 2);
+        assert_eq!(page.batch.num_columns(), 0);
+    }
+
+    #[test]
+    fn garbage_and_html_are_clear_errors() {
+        let d = decoder(&[("n", ColumnKind::Integer)]);
+        let html = d.decode(b"<html>sign in</html>").unwrap_err().to_string();
+        assert!(html.contains("HTML"), "{html}");
+        let wrong = d
+            .decode(br#"{"value":[{"n":"five"}]}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(wrong.contains("whole number"), "{wrong}");
+        let missing = d.decode(br#"{"error":{}}"#).unwrap_err().to_string();
+        assert!(missing.contains("value"), "{missing}");
+        let overflow = d
+            .decode(br#"{"value":[{"n":3000000000}]}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(overflow.contains("overflows"), "{overflow}");
+    }
+}

@@ -1,0 +1,266 @@
+//! `DataverseScanExec`: the leaf of a plan that reads one entity set page by page.
+//!
+//! Pages are fetched in a task that stays one page ahead of the consumer (a bounded channel),
+//! decoded into record batches, and stopped as soon as the consumer is gone (LIMIT satisfied,
+//! Ctrl-C, an error elsewhere): no page is requested that nobody will read.
+
+use std::fmt;
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::TaskContext;
+use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::metrics::{
+    Count, ExecutionPlanMetricsSet, MetricBuilder, MetricsSet,
+};
+use datafusion::physical_plan::stream::RecordBatchReceiverStream;
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
+    ReplaceChildrenOptions, SendableRecordBatchStream,
+};
+use url::Url;
+
+use super::decode::PageDecoder;
+use crate::client::DataverseClient;
+use crate::odata::ODataQuery;
+use crate::odata::translate::Pushdown;
+
+/// A pushed filter as EXPLAIN shows it.
+#[derive(Clone, Debug)]
+pub struct PushedFilter {
+    pub sql: String,
+    pub pushdown: Pushdown,
+}
+
+/// Reads one entity set.
+#[derive(Debug)]
+pub struct DataverseScanExec {
+    client: Arc<DataverseClient>,
+    query: ODataQuery,
+    decoder: PageDecoder,
+    /// Rows wanted at most (LIMIT), when every filter was exact.
+    limit: Option<usize>,
+    pushed: Vec<PushedFilter>,
+    properties: Arc<PlanProperties>,
+    metrics: ExecutionPlanMetricsSet,
+}
+
+impl DataverseScanExec {
+    pub fn new(
+        client: Arc<DataverseClient>,
+        query: ODataQuery,
+        decoder: PageDecoder,
+        limit: Option<usize>,
+        pushed: Vec<PushedFilter>,
+    ) -> Self {
+        let properties = PlanProperties::new(
+            EquivalenceProperties::new(decoder.schema().clone()),
+            Partitioning::UnknownPartitioning(1),
+            EmissionType::Incremental,
+            Boundedness::Bounded,
+        );
+        Self {
+            client,
+            query,
+            decoder,
+            limit,
+            pushed,
+            properties: Arc::new(properties),
+            metrics: ExecutionPlanMetricsSet::new(),
+        }
+    }
+
+    /// The request this scan sends first.
+    pub fn query(&self) -> &ODataQuery {
+        &self.query
+    }
+
+    pub fn pushed_filters(&self) -> &[PushedFilter] {
+        &self.pushed
+    }
+
+    fn describe(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "DataverseScanExec: GET {}", self.query.display_query())?;
+        if self.query.top.is_none() {
+            write!(f, ", page_size={}", self.query.page_size)?;
+        }
+        if let Some(limit) = self.limit {
+            write!(f, ", limit={limit}")?;
+        }
+        let list = |kind: Pushdown| {
+            self.pushed
+                .iter()
+                .filter(|p| p.pushdown == kind)
+                .map(|p| p.sql.as_str())
+                .collect::<Vec<_>>()
+        };
+        let exact = list(Pushdown::Exact);
+        let inexact = list(Pushdown::Inexact);
+        if !exact.is_empty() {
+            write!(f, ", pushed_exact=[{}]", exact.join(", "))?;
+        }
+        if !inexact.is_empty() {
+            write!(f, ", pushed_inexact_rechecked=[{}]", inexact.join(", "))?;
+        }
+        Ok(())
+    }
+}
+
+impl DisplayAs for DataverseScanExec {
+    fn fmt_as(&self, t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        match t {
+            DisplayFormatType::Default | DisplayFormatType::Verbose => self.describe(f),
+            DisplayFormatType::TreeRender => write!(f, "request={}", self.query.display_query()),
+        }
+    }
+}
+
+impl ExecutionPlan for DataverseScanExec {
+    fn name(&self) -> &str {
+        "DataverseScanExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![]
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+    ) -> Result<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn replace_children(
+        self: Arc<Self>,
+        _children: Vec<Arc<dyn ExecutionPlan>>,
+        _options: ReplaceChildrenOptions,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        Ok(self)
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        _children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        Ok(self)
+    }
+
+    fn metrics(&self) -> Option<MetricsSet> {
+        Some(self.metrics.clone_inner())
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        _context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
+        if partition != 0 {
+            return Err(DataFusionError::Internal(format!(
+                "DataverseScanExec has one partition, asked for {partition}"
+            )));
+        }
+        let schema: SchemaRef = self.decoder.schema().clone();
+        let mut builder = RecordBatchReceiverStream::builder(schema, 2);
+        let tx = builder.tx();
+        let pages = MetricBuilder::new(&self.metrics).counter("pages", partition);
+        let rows = MetricBuilder::new(&self.metrics).output_rows(partition);
+        let reader = PageReader {
+            client: self.client.clone(),
+            query: self.query.clone(),
+            decoder: self.decoder.clone(),
+            limit: self.limit,
+            pages,
+            rows,
+        };
+        builder.spawn(async move {
+            reader
+                .run(|batch| {
+                    let tx = tx.clone();
+                    async move { tx.send(Ok(batch)).await.is_ok() }
+                })
+                .await
+        });
+        Ok(builder.build())
+    }
+}
+
+/// Follows `@odata.nextLink` from the first page to the last.
+struct PageReader {
+    client: Arc<DataverseClient>,
+    query: ODataQuery,
+    decoder: PageDecoder,
+    limit: Option<usize>,
+    pages: Count,
+    rows: Count,
+}
+
+impl PageReader {
+    /// Calls `emit` for each page's batch until the last page, the limit, or `emit` answering
+    /// false (the consumer is gone).
+    async fn run<F, Fut>(self, emit: F) -> Result<()>
+    where
+        F: Fn(datafusion::arrow::array::RecordBatch) -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let entity = self.query.entity_set.clone();
+        let prefer = self.query.preferences();
+        let mut url: Url = self.client.api_url(&self.query.relative_url());
+        let mut page_number = 1usize;
+        let mut remaining = self.limit;
+        loop {
+            let what = format!("page {page_number} of {entity}");
+            let response = self
+                .client
+                .get(&url, &prefer, &what)
+                .await
+                .map_err(|e| DataFusionError::External(Box::new(e)))?;
+            let decoder = self.decoder.clone();
+            let body = response.body;
+            // Decoding is CPU work: keep it off the I/O threads.
+            let page = tokio::task::spawn_blocking(move || decoder.decode(&body))
+                .await
+                .map_err(|e| DataFusionError::External(Box::new(e)))?
+                .map_err(|e| DataFusionError::External(format!("{what}: {e}").into()))?;
+            self.pages.add(1);
+            self.client.stats().rows.fetch_add(
+                page.batch.num_rows() as u64,
+                std::sync::atomic::Ordering::Relaxed,
+            );
+            let mut batch = page.batch;
+            if let Some(left) = remaining.as_mut() {
+                if batch.num_rows() > *left {
+                    batch = batch.slice(0, *left);
+                }
+                *left -= batch.num_rows();
+            }
+            self.rows.add(batch.num_rows());
+            if batch.num_rows() > 0 && !emit(batch).await {
+                return Ok(());
+            }
+            if remaining == Some(0) {
+                return Ok(());
+            }
+            let Some(next) = page.next_link else {
+                return Ok(());
+            };
+            url = Url::parse(&next).map_err(|e| {
+                DataFusionError::External(
+                    format!("{what}: the server's nextLink is not a URL ({e})").into(),
+                )
+            })?;
+            // The link is followed unchanged (reference §3), and only on our own origin.
+            self.client
+                .check_origin(&url)
+                .map_err(|e| DataFusionError::External(Box::new(e)))?;
+            page_number += 1;
+        }
+    }
+}

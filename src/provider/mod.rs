@@ -1,0 +1,11 @@
+//! The DataFusion side: a lazy schema of entity tables ([`catalog`]), the table provider
+//! ([`table`]), the scan plan ([`exec`]) and page decoding ([`decode`]).
+
+pub mod catalog;
+pub mod decode;
+pub mod exec;
+pub mod table;
+
+pub use catalog::DataverseSchema;
+pub use exec::DataverseScanExec;
+pub use table::{DataverseTable, ScanOptions};

@@ -1,0 +1,42 @@
+//! The simulated clock: real elapsed time plus whatever tests add with
+//! [`crate::sim::SimulatorHandle::advance_clock`]. Token expiry, change-token expiry and the
+//! timestamps of mutations all read this clock, so tests can jump days ahead.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Simulated wall clock.
+#[derive(Debug)]
+pub struct Clock {
+    start_unix: i64,
+    started: Instant,
+    advanced: Mutex<Duration>,
+}
+
+impl Clock {
+    /// A clock starting at the real current time (whole seconds).
+    pub fn new() -> Self {
+        Clock {
+            start_unix: chrono::Utc::now().timestamp(),
+            started: Instant::now(),
+            advanced: Mutex::new(Duration::ZERO),
+        }
+    }
+
+    /// Current simulated time in Unix seconds.
+    pub fn now(&self) -> i64 {
+        let adv = *self.advanced.lock().expect("clock lock");
+        self.start_unix + (self.started.elapsed() + adv).as_secs() as i64
+    }
+
+    /// Moves the clock forward.
+    pub fn advance(&self, by: Duration) {
+        *self.advanced.lock().expect("clock lock") += by;
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
