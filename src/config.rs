@@ -380,3 +380,18 @@ mod tests {
         assert!(missing.contains("DATAVERSE_URL"), "{missing}");
     }
 }
+
+#[cfg(feature = "simulator")]
+impl Config {
+    /// Settings for connecting to a running [`crate::sim::Simulator`].
+    pub fn for_simulator(sim: &crate::sim::SimulatorHandle) -> Config {
+        Config {
+            url: sim.url(),
+            tenant_id: sim.tenant_id().to_string(),
+            client_id: sim.client_id().to_string(),
+            client_secret_value: Secret::new(sim.client_secret()),
+            odata_maxpagesize: MAX_PAGE_SIZE,
+            authority_host: Some(sim.authority_host()),
+        }
+    }
+}

@@ -12,7 +12,7 @@ use datafusion_dataverse::sim::{RowCounts, Simulator, SimulatorHandle, Simulator
 use datafusion_dataverse::{Config, ConnectOptions, Dataverse, Secret};
 
 use cli::args::{Cli, Command, Format, RunArgs, SimulateArgs};
-use cli::exec::{Outcome, Session, one_line};
+use cli::exec::{Outcome, Session, is_broken_pipe, one_line};
 use cli::print::PrintOptions;
 
 fn main() -> ExitCode {
@@ -56,7 +56,8 @@ async fn run(cli: Cli) -> Result<(), String> {
             if !cli.run.quiet && is_interactive(&cli.run) {
                 print_demo_banner(&sim, rows);
             }
-            session(dataverse, &cli.run, "demo", None).await
+            // Only the prompt's history is kept; the simulator's metadata is not worth caching.
+            session(dataverse, &cli.run, "demo", state_dir(&cli.run)).await
         }
         None => {
             let config = match &cli.config {
@@ -119,14 +120,14 @@ async fn session(
     };
     if !args.commands.is_empty() || !args.files.is_empty() {
         for sql in &args.commands {
-            if session.run_script(sql).await.map_err(|e| one_line(&e))? == Outcome::Quit {
+            if finished(session.run_script(sql).await)? == Outcome::Quit {
                 return Ok(());
             }
         }
         for file in &args.files {
             let text = std::fs::read_to_string(file)
                 .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
-            if session.run_script(&text).await.map_err(|e| one_line(&e))? == Outcome::Quit {
+            if finished(session.run_script(&text).await)? == Outcome::Quit {
                 return Ok(());
             }
         }
@@ -138,7 +139,7 @@ async fn session(
         std::io::stdin()
             .read_to_string(&mut text)
             .map_err(|e| format!("cannot read standard input: {e}"))?;
-        session.run_script(&text).await.map_err(|e| one_line(&e))?;
+        finished(session.run_script(&text).await)?;
         return Ok(());
     }
     if let Some(dir) = &history_dir {
@@ -146,6 +147,15 @@ async fn session(
     }
     let history = history_dir.or_else(|| dirs::data_dir().map(|d| d.join("dvsql")));
     cli::repl::run(&mut session, history.as_deref(), name).await
+}
+
+/// A script's outcome for the caller: a closed stdout (`dvsql … | head`) ends the run quietly.
+fn finished(result: datafusion::error::Result<Outcome>) -> Result<Outcome, String> {
+    match result {
+        Ok(outcome) => Ok(outcome),
+        Err(e) if is_broken_pipe(&e) => Ok(Outcome::Quit),
+        Err(e) => Err(one_line(&e)),
+    }
 }
 
 async fn start_demo_simulator(accounts: usize, seed: u64) -> Result<SimulatorHandle, String> {
@@ -257,6 +267,13 @@ fn write_config_file(path: &std::path::Path, json: &str) -> Result<(), String> {
     let mut file = options
         .open(path)
         .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    // `mode` applies only when the file is created; an existing file may be readable by others.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| format!("cannot restrict {}: {e}", path.display()))?;
+    }
     file.write_all(json.as_bytes())
         .and_then(|_| file.write_all(b"\n"))
         .map_err(|e| format!("cannot write {}: {e}", path.display()))

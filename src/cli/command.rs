@@ -81,7 +81,8 @@ pub async fn run(session: &mut Session, line: &str) -> Result<Outcome> {
         }
         _ => {
             return Err(DataFusionError::Plan(format!(
-                "unknown command {line:?}; \\? lists the commands"
+                "unknown command {}; \\? lists the commands",
+                line.trim()
             )));
         }
     }

@@ -6,12 +6,13 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use datafusion::arrow::array::{AsArray, RecordBatch};
-use datafusion::arrow::datatypes::UInt64Type;
+use datafusion::arrow::datatypes::{SchemaRef, UInt64Type};
 use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::{DFParser, Statement};
 use datafusion::sql::sqlparser::dialect::GenericDialect;
+use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
 use datafusion_dataverse::Dataverse;
 use futures::StreamExt;
 
@@ -19,6 +20,21 @@ use super::args::Format;
 use super::command;
 use super::print::PrintOptions;
 use super::progress::Progress;
+
+/// Whether `sql` holds only whole statements: nothing but whitespace and comments, or a last
+/// token of `;` (outside strings and comments, which is why it tokenizes rather than looks
+/// at the last character).
+pub fn is_complete(sql: &str) -> bool {
+    let Ok(tokens) = Tokenizer::new(&GenericDialect {}, sql).tokenize() else {
+        // An unterminated string or comment: more lines are to come.
+        return false;
+    };
+    tokens
+        .iter()
+        .rev()
+        .find(|t| !matches!(t, Token::Whitespace(_)))
+        .is_none_or(|t| *t == Token::SemiColon)
+}
 
 /// What the caller should do after a script.
 #[derive(Debug, PartialEq, Eq)]
@@ -43,11 +59,16 @@ impl Session {
         let mut sql = String::new();
         for line in text.lines() {
             let trimmed = line.trim();
-            if trimmed.starts_with('\\') && sql.trim().is_empty() {
+            // A backslash line is a command when the statements before it are complete; they
+            // run first, so `SELECT …;` then `\pset format csv` apply in order.
+            if trimmed.starts_with('\\') && is_complete(&sql) {
+                if !sql.trim().is_empty() {
+                    self.run_sql(&sql).await?;
+                    sql.clear();
+                }
                 if command::run(self, trimmed).await? == Outcome::Quit {
                     return Ok(Outcome::Quit);
                 }
-                sql.clear();
                 continue;
             }
             sql.push_str(line);
@@ -61,7 +82,8 @@ impl Session {
 
     /// Parses and runs every statement in `sql`.
     pub async fn run_sql(&mut self, sql: &str) -> Result<()> {
-        let statements = DFParser::parse_sql_with_dialect(sql, &GenericDialect {})?;
+        let statements =
+            DFParser::parse_sql_with_dialect(sql, &GenericDialect {}).map_err(syntax_error)?;
         for statement in statements {
             self.run_statement(statement).await?;
         }
@@ -77,7 +99,7 @@ impl Session {
         let progress = Progress::start(self.progress, self.dataverse.clone());
         let run = async {
             let mut stream = df.execute_stream().await?;
-            let mut sink = Sink::new(&self.print, kind);
+            let mut sink = Sink::new(&self.print, kind, stream.schema());
             while let Some(batch) = stream.next().await {
                 sink.push(batch?)?;
             }
@@ -142,6 +164,8 @@ impl StatementKind {
 /// JSON stream straight to stdout so large exports never sit in memory.
 struct Sink {
     kind: StatementKind,
+    /// Printed as an empty table (or a CSV header) when no batch arrives.
+    schema: SchemaRef,
     format: Format,
     kept: Vec<RecordBatch>,
     kept_rows: usize,
@@ -152,9 +176,10 @@ struct Sink {
 }
 
 impl Sink {
-    fn new(print: &PrintOptions, kind: StatementKind) -> Self {
+    fn new(print: &PrintOptions, kind: StatementKind, schema: SchemaRef) -> Self {
         Self {
             kind,
+            schema,
             format: print.format,
             kept: Vec::new(),
             kept_rows: 0,
@@ -195,16 +220,24 @@ impl Sink {
     }
 
     fn finish(&self, print: &PrintOptions) -> Result<()> {
-        if self.kind == StatementKind::Copy {
+        if self.kind != StatementKind::Query {
             return Ok(());
         }
+        let empty;
+        let kept = if self.kept.is_empty() && !self.schema.fields().is_empty() {
+            // No batch arrived: still show the columns (a table header, a CSV header).
+            empty = [RecordBatch::new_empty(self.schema.clone())];
+            &empty[..]
+        } else {
+            &self.kept[..]
+        };
         let stdout = std::io::stdout();
         let mut out = stdout.lock();
         match self.format {
             Format::Table => {
                 let mut options = print.clone();
                 options.max_rows = print.max_rows;
-                let mut batches = self.kept.clone();
+                let mut batches = kept.to_vec();
                 let total = self.rows;
                 // The printer needs to know the total to say how many rows were cut.
                 if print.max_rows > 0 && total > print.max_rows {
@@ -212,11 +245,11 @@ impl Sink {
                 }
                 options.print_table_with_total(&mut out, &batches, total)?;
             }
-            Format::Json => print.print(&mut out, &self.kept)?,
+            Format::Json => print.print(&mut out, kept)?,
             Format::Csv | Format::Ndjson => {
-                if !self.streamed && self.kind == StatementKind::Query {
+                if !self.streamed {
                     // An empty result still gets its CSV header.
-                    print.print(&mut out, &self.kept)?;
+                    print.print(&mut out, kept)?;
                 }
             }
         }
@@ -283,6 +316,33 @@ fn requests_note(stats: &datafusion_dataverse::StatsSnapshot) -> String {
         ));
     }
     note
+}
+
+/// The parser's error reads `SQL error: ParserError("…")` (its Debug form); say it plainly.
+fn syntax_error(error: DataFusionError) -> DataFusionError {
+    match error {
+        DataFusionError::SQL(e, _) => {
+            let text = e.to_string();
+            let text = text.strip_prefix("sql parser error: ").unwrap_or(&text);
+            DataFusionError::Plan(format!("syntax error: {text}"))
+        }
+        other => other,
+    }
+}
+
+/// Whether writing the results failed because the reader went away (`dvsql … | head`): not
+/// an error to report, just a reason to stop.
+pub fn is_broken_pipe(error: &DataFusionError) -> bool {
+    let io = match error.find_root() {
+        DataFusionError::IoError(e) => Some(e),
+        DataFusionError::ArrowError(e, _) => match e.as_ref() {
+            datafusion::arrow::error::ArrowError::IoError(_, e) => Some(e),
+            _ => None,
+        },
+        DataFusionError::External(e) => e.downcast_ref::<std::io::Error>(),
+        _ => None,
+    };
+    io.is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
 }
 
 /// One line for a user: DataFusion's nesting ("External error: …") and line breaks removed.

@@ -10,6 +10,8 @@ use rustyline::hint::Hinter;
 use rustyline::validate::{ValidationContext, ValidationResult, Validator};
 use rustyline::{Context, Helper};
 
+use super::exec::is_complete;
+
 const KEYWORDS: &[&str] = &[
     "SELECT",
     "FROM",
@@ -150,10 +152,9 @@ impl Validator for SqlHelper {
     }
 }
 
-/// Complete when empty, a backslash command, or ending in `;`.
+/// Complete when empty, a backslash command, or ending in `;` (comments after it allowed).
 pub fn statement_state(input: &str) -> ValidationResult {
-    let trimmed = input.trim();
-    if trimmed.is_empty() || trimmed.starts_with('\\') || trimmed.ends_with(';') {
+    if input.trim_start().starts_with('\\') || is_complete(input) {
         ValidationResult::Valid(None)
     } else {
         ValidationResult::Incomplete

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::catalog::{MemorySchemaProvider, SchemaProvider};
-use datafusion::datasource::TableProvider;
+use datafusion::datasource::{TableProvider, TableType};
 use datafusion::error::{DataFusionError, Result};
 
 use super::table::{DataverseTable, ScanOptions};
@@ -74,6 +74,19 @@ impl SchemaProvider for DataverseSchema {
                 None => Ok(None),
             },
         }
+    }
+
+    /// Answered from the entity list: `SHOW TABLES` and `information_schema.tables` must not
+    /// fetch every entity's columns.
+    async fn table_type(&self, name: &str) -> Result<Option<TableType>> {
+        if self.user_tables.table_exist(name) {
+            return self.user_tables.table_type(name).await;
+        }
+        Ok(self
+            .entity_names()
+            .iter()
+            .any(|n| n == name)
+            .then_some(TableType::Base))
     }
 
     fn register_table(

@@ -1,0 +1,81 @@
+//! Shared set-up for end-to-end tests: a simulator on an ephemeral port and a connection to it.
+
+#![allow(dead_code)]
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+use datafusion::prelude::SessionContext;
+use datafusion_dataverse::sim::{RowCounts, Simulator, SimulatorHandle, SimulatorOptions};
+use datafusion_dataverse::{Config, ConnectOptions, Dataverse};
+
+pub async fn simulator(rows: RowCounts) -> SimulatorHandle {
+    Simulator::start(SimulatorOptions {
+        rows,
+        ..Default::default()
+    })
+    .await
+    .expect("simulator starts")
+}
+
+pub fn small() -> RowCounts {
+    RowCounts {
+        accounts: 300,
+        contacts: 200,
+        opportunities: 100,
+        systemusers: 10,
+        widgets: 120,
+    }
+}
+
+pub async fn connect(sim: &SimulatorHandle) -> Dataverse {
+    Dataverse::connect(Config::for_simulator(sim))
+        .await
+        .expect("connects")
+}
+
+pub async fn connect_with(sim: &SimulatorHandle, options: ConnectOptions) -> Dataverse {
+    Dataverse::connect_with(Config::for_simulator(sim), options)
+        .await
+        .expect("connects")
+}
+
+pub async fn query(ctx: &SessionContext, sql: &str) -> Vec<RecordBatch> {
+    ctx.sql(sql)
+        .await
+        .unwrap_or_else(|e| panic!("planning {sql}: {e}"))
+        .collect()
+        .await
+        .unwrap_or_else(|e| panic!("running {sql}: {e}"))
+}
+
+/// Every value as display text (NULL as "NULL"), row by row.
+pub fn rows(batches: &[RecordBatch]) -> Vec<Vec<String>> {
+    let options = FormatOptions::default().with_null("NULL");
+    let mut out = Vec::new();
+    for b in batches {
+        let formatters: Vec<_> = b
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options).unwrap())
+            .collect();
+        for r in 0..b.num_rows() {
+            out.push(formatters.iter().map(|f| f.value(r).to_string()).collect());
+        }
+    }
+    out
+}
+
+/// The Web API requests (not the token endpoint) logged since the last clear.
+pub fn api_requests(sim: &SimulatorHandle) -> Vec<datafusion_dataverse::sim::LoggedRequest> {
+    sim.requests()
+        .into_iter()
+        .filter(|r| r.path.contains("/api/data/"))
+        .collect()
+}
+
+pub fn param<'a>(r: &'a datafusion_dataverse::sim::LoggedRequest, name: &str) -> Option<&'a str> {
+    r.query
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
