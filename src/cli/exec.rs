@@ -10,7 +10,7 @@ use datafusion::arrow::datatypes::{SchemaRef, UInt64Type};
 use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionContext;
-use datafusion::sql::parser::{DFParser, Statement};
+use datafusion::sql::parser::{DFParserBuilder, Statement};
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
 use datafusion_dataverse::Dataverse;
@@ -80,14 +80,31 @@ impl Session {
         Ok(Outcome::Continue)
     }
 
-    /// Parses and runs every statement in `sql`.
+    /// Parses and runs the statements in `sql` one at a time, so that those before a syntax
+    /// error have run when it is reported (as in psql). The loop is `DFParser::parse_statements`
+    /// with each statement run as soon as it is parsed and its end found.
     pub async fn run_sql(&mut self, sql: &str) -> Result<()> {
-        let statements =
-            DFParser::parse_sql_with_dialect(sql, &GenericDialect {}).map_err(syntax_error)?;
-        for statement in statements {
+        let dialect = GenericDialect {};
+        let mut parser = DFParserBuilder::new(sql)
+            .with_dialect(&dialect)
+            .build()
+            .map_err(syntax_error)?;
+        loop {
+            while parser.parser.consume_token(&Token::SemiColon) {}
+            if parser.parser.peek_token() == Token::EOF {
+                return Ok(());
+            }
+            let statement = parser.parse_statement().map_err(syntax_error)?;
+            // `SELECT 1 SELECT 2` is one bad statement, not a good one followed by an error.
+            let next = parser.parser.peek_token();
+            if next != Token::SemiColon && next != Token::EOF {
+                return Err(DataFusionError::Plan(format!(
+                    "syntax error: Expected: end of statement, found: {next}{}",
+                    next.span.start
+                )));
+            }
             self.run_statement(statement).await?;
         }
-        Ok(())
     }
 
     async fn run_statement(&mut self, statement: Statement) -> Result<()> {
@@ -320,14 +337,12 @@ fn requests_note(stats: &datafusion_dataverse::StatsSnapshot) -> String {
 
 /// The parser's error reads `SQL error: ParserError("…")` (its Debug form); say it plainly.
 fn syntax_error(error: DataFusionError) -> DataFusionError {
-    match error {
-        DataFusionError::SQL(e, _) => {
-            let text = e.to_string();
-            let text = text.strip_prefix("sql parser error: ").unwrap_or(&text);
-            DataFusionError::Plan(format!("syntax error: {text}"))
-        }
-        other => other,
+    if let DataFusionError::SQL(e, _) = error.find_root() {
+        let text = e.to_string();
+        let text = text.strip_prefix("sql parser error: ").unwrap_or(&text);
+        return DataFusionError::Plan(format!("syntax error: {text}"));
     }
+    error
 }
 
 /// Whether writing the results failed because the reader went away (`dvsql … | head`): not
