@@ -299,6 +299,21 @@ fn warn_if_readable_by_others(path: &Path) {
 #[cfg(not(unix))]
 fn warn_if_readable_by_others(_path: &Path) {}
 
+#[cfg(feature = "simulator")]
+impl Config {
+    /// Settings for connecting to a running [`crate::sim::Simulator`].
+    pub fn for_simulator(sim: &crate::sim::SimulatorHandle) -> Config {
+        Config {
+            url: sim.url(),
+            tenant_id: sim.tenant_id().to_string(),
+            client_id: sim.client_id().to_string(),
+            client_secret_value: Secret::new(sim.client_secret()),
+            odata_maxpagesize: MAX_PAGE_SIZE,
+            authority_host: Some(sim.authority_host()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -378,20 +393,5 @@ mod tests {
         assert_eq!(c.environment_key(), "org.crm4.dynamics.com");
         let missing = Config::from_lookup(|_| None).unwrap_err().to_string();
         assert!(missing.contains("DATAVERSE_URL"), "{missing}");
-    }
-}
-
-#[cfg(feature = "simulator")]
-impl Config {
-    /// Settings for connecting to a running [`crate::sim::Simulator`].
-    pub fn for_simulator(sim: &crate::sim::SimulatorHandle) -> Config {
-        Config {
-            url: sim.url(),
-            tenant_id: sim.tenant_id().to_string(),
-            client_id: sim.client_id().to_string(),
-            client_secret_value: Secret::new(sim.client_secret()),
-            odata_maxpagesize: MAX_PAGE_SIZE,
-            authority_host: Some(sim.authority_host()),
-        }
     }
 }

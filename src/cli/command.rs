@@ -5,6 +5,7 @@ use std::sync::Arc;
 use datafusion::arrow::array::{RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::error::{DataFusionError, Result};
+use datafusion_dataverse::provider::catalog::closest;
 
 use super::args::Format;
 use super::exec::{Outcome, Session};
@@ -122,13 +123,22 @@ async fn list_tables(session: &Session) -> Result<()> {
 }
 
 async fn describe(session: &Session, name: &str) -> Result<()> {
-    let table = session
-        .dataverse
-        .metadata()
+    let metadata = session.dataverse.metadata();
+    let Some(table) = metadata
         .table(name)
         .await
         .map_err(|e| DataFusionError::External(Box::new(e)))?
-        .ok_or_else(|| DataFusionError::Plan(format!("no table named {name}")))?;
+    else {
+        // The same hint as `SELECT … FROM acount` gives.
+        let known: Vec<String> = metadata
+            .entities_loaded()
+            .map(|list| list.iter().map(|e| e.logical_name.clone()).collect())
+            .unwrap_or_default();
+        return Err(DataFusionError::Plan(match closest(name, &known) {
+            Some(hint) => format!("table '{name}' not found; did you mean '{hint}'?"),
+            None => format!("table '{name}' not found; \\d lists the tables"),
+        }));
+    };
     let rows = table
         .columns
         .iter()

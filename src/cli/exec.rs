@@ -382,6 +382,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn statements_are_complete_at_a_semicolon_outside_strings_and_comments() {
+        assert!(is_complete(""));
+        assert!(is_complete("-- only a comment\n"));
+        assert!(is_complete("SELECT 1;"));
+        assert!(is_complete("SELECT 1; -- done\n"));
+        assert!(!is_complete("SELECT 1"));
+        assert!(!is_complete("SELECT ';"));
+        assert!(!is_complete("SELECT 1 /* ; */"));
+    }
+
+    #[test]
     fn errors_become_one_line() {
         assert_eq!(
             one_line(&"External error: cannot reach\n  http://x"),

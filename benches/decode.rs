@@ -1,0 +1,125 @@
+//! Page decoding throughput (issue 7): one Web API response body → one Arrow `RecordBatch`.
+//!
+//! The pages are real: a simulator is started once, and a full 5,000-row page of `accounts`
+//! (every column, so every attribute type the entity has) and of `new_widgets` (the custom
+//! entity, with the types `account` lacks) is fetched through the library's own client with
+//! the same `$select` a `SELECT *` sends. Only `PageDecoder::decode` is timed, on those bytes.
+//! Throughput is reported both in bytes (MB/s of page JSON, the issue's 250 MB/s-per-core
+//! target) and in elements (rows/s).
+//!
+//! A `serde_json::Value` parse of the same bytes is measured beside as a reference: it is what
+//! a naive decoder would spend before building a single Arrow array.
+//!
+//! ```sh
+//! cargo bench --bench decode -- --warm-up-time 1 --measurement-time 5
+//! ```
+
+use bytes::Bytes;
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use datafusion_dataverse::config::MAX_PAGE_SIZE;
+use datafusion_dataverse::odata::ODataQuery;
+use datafusion_dataverse::provider::decode::PageDecoder;
+use datafusion_dataverse::sim::{RowCounts, Simulator, SimulatorOptions};
+use datafusion_dataverse::{Config, Dataverse};
+
+/// One fetched page and the decoder a `SELECT *` scan of its table would use.
+struct Page {
+    table: &'static str,
+    body: Bytes,
+    rows: usize,
+    decoder: PageDecoder,
+}
+
+/// Starts a simulator with one full page of each table and fetches it as the provider would.
+fn fetch_pages() -> Vec<Page> {
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    runtime.block_on(async {
+        let sim = Simulator::start(SimulatorOptions {
+            rows: RowCounts {
+                accounts: MAX_PAGE_SIZE as usize,
+                widgets: MAX_PAGE_SIZE as usize,
+                ..RowCounts::accounts_only(0)
+            },
+            ..Default::default()
+        })
+        .await
+        .expect("simulator starts");
+        let dv = Dataverse::connect(Config::for_simulator(&sim))
+            .await
+            .expect("connects to the simulator");
+        let mut pages = Vec::new();
+        for table in ["account", "new_widget"] {
+            let def = dv
+                .metadata()
+                .table(table)
+                .await
+                .expect("metadata")
+                .expect("table exists");
+            let wire: Vec<_> = def
+                .columns
+                .iter()
+                .map(|c| (c.odata_name.clone(), c.kind))
+                .collect();
+            let query = ODataQuery {
+                entity_set: def.entity.entity_set.clone(),
+                select: def.columns.iter().map(|c| c.odata_name.clone()).collect(),
+                filter: None,
+                top: None,
+                page_size: MAX_PAGE_SIZE,
+                track_changes: false,
+                annotations: None,
+            };
+            let url = dv.client().api_url(&query.relative_url());
+            let response = dv
+                .client()
+                .get(&url, &query.preferences(), "benchmark page")
+                .await
+                .expect("page fetched");
+            let decoder = PageDecoder::new(def.schema.clone(), &wire);
+            // Decode once up front: a page that does not decode, or is not full, would make
+            // the figures meaningless.
+            let rows = decoder
+                .decode(&response.body)
+                .expect("page decodes")
+                .batch
+                .num_rows();
+            assert_eq!(rows, MAX_PAGE_SIZE as usize, "{table}: a full page");
+            pages.push(Page {
+                table,
+                body: response.body,
+                rows,
+                decoder,
+            });
+        }
+        pages
+    })
+}
+
+fn decode_pages(c: &mut Criterion) {
+    for page in fetch_pages() {
+        eprintln!(
+            "{}: {} rows, {} columns, {} bytes ({:.0} bytes/row)",
+            page.table,
+            page.rows,
+            page.decoder.schema().fields().len(),
+            page.body.len(),
+            page.body.len() as f64 / page.rows as f64
+        );
+        let mut group = c.benchmark_group(format!("decode/{}", page.table));
+        // Both units from one measurement: MB/s for the per-core target, rows/s for scale.
+        group.throughput(Throughput::ElementsAndBytes {
+            elements: page.rows as u64,
+            bytes: page.body.len() as u64,
+        });
+        group.bench_function("page_decoder", |b| {
+            b.iter(|| page.decoder.decode(&page.body).expect("decodes"))
+        });
+        group.bench_function("serde_json_value", |b| {
+            b.iter(|| serde_json::from_slice::<serde_json::Value>(&page.body).expect("parses"))
+        });
+        group.finish();
+    }
+}
+
+criterion_group!(benches, decode_pages);
+criterion_main!(benches);

@@ -1,0 +1,546 @@
+//! End-to-end scan benchmark (issue 7): the client against the simulator, side by side with
+//! the floor (a bare HTTP fetch) and the Python reference, in one run.
+//!
+//! ```sh
+//! cargo bench --bench scan                                  # 200,000 accounts, 5 runs
+//! DVSQL_BENCH_ROWS=20000 DVSQL_BENCH_RUNS=2 cargo bench --bench scan   # a quick look
+//! ```
+//!
+//! The simulator runs in-process with `page_cache` on, so after one warm-up pass it serves
+//! pre-rendered pages and the figures measure the client, not the server (issue 2). Every
+//! phase runs once unmeasured first (which also fills the cache for each distinct request),
+//! then the phases are interleaved run by run, so that a disturbance from other work on the
+//! machine spreads over all rows instead of spoiling one. Rows:
+//!
+//! * (a) `raw fetch`: reqwest, reads each body and finds `@odata.nextLink` in its tail: the
+//!   floor, what any client must spend on the wire;
+//! * (b) `SELECT *`: a full scan through DataFusion, every column decoded, the stream counted;
+//! * (c) `COPY … TO parquet`;
+//! * (d) a selective query with filter pushdown on and off;
+//! * (e) `benches/python_json_baseline.py`: urllib + `json.loads` of the same pages.
+//!
+//! Peak RSS is the process's `VmHWM`. It is reset before each phase through
+//! `/proc/self/clear_refs` (Linux ≥ 4.0), so each figure is the peak during that phase; where
+//! the reset is refused the figure is cumulative and the table says so. The process includes
+//! the simulator, its data and its page cache, so the baseline RSS is printed too.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use datafusion::prelude::SessionContext;
+use datafusion_dataverse::config::MAX_PAGE_SIZE;
+use datafusion_dataverse::odata::ODataQuery;
+use datafusion_dataverse::sim::{RowCounts, Simulator, SimulatorHandle, SimulatorOptions};
+use datafusion_dataverse::{Config, Dataverse};
+use futures::StreamExt;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Default size of the scanned table: the issue's 200,000 accounts (≈150 MB of JSON).
+const DEFAULT_ROWS: usize = 200_000;
+/// Default number of measured runs per phase (after one warm-up run).
+const DEFAULT_RUNS: usize = 5;
+/// The selective query of row (d): about 1% of accounts have revenue above 9.9 M.
+const SELECTIVE_SQL: &str = "SELECT name, revenue FROM account WHERE revenue > 9900000";
+/// The Python reference script, relative to the package root.
+const PYTHON_SCRIPT: &str = "benches/python_json_baseline.py";
+
+/// What one run of one phase did.
+#[derive(Clone, Copy, Debug, Default)]
+struct Sample {
+    elapsed: Duration,
+    rows: u64,
+    /// Page JSON bytes received.
+    bytes: u64,
+    requests: u64,
+    /// Seconds spent in `json.loads` alone (Python row only).
+    parse: Option<Duration>,
+    /// Peak RSS of a child process (Python row only), KiB.
+    child_peak_kib: Option<u64>,
+}
+
+/// The phases of one run, in the order they are run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    RawFetch,
+    SelectAll,
+    CopyParquet,
+    SelectivePushdown,
+    SelectiveNoPushdown,
+    PythonJson,
+}
+
+impl Phase {
+    fn label(self) -> &'static str {
+        match self {
+            Phase::RawFetch => "(a) raw fetch (reqwest, bytes only)",
+            Phase::SelectAll => "(b) SELECT * (DataFusion, all columns)",
+            Phase::CopyParquet => "(c) COPY (SELECT *) TO parquet",
+            Phase::SelectivePushdown => "(d) selective, pushdown on",
+            Phase::SelectiveNoPushdown => "(d) selective, pushdown off",
+            Phase::PythonJson => "(e) Python urllib + json.loads",
+        }
+    }
+}
+
+/// Everything the phases share.
+struct Bench {
+    dv: Dataverse,
+    ctx: SessionContext,
+    http: reqwest::Client,
+    token: String,
+    /// First page of the all-columns query, exactly as the provider sends it.
+    first_page_url: String,
+    prefer: String,
+    out_dir: tempfile::TempDir,
+    python: Option<PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> Result<(), BoxError> {
+    let rows = env_usize("DVSQL_BENCH_ROWS", DEFAULT_ROWS);
+    let runs = env_usize("DVSQL_BENCH_RUNS", DEFAULT_RUNS).max(1);
+    println!("scan benchmark: {rows} accounts, {runs} measured runs per phase (+1 warm-up)");
+    print_rss("before the simulator");
+
+    let started = Instant::now();
+    let sim = start_simulator(rows, true).await?;
+    println!(
+        "simulator with page cache up in {:.2} s",
+        started.elapsed().as_secs_f64()
+    );
+    print_rss("simulator started");
+
+    let bench = Bench::new(&sim).await?;
+    let mut phases = vec![
+        Phase::RawFetch,
+        Phase::SelectAll,
+        Phase::CopyParquet,
+        Phase::SelectivePushdown,
+        Phase::SelectiveNoPushdown,
+    ];
+    if bench.python.is_some() {
+        phases.push(Phase::PythonJson);
+    } else {
+        println!("(e) skipped: no python3 on PATH");
+    }
+
+    let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); phases.len()];
+    let mut peaks: Vec<u64> = vec![0; phases.len()];
+    let peak_is_per_phase = reset_peak_rss();
+    for run in 0..=runs {
+        for (i, &phase) in phases.iter().enumerate() {
+            reset_peak_rss();
+            let sample = bench.run(phase).await?;
+            peaks[i] = peaks[i].max(proc_status_kib("VmHWM").unwrap_or(0));
+            if run == 0 {
+                // The warm-up run fills the page cache; its time says how fast the simulator
+                // renders, which is printed for BENCHMARKS.md but not measured further.
+                println!(
+                    "warm-up {:<40} {:>8.3} s  {:>4} requests  {:>11} bytes  {:>7} rows",
+                    phase.label(),
+                    sample.elapsed.as_secs_f64(),
+                    sample.requests,
+                    sample.bytes,
+                    sample.rows
+                );
+            } else {
+                samples[i].push(sample);
+            }
+        }
+    }
+    print_rss("after the cached phases");
+
+    let floor = median(&samples[0]);
+    println!();
+    println!(
+        "{runs} runs; time = median (min–max); ratio = median / median of (a); peak RSS = {}",
+        if peak_is_per_phase {
+            "VmHWM during the phase (reset before each), simulator and its cache included"
+        } else {
+            "VmHWM so far (cumulative: reset refused), simulator and its cache included"
+        }
+    );
+    print_header();
+    for (i, &phase) in phases.iter().enumerate() {
+        print_row(phase.label(), &samples[i], floor, peaks[i]);
+        if phase == Phase::PythonJson
+            && let Some(last) = samples[i].last()
+        {
+            let parse: Vec<f64> = samples[i]
+                .iter()
+                .filter_map(|s| s.parse.map(|d| d.as_secs_f64()))
+                .collect();
+            println!(
+                "    of which json.loads alone: median {:.3} s; Python's own peak RSS {} MiB",
+                median_f64(&parse),
+                last.child_peak_kib.unwrap_or(0) / 1024
+            );
+        }
+    }
+    print_targets(&phases, &samples);
+
+    // The simulator's serving speed without its cache (issue 2): a fresh instance, after the
+    // cached one is gone so its memory does not count twice.
+    drop(bench);
+    drop(sim);
+    let sim = start_simulator(rows, false).await?;
+    let bench = Bench::new(&sim).await?;
+    let mut uncached = Vec::new();
+    for run in 0..=runs {
+        let sample = bench.run(Phase::RawFetch).await?;
+        if run > 0 {
+            uncached.push(sample);
+        }
+    }
+    println!();
+    println!("simulator serving speed without page cache (every page rendered anew):");
+    print_header();
+    print_row(
+        "(a') raw fetch, no page cache",
+        &uncached,
+        floor,
+        proc_status_kib("VmHWM").unwrap_or(0),
+    );
+    Ok(())
+}
+
+impl Bench {
+    /// Connects the library, signs in the bare client and prepares the output directory.
+    async fn new(sim: &SimulatorHandle) -> Result<Self, BoxError> {
+        let config = Config::for_simulator(sim);
+        let dv = Dataverse::connect(config.clone()).await?;
+        let ctx = dv.session_context()?;
+        let http = reqwest::Client::new();
+        let token = fetch_token(&http, &config).await?;
+
+        // The same request the provider sends for `SELECT *`, so that (a), (b), (c) and (e)
+        // read the very same cached pages and differ only in what the client does with them.
+        let def = dv
+            .metadata()
+            .table("account")
+            .await?
+            .ok_or("no account table")?;
+        let query = ODataQuery {
+            entity_set: def.entity.entity_set.clone(),
+            select: def.columns.iter().map(|c| c.odata_name.clone()).collect(),
+            filter: None,
+            top: None,
+            page_size: MAX_PAGE_SIZE,
+            track_changes: false,
+            annotations: None,
+        };
+        let first_page_url = dv.client().api_url(&query.relative_url()).to_string();
+        Ok(Self {
+            dv,
+            ctx,
+            http,
+            token,
+            first_page_url,
+            prefer: format!("odata.maxpagesize={MAX_PAGE_SIZE}"),
+            out_dir: tempfile::tempdir()?,
+            python: find_python(),
+        })
+    }
+
+    async fn run(&self, phase: Phase) -> Result<Sample, BoxError> {
+        match phase {
+            Phase::RawFetch => self.raw_fetch().await,
+            Phase::SelectAll => self.sql_counted("SELECT * FROM account", true).await,
+            Phase::CopyParquet => self.copy_parquet().await,
+            Phase::SelectivePushdown => self.sql_counted(SELECTIVE_SQL, true).await,
+            Phase::SelectiveNoPushdown => self.sql_counted(SELECTIVE_SQL, false).await,
+            Phase::PythonJson => self.python_json().await,
+        }
+    }
+
+    /// Row (a): every page, bytes read in full and dropped.
+    async fn raw_fetch(&self) -> Result<Sample, BoxError> {
+        let started = Instant::now();
+        let mut sample = Sample::default();
+        let mut next = Some(self.first_page_url.clone());
+        while let Some(url) = next {
+            let response = self
+                .http
+                .get(&url)
+                .bearer_auth(&self.token)
+                .header("Prefer", &self.prefer)
+                .header("Accept", "application/json")
+                .send()
+                .await?
+                .error_for_status()?;
+            let body = response.bytes().await?;
+            sample.requests += 1;
+            sample.bytes += body.len() as u64;
+            next = next_link_in_tail(&body)?;
+        }
+        sample.elapsed = started.elapsed();
+        Ok(sample)
+    }
+
+    /// Rows (b) and (d): plans and runs `sql`, counting the stream's rows without keeping
+    /// the batches, so memory is the client's streaming footprint and not the result's.
+    async fn sql_counted(&self, sql: &str, pushdown: bool) -> Result<Sample, BoxError> {
+        self.dv.set_pushdown(pushdown);
+        let before = self.dv.stats();
+        let started = Instant::now();
+        let mut stream = self.ctx.sql(sql).await?.execute_stream().await?;
+        let mut rows = 0u64;
+        while let Some(batch) = stream.next().await {
+            rows += batch?.num_rows() as u64;
+        }
+        let elapsed = started.elapsed();
+        self.dv.set_pushdown(true);
+        let after = self.dv.stats();
+        Ok(Sample {
+            elapsed,
+            rows,
+            bytes: after.bytes - before.bytes,
+            requests: after.requests - before.requests,
+            ..Sample::default()
+        })
+    }
+
+    /// Row (c): the whole table to one Parquet file, removed afterwards.
+    async fn copy_parquet(&self) -> Result<Sample, BoxError> {
+        let path = self.out_dir.path().join("a.parquet");
+        let sql = format!(
+            "COPY (SELECT * FROM account) TO '{}'",
+            path.to_str().ok_or("temp path is not UTF-8")?
+        );
+        let before = self.dv.stats();
+        let started = Instant::now();
+        self.ctx.sql(&sql).await?.collect().await?;
+        let elapsed = started.elapsed();
+        let after = self.dv.stats();
+        std::fs::remove_file(&path)?;
+        Ok(Sample {
+            elapsed,
+            rows: after.rows - before.rows,
+            bytes: after.bytes - before.bytes,
+            requests: after.requests - before.requests,
+            ..Sample::default()
+        })
+    }
+
+    /// Row (e): the Python script as a child process; its own timer excludes interpreter
+    /// start-up, which a long-running connector would not pay per scan either.
+    async fn python_json(&self) -> Result<Sample, BoxError> {
+        let python = self.python.as_deref().ok_or("no python3")?;
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join(PYTHON_SCRIPT);
+        // tokio's process API: a blocking wait would stall a runtime worker that the
+        // in-process simulator needs to serve the script's requests.
+        let output = tokio::process::Command::new(python)
+            .arg(script)
+            .arg(&self.first_page_url)
+            .arg(&self.prefer)
+            .env("DVSQL_BENCH_TOKEN", &self.token)
+            .stdin(Stdio::null())
+            .output()
+            .await?;
+        if !output.status.success() {
+            return Err(format!(
+                "{PYTHON_SCRIPT} failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            )
+            .into());
+        }
+        let report: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+        let number = |key: &str| report[key].as_f64().unwrap_or(0.0);
+        Ok(Sample {
+            elapsed: Duration::from_secs_f64(number("seconds")),
+            rows: number("rows") as u64,
+            bytes: number("bytes") as u64,
+            requests: number("pages") as u64,
+            parse: Some(Duration::from_secs_f64(number("parse_seconds"))),
+            child_peak_kib: Some(number("peak_rss_kib") as u64),
+        })
+    }
+}
+
+async fn start_simulator(rows: usize, page_cache: bool) -> Result<SimulatorHandle, BoxError> {
+    Ok(Simulator::start(SimulatorOptions {
+        rows: RowCounts::accounts_only(rows),
+        page_cache,
+        // The benchmark is one client: lift the per-window request cap (6,000 / 300 s by
+        // default) so repeated scans are never throttled.
+        request_limit: usize::MAX,
+        ..Default::default()
+    })
+    .await?)
+}
+
+/// Client credentials against the simulator's token endpoint (reference §9.1).
+async fn fetch_token(http: &reqwest::Client, config: &Config) -> Result<String, BoxError> {
+    let form = [
+        ("grant_type", "client_credentials"),
+        ("client_id", config.client_id.as_str()),
+        ("client_secret", config.client_secret_value.expose()),
+        ("scope", &config.scope()),
+    ];
+    let reply: serde_json::Value = http
+        .post(config.token_url())
+        .form(&form)
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    Ok(reply["access_token"]
+        .as_str()
+        .ok_or("token reply without access_token")?
+        .to_string())
+}
+
+/// `@odata.nextLink` sits after the `value` array, so only the last few kilobytes are
+/// searched: the floor must not pay for a scan of the whole body.
+fn next_link_in_tail(body: &[u8]) -> Result<Option<String>, BoxError> {
+    const KEY: &[u8] = b"\"@odata.nextLink\":\"";
+    let tail = &body[body.len().saturating_sub(4096)..];
+    let Some(at) = tail.windows(KEY.len()).rposition(|w| w == KEY) else {
+        return Ok(None);
+    };
+    let rest = &tail[at + KEY.len() - 1..];
+    // The link is a JSON string: its end is the first unescaped quote after the opening one.
+    let mut end = 1;
+    while end < rest.len() && rest[end] != b'"' {
+        end += if rest[end] == b'\\' { 2 } else { 1 };
+    }
+    let quoted = rest.get(..=end).ok_or("nextLink cut off")?;
+    Ok(Some(serde_json::from_slice(quoted)?))
+}
+
+fn find_python() -> Option<PathBuf> {
+    std::process::Command::new("python3")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .ok()
+        .filter(|s| s.success())
+        .map(|_| PathBuf::from("python3"))
+}
+
+fn env_usize(name: &str, default: usize) -> usize {
+    match std::env::var(name) {
+        Ok(v) => v
+            .replace('_', "")
+            .parse()
+            .unwrap_or_else(|_| panic!("{name} must be a number, got {v:?}")),
+        Err(_) => default,
+    }
+}
+
+/// A `kB` field of `/proc/self/status` (`VmRSS`, `VmHWM`).
+fn proc_status_kib(field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status.lines().find_map(|line| {
+        let rest = line.strip_prefix(field)?.strip_prefix(':')?;
+        rest.split_whitespace().next()?.parse().ok()
+    })
+}
+
+/// Resets `VmHWM` to the current RSS (`echo 5 > /proc/self/clear_refs`, proc(5)).
+fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+fn print_rss(when: &str) {
+    println!(
+        "RSS {when}: {} MiB (peak so far {} MiB)",
+        proc_status_kib("VmRSS").unwrap_or(0) / 1024,
+        proc_status_kib("VmHWM").unwrap_or(0) / 1024
+    );
+}
+
+fn print_header() {
+    println!(
+        "{:<42} {:>22} {:>7} {:>10} {:>8} {:>5} {:>8} {:>8}",
+        "phase", "time s (min–max)", "× (a)", "rows/s", "MB/s", "reqs", "MB", "peak MiB"
+    );
+}
+
+/// MB/s is page JSON received per second (1 MB = 10^6 bytes, criterion's unit).
+fn print_row(label: &str, samples: &[Sample], floor: f64, peak_kib: u64) {
+    if samples.is_empty() {
+        return;
+    }
+    let t = median(samples);
+    let (min, max) = min_max(samples);
+    let last = samples[samples.len() - 1];
+    println!(
+        "{:<42} {:>8.3} ({:.3}–{:.3}) {:>7.2} {:>10.0} {:>8.1} {:>5} {:>8.1} {:>8}",
+        label,
+        t,
+        min,
+        max,
+        t / floor,
+        last.rows as f64 / t,
+        last.bytes as f64 / 1e6 / t,
+        last.requests,
+        last.bytes as f64 / 1e6,
+        peak_kib / 1024
+    );
+}
+
+/// The issue 7 targets that this run can check.
+fn print_targets(phases: &[Phase], samples: &[Vec<Sample>]) {
+    let time = |p: Phase| {
+        phases
+            .iter()
+            .position(|&q| q == p)
+            .map(|i| median(&samples[i]))
+    };
+    const AIRBYTE_ROWS_PER_S: f64 = 4_300.0;
+    println!();
+    println!("issue 7 targets:");
+    if let Some(python) = time(Phase::PythonJson) {
+        for p in [Phase::SelectAll, Phase::CopyParquet] {
+            let ratio = time(p).unwrap_or(f64::NAN) / python;
+            println!(
+                "  {:<40} {:.2} × Python json.loads (target ≤ 0.70): {}",
+                p.label(),
+                ratio,
+                if ratio <= 0.7 { "met" } else { "missed" }
+            );
+        }
+    }
+    let rows = samples[1].last().map_or(0, |s| s.rows) as f64;
+    for p in [Phase::SelectAll, Phase::CopyParquet] {
+        let rate = rows / time(p).unwrap_or(f64::NAN);
+        println!(
+            "  {:<40} {:.0} rows/s = {:.1} × Airbyte's 4,300 rows/s (target ≥ 25×): {}",
+            p.label(),
+            rate,
+            rate / AIRBYTE_ROWS_PER_S,
+            if rate >= 25.0 * AIRBYTE_ROWS_PER_S {
+                "met"
+            } else {
+                "missed"
+            }
+        );
+    }
+}
+
+fn median(samples: &[Sample]) -> f64 {
+    let secs: Vec<f64> = samples.iter().map(|s| s.elapsed.as_secs_f64()).collect();
+    median_f64(&secs)
+}
+
+fn median_f64(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+fn min_max(samples: &[Sample]) -> (f64, f64) {
+    samples
+        .iter()
+        .map(|s| s.elapsed.as_secs_f64())
+        .fold((f64::INFINITY, 0.0), |(lo, hi), t| (lo.min(t), hi.max(t)))
+}
