@@ -67,6 +67,7 @@ fn fetch_pages() -> Vec<Page> {
                 top: None,
                 page_size: MAX_PAGE_SIZE,
                 track_changes: false,
+                delta_token: None,
                 annotations: None,
             };
             let url = dv.client().api_url(&query.relative_url());

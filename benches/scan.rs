@@ -93,6 +93,8 @@ struct Bench {
     /// First page of the all-columns query, exactly as the provider sends it.
     first_page_url: String,
     prefer: String,
+    /// Rows of `account`: what (a) delivers, as it parses nothing to count them.
+    table_rows: u64,
     out_dir: tempfile::TempDir,
     python: Option<PathBuf>,
 }
@@ -239,6 +241,7 @@ impl Bench {
             token,
             first_page_url,
             prefer: format!("odata.maxpagesize={MAX_PAGE_SIZE}"),
+            table_rows: sim.row_count("account") as u64,
             out_dir: tempfile::tempdir()?,
             python: find_python(),
         })
@@ -276,6 +279,7 @@ impl Bench {
             next = next_link_in_tail(&body)?;
         }
         sample.elapsed = started.elapsed();
+        sample.rows = self.table_rows;
         Ok(sample)
     }
 

@@ -26,6 +26,7 @@
 //! tests, demos and benchmarks.
 
 pub mod auth;
+pub mod changes;
 pub mod client;
 pub mod config;
 mod fsutil;
@@ -42,6 +43,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use datafusion::catalog::SchemaProvider;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
+use changes::{ChangeFeed, ChangeTokensFunction, ResetChangeTokenFunction, TableChangesFunction};
 pub use client::{ClientError, StatsSnapshot};
 use client::{DataverseClient, TimeoutConfig, retry::RetryConfig};
 pub use config::{Config, ConfigError, Secret};
@@ -79,6 +81,7 @@ pub struct ConnectOptions {
 pub struct Dataverse {
     client: Arc<DataverseClient>,
     metadata: Arc<MetadataStore>,
+    changes: Arc<ChangeFeed>,
     options: Arc<ScanOptions>,
     config: Arc<Config>,
 }
@@ -107,6 +110,11 @@ impl Dataverse {
             metadata.refresh()?;
         }
         metadata.entities().await?;
+        let changes = Arc::new(ChangeFeed::new(
+            client.clone(),
+            metadata.clone(),
+            options.state_dir.as_deref(),
+        ));
         let scan_options = Arc::new(ScanOptions {
             pushdown: AtomicBool::new(true),
             page_size: config.odata_maxpagesize,
@@ -114,6 +122,7 @@ impl Dataverse {
         Ok(Self {
             client,
             metadata,
+            changes,
             options: scan_options,
             config,
         })
@@ -134,7 +143,44 @@ impl Dataverse {
             .options_mut()
             .catalog
             .default_schema = SCHEMA_NAME.to_string();
+        let feed = self.changes.clone();
+        ctx.register_udtf(
+            "table_changes",
+            Arc::new(TableChangesFunction { feed: feed.clone() }),
+        );
+        ctx.register_udtf(
+            "dataverse_change_tokens",
+            Arc::new(ChangeTokensFunction { feed: feed.clone() }),
+        );
+        ctx.register_udtf(
+            "reset_change_token",
+            Arc::new(ResetChangeTokenFunction { feed }),
+        );
         Ok(())
+    }
+
+    /// Loads, without blocking, the metadata that planning `sql` will need synchronously (the
+    /// tables named in `table_changes('…')` calls). Call before `ctx.sql(sql)`.
+    pub async fn prepare(&self, sql: &str) -> Result<(), Error> {
+        for entity in changes::table_changes_references(sql) {
+            self.metadata.table(&entity).await?;
+        }
+        Ok(())
+    }
+
+    /// `prepare` then `ctx.sql`: the convenient way to run SQL that may use `table_changes`.
+    pub async fn sql(
+        &self,
+        ctx: &SessionContext,
+        sql: &str,
+    ) -> Result<datafusion::dataframe::DataFrame, Error> {
+        self.prepare(sql).await?;
+        Ok(ctx.sql(sql).await?)
+    }
+
+    /// The change feeds: token store, commit and reset.
+    pub fn changes(&self) -> &Arc<ChangeFeed> {
+        &self.changes
     }
 
     /// A new `SessionContext` with this environment registered and `information_schema` on.

@@ -20,6 +20,8 @@ pub const HELP: &str = r"Backslash commands:
   \timing [on|off]   show elapsed time after each statement
   \pushdown [on|off] push filters to the server (off = evaluate everything locally)
   \refresh           forget cached metadata and reload it
+  \changes           saved change-tracking tokens (table_changes)
+  \reset_changes T   forget T's change token: the next table_changes('T') is a full load
   \stats             requests, rows, bytes and retries so far
 SQL statements end with ';'. EXPLAIN shows the OData request each scan sends.
 Ctrl-C cancels the running statement.";
@@ -55,6 +57,28 @@ pub async fn run(session: &mut Session, line: &str) -> Result<Outcome> {
         ),
         ("\\pushdown", ["on"]) => session.dataverse.set_pushdown(true),
         ("\\pushdown", ["off"]) => session.dataverse.set_pushdown(false),
+        ("\\changes", []) => {
+            session
+                .run_sql("SELECT entity, saved_at, age_seconds FROM dataverse_change_tokens() ORDER BY entity")
+                .await?;
+        }
+        ("\\reset_changes", [table]) => {
+            let had = session
+                .dataverse
+                .changes()
+                .reset(table)
+                .map_err(|e| DataFusionError::External(Box::new(e)))?;
+            eprintln!(
+                "{}",
+                if had {
+                    format!(
+                        "change token of {table} forgotten: the next table_changes('{table}') is a full load"
+                    )
+                } else {
+                    format!("{table} had no saved change token")
+                }
+            );
+        }
         ("\\refresh", []) => {
             session
                 .dataverse

@@ -107,9 +107,29 @@ impl Session {
         }
     }
 
+    /// Runs one statement; change tokens read by it are saved only if it succeeds as a whole
+    /// (a failed `COPY` of `table_changes` leaves the saved token where it was).
     async fn run_statement(&mut self, statement: Statement) -> Result<()> {
+        let feed = self.dataverse.changes().clone();
+        feed.set_auto_commit(false);
+        let result = self.run_statement_inner(statement).await;
+        match &result {
+            Ok(()) => feed
+                .commit()
+                .map_err(|e| DataFusionError::External(Box::new(e)))?,
+            Err(_) => feed.discard(),
+        }
+        result
+    }
+
+    async fn run_statement_inner(&mut self, statement: Statement) -> Result<()> {
         let started = Instant::now();
         let before = self.dataverse.stats();
+        // table_changes() plans synchronously: load its metadata first, without blocking.
+        self.dataverse
+            .prepare(&statement.to_string())
+            .await
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
         let plan = self.ctx.state().statement_to_plan(statement).await?;
         let kind = StatementKind::of(&plan);
         let df = self.ctx.execute_logical_plan(plan).await?;

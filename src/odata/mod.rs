@@ -234,6 +234,8 @@ pub struct ODataQuery {
     pub top: Option<usize>,
     pub page_size: u32,
     pub track_changes: bool,
+    /// Change tracking: the `$deltatoken` to continue from (none for the initial load).
+    pub delta_token: Option<String>,
     /// `Prefer: odata.include-annotations="…"` when label columns are read.
     pub annotations: Option<String>,
 }
@@ -260,6 +262,9 @@ impl ODataQuery {
         }
         if let Some(top) = self.top {
             parts.push(format!("$top={top}"));
+        }
+        if let Some(token) = &self.delta_token {
+            parts.push(format!("$deltatoken={}", encode(token)));
         }
         if parts.is_empty() {
             self.entity_set.clone()
@@ -351,6 +356,7 @@ mod tests {
             top: None,
             page_size: 5000,
             track_changes: false,
+            delta_token: None,
             annotations: None,
         };
         assert_eq!(

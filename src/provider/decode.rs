@@ -40,6 +40,19 @@ pub struct PageDecoder {
     kinds: Arc<Vec<ColumnKind>>,
     /// Wire property name → column position.
     index: Arc<HashMap<String, usize>>,
+    changes: Option<ChangeColumns>,
+}
+
+/// Where a change feed's extra information goes (reference §5.3): deleted rows arrive as
+/// `{"@odata.context":"…/$deletedEntity","id":"…"}` and carry only the key.
+#[derive(Clone, Copy, Debug)]
+pub struct ChangeColumns {
+    /// Position of the primary key column, when projected.
+    pub primary_key: Option<usize>,
+    /// Position of `_change_type` ('upsert' | 'delete'), when projected.
+    pub change_type: Option<usize>,
+    /// Position of `_row_version` (from `@odata.etag`), when projected.
+    pub row_version: Option<usize>,
 }
 
 impl PageDecoder {
@@ -54,7 +67,21 @@ impl PageDecoder {
             schema,
             kinds: Arc::new(columns.iter().map(|(_, k)| *k).collect()),
             index: Arc::new(index),
+            changes: None,
         }
+    }
+
+    /// A decoder for change-tracking pages. `columns` must list the change columns too (their
+    /// wire names are never sent by the server: `_change_type` as Text, `_row_version` as
+    /// BigInt).
+    pub fn for_changes(
+        schema: SchemaRef,
+        columns: &[(String, ColumnKind)],
+        changes: ChangeColumns,
+    ) -> Self {
+        let mut decoder = Self::new(schema, columns);
+        decoder.changes = Some(changes);
+        decoder
     }
 
     pub fn schema(&self) -> &SchemaRef {
@@ -68,6 +95,7 @@ impl PageDecoder {
         let mut state = PageState {
             builders: &mut builders,
             index: &self.index,
+            changes: self.changes,
             rows: 0,
             next_link: None,
             delta_link: None,
@@ -109,6 +137,7 @@ fn describe_json_error(e: &serde_json::Error, body: &[u8]) -> String {
 struct PageState<'a> {
     builders: &'a mut Vec<ColumnBuilder>,
     index: &'a HashMap<String, usize>,
+    changes: Option<ChangeColumns>,
     rows: usize,
     next_link: Option<String>,
     delta_link: Option<String>,
@@ -165,13 +194,18 @@ impl<'de> Visitor<'de> for RowsSeed<'_, '_> {
         let mut seen = vec![false; self.0.builders.len()];
         loop {
             seen.iter_mut().for_each(|s| *s = false);
+            let mut change = RowChange::default();
             let row = RowSeed {
                 builders: self.0.builders,
                 index: self.0.index,
                 seen: &mut seen,
+                change: self.0.changes.is_some().then_some(&mut change),
             };
             if seq.next_element_seed(row)?.is_none() {
                 break;
+            }
+            if let Some(columns) = self.0.changes {
+                change.apply(columns, self.0.builders, &mut seen);
             }
             // Columns the row did not mention are NULL.
             for (builder, seen) in self.0.builders.iter_mut().zip(&seen) {
@@ -189,6 +223,48 @@ struct RowSeed<'s> {
     builders: &'s mut Vec<ColumnBuilder>,
     index: &'s HashMap<String, usize>,
     seen: &'s mut Vec<bool>,
+    /// Change feeds only: the row's control information.
+    change: Option<&'s mut RowChange>,
+}
+
+/// A change-feed row's control information.
+#[derive(Default)]
+struct RowChange {
+    deleted: bool,
+    id: Option<String>,
+    version: Option<i64>,
+}
+
+impl RowChange {
+    /// Fills `_change_type`, `_row_version` and, for deletions, the key.
+    fn apply(self, columns: ChangeColumns, builders: &mut [ColumnBuilder], seen: &mut [bool]) {
+        if let Some(i) = columns.change_type
+            && let ColumnBuilder::Text(b) = &mut builders[i]
+        {
+            b.append_value(if self.deleted { "delete" } else { "upsert" });
+            seen[i] = true;
+        }
+        if let Some(i) = columns.row_version
+            && let (ColumnBuilder::Int64(b), Some(v)) = (&mut builders[i], self.version)
+            && !self.deleted
+        {
+            b.append_value(v);
+            seen[i] = true;
+        }
+        if self.deleted
+            && let (Some(i), Some(id)) = (columns.primary_key, self.id)
+            && !seen[i]
+            && let ColumnBuilder::Guid(b) = &mut builders[i]
+        {
+            b.append_value(id.to_ascii_lowercase());
+            seen[i] = true;
+        }
+    }
+}
+
+/// `W/"72201545"` → 72201545.
+fn etag_version(etag: &str) -> Option<i64> {
+    etag.trim_start_matches("W/").trim_matches('"').parse().ok()
 }
 
 impl<'de> DeserializeSeed<'de> for RowSeed<'_> {
@@ -203,12 +279,23 @@ impl<'de> Visitor<'de> for RowSeed<'_> {
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a row object")
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        while let Some(position) = map.next_key_seed(KeySeed(self.index))? {
-            match position {
-                Some(i) if !self.seen[i] => {
+    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
+        while let Some(key) = map.next_key_seed(KeySeed(self.index))? {
+            match key {
+                Key::Column(i) if !self.seen[i] => {
                     self.seen[i] = true;
                     map.next_value_seed(CellSeed(&mut self.builders[i]))?;
+                }
+                Key::Control(control) if self.change.is_some() => {
+                    let value: Option<String> = map.next_value()?;
+                    let change = self.change.as_mut().expect("checked");
+                    match control {
+                        Control::Etag => change.version = value.as_deref().and_then(etag_version),
+                        Control::Context => {
+                            change.deleted |= value.is_some_and(|c| c.ends_with("$deletedEntity"))
+                        }
+                        Control::Id => change.id = value,
+                    }
                 }
                 _ => {
                     map.next_value::<IgnoredAny>()?;
@@ -219,23 +306,46 @@ impl<'de> Visitor<'de> for RowSeed<'_> {
     }
 }
 
+/// What a row property is to the decoder.
+enum Key {
+    Column(usize),
+    Control(Control),
+    Other,
+}
+
+/// Row-level control information used by change feeds.
+enum Control {
+    Etag,
+    Context,
+    /// The key of a `$deletedEntity` entry.
+    Id,
+}
+
 /// Looks a property name up without allocating when it has no escapes.
 struct KeySeed<'a>(&'a HashMap<String, usize>);
 
 impl<'de> DeserializeSeed<'de> for KeySeed<'_> {
-    type Value = Option<usize>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Option<usize>, D::Error> {
+    type Value = Key;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Key, D::Error> {
         d.deserialize_str(self)
     }
 }
 
 impl<'de> Visitor<'de> for KeySeed<'_> {
-    type Value = Option<usize>;
+    type Value = Key;
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a property name")
     }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Option<usize>, E> {
-        Ok(self.0.get(v).copied())
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Key, E> {
+        Ok(match self.0.get(v) {
+            Some(i) => Key::Column(*i),
+            None => match v {
+                "@odata.etag" => Key::Control(Control::Etag),
+                "@odata.context" => Key::Control(Control::Context),
+                "id" => Key::Control(Control::Id),
+                _ => Key::Other,
+            },
+        })
     }
 }
 
@@ -567,6 +677,53 @@ mod tests {
         assert!(tags.is_null(1));
         // The second row has no lookup property at all: NULL.
         assert!(b.column(10).is_null(1));
+    }
+
+    #[test]
+    fn change_feed_rows_carry_their_type_version_and_deleted_keys() {
+        let columns = [
+            ("accountid".to_string(), ColumnKind::Guid),
+            ("name".to_string(), ColumnKind::Text),
+            ("_change_type".to_string(), ColumnKind::Text),
+            ("_row_version".to_string(), ColumnKind::BigInt),
+        ];
+        let fields: Vec<Field> = columns
+            .iter()
+            .map(|(n, k)| Field::new(n, k.data_type(), true))
+            .collect();
+        let d = PageDecoder::for_changes(
+            Arc::new(Schema::new(fields)),
+            &columns,
+            ChangeColumns {
+                primary_key: Some(0),
+                change_type: Some(2),
+                row_version: Some(3),
+            },
+        );
+        let body = br#"{"value":[
+            {"@odata.etag":"W/"915244"","name":"Monte","accountid":"60c4e274-0d87-e711-80e5-00155db19e6d"},
+            {"@odata.context":"x/$metadata#accounts/$deletedEntity","id":"2E451703-C686-E711-80E5-00155DB19E6D","reason":"deleted"}
+        ],"@odata.deltaLink":"http://x/accounts?$deltatoken=1"}"#;
+        let page = d.decode(body).unwrap();
+        assert_eq!(
+            page.delta_link.as_deref(),
+            Some("http://x/accounts?$deltatoken=1")
+        );
+        let b = &page.batch;
+        assert_eq!(b.column(2).as_string_view().value(0), "upsert");
+        assert_eq!(b.column(2).as_string_view().value(1), "delete");
+        assert_eq!(
+            b.column(3)
+                .as_primitive::<datafusion::arrow::datatypes::Int64Type>()
+                .value(0),
+            915_244
+        );
+        assert!(b.column(3).is_null(1));
+        assert_eq!(
+            b.column(0).as_string_view().value(1),
+            "2e451703-c686-e711-80e5-00155db19e6d"
+        );
+        assert!(b.column(1).is_null(1));
     }
 
     #[test]

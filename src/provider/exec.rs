@@ -24,6 +24,7 @@ use datafusion::physical_plan::{
 use url::Url;
 
 use super::decode::PageDecoder;
+use crate::changes::{ChangeFeed, ChangeRead};
 use crate::client::DataverseClient;
 use crate::odata::ODataQuery;
 use crate::odata::translate::Pushdown;
@@ -44,11 +45,26 @@ pub struct DataverseScanExec {
     /// Rows wanted at most (LIMIT), when every filter was exact.
     limit: Option<usize>,
     pushed: Vec<PushedFilter>,
+    /// Set for `table_changes()`: where the read starts and where its new token goes.
+    changes: Option<(Arc<ChangeFeed>, ChangeRead)>,
     properties: Arc<PlanProperties>,
     metrics: ExecutionPlanMetricsSet,
 }
 
 impl DataverseScanExec {
+    /// A scan of a change feed (`table_changes`): `query` must have `track_changes` set.
+    pub fn for_changes(
+        client: Arc<DataverseClient>,
+        query: ODataQuery,
+        decoder: PageDecoder,
+        feed: Arc<ChangeFeed>,
+        read: ChangeRead,
+    ) -> Self {
+        let mut exec = Self::new(client, query, decoder, None, vec![]);
+        exec.changes = Some((feed, read));
+        exec
+    }
+
     pub fn new(
         client: Arc<DataverseClient>,
         query: ODataQuery,
@@ -68,6 +84,7 @@ impl DataverseScanExec {
             decoder,
             limit,
             pushed,
+            changes: None,
             properties: Arc::new(properties),
             metrics: ExecutionPlanMetricsSet::new(),
         }
@@ -84,6 +101,9 @@ impl DataverseScanExec {
 
     fn describe(&self, f: &mut fmt::Formatter) -> fmt::Result {
         write!(f, "DataverseScanExec: GET {}", self.query.display_query())?;
+        if let Some((_, read)) = &self.changes {
+            write!(f, ", {}", read.describe())?;
+        }
         if self.query.top.is_none() {
             write!(f, ", page_size={}", self.query.page_size)?;
         }
@@ -172,23 +192,51 @@ impl ExecutionPlan for DataverseScanExec {
         let tx = builder.tx();
         let pages = MetricBuilder::new(&self.metrics).counter("pages", partition);
         let rows = MetricBuilder::new(&self.metrics).output_rows(partition);
+        let mut query = self.query.clone();
+        if let Some((_, read)) = &self.changes {
+            query.delta_token = read.start_token.clone();
+        }
         let reader = PageReader {
             client: self.client.clone(),
-            query: self.query.clone(),
+            query,
             decoder: self.decoder.clone(),
             limit: self.limit,
             pages,
             rows,
         };
+        let Some((feed, read)) = self.changes.clone() else {
+            builder.spawn(async move {
+                reader
+                    .run(|batch| {
+                        let tx = tx.clone();
+                        async move { tx.send(Ok(batch)).await.is_ok() }
+                    })
+                    .await
+                    .map(|_| ())
+            });
+            return Ok(builder.build());
+        };
+        let finished = Arc::new(std::sync::Mutex::new(None));
+        let delta = finished.clone();
+        let what = read.entity.clone();
+        let had_token = read.start_token.is_some();
         builder.spawn(async move {
-            reader
+            let link = reader
                 .run(|batch| {
                     let tx = tx.clone();
                     async move { tx.send(Ok(batch)).await.is_ok() }
                 })
                 .await
+                .map_err(|e| crate::changes::explain_delta_error(e, &what, had_token))?;
+            *delta.lock().expect("not poisoned") = link;
+            Ok(())
         });
-        Ok(builder.build())
+        Ok(crate::changes::commit_on_end(
+            builder.build(),
+            feed,
+            read,
+            finished,
+        ))
     }
 }
 
@@ -204,8 +252,8 @@ struct PageReader {
 
 impl PageReader {
     /// Calls `emit` for each page's batch until the last page, the limit, or `emit` answering
-    /// false (the consumer is gone).
-    async fn run<F, Fut>(self, emit: F) -> Result<()>
+    /// false (the consumer is gone). Returns the last page's `@odata.deltaLink`, if any.
+    async fn run<F, Fut>(self, emit: F) -> Result<Option<String>>
     where
         F: Fn(datafusion::arrow::array::RecordBatch) -> Fut,
         Fut: std::future::Future<Output = bool>,
@@ -222,6 +270,19 @@ impl PageReader {
                 .get(&url, &prefer, &what)
                 .await
                 .map_err(|e| DataFusionError::External(Box::new(e)))?;
+            // An entity without change tracking ignores the preference (reference §5.1):
+            // reading it as a feed would silently return no deletions.
+            if self.query.track_changes
+                && page_number == 1
+                && !response
+                    .preference_applied
+                    .as_deref()
+                    .is_some_and(|p| p.contains("odata.track-changes"))
+            {
+                return Err(DataFusionError::External(
+                    format!("the server did not apply change tracking to {entity} (is Track changes enabled for the table?)").into(),
+                ));
+            }
             let decoder = self.decoder.clone();
             let body = response.body;
             // Decoding is CPU work: keep it off the I/O threads.
@@ -243,13 +304,13 @@ impl PageReader {
             }
             self.rows.add(batch.num_rows());
             if batch.num_rows() > 0 && !emit(batch).await {
-                return Ok(());
+                return Ok(None);
             }
             if remaining == Some(0) {
-                return Ok(());
+                return Ok(None);
             }
             let Some(next) = page.next_link else {
-                return Ok(());
+                return Ok(page.delta_link);
             };
             url = Url::parse(&next).map_err(|e| {
                 DataFusionError::External(

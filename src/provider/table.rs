@@ -154,6 +154,7 @@ impl TableProvider for DataverseTable {
             top,
             page_size: self.options.page_size,
             track_changes: false,
+            delta_token: None,
             annotations: None,
         };
         let wire: Vec<_> = columns

@@ -1,0 +1,609 @@
+//! `table_changes('entity' [, 'token'])`: the change-tracking feed of an entity as a table
+//! (design §5, reference §5): new and updated rows (`_change_type = 'upsert'`, with
+//! `_row_version` from `@odata.etag`) and deleted keys (`'delete'`, other columns NULL).
+//!
+//! Without a token argument a read starts from the token saved for (environment, entity), or
+//! from a full initial load. The new token is handed over only when the consumer has pulled
+//! the whole result (end of stream); a query stopped early (LIMIT, error, Ctrl-C) leaves the
+//! saved token unchanged, so no change is ever lost. With [`ChangeFeed::set_auto_commit`]
+//! off, tokens wait until [`ChangeFeed::commit`] (the CLI commits after the statement, so a
+//! failed `COPY` does not advance the token either).
+//!
+//! `TableFunctionImpl` is synchronous, so the entity's metadata must be loaded before planning:
+//! [`crate::Dataverse::prepare`] finds `table_changes('…')` calls in SQL text and loads them
+//! asynchronously, without blocking the runtime.
+
+pub mod store;
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use async_trait::async_trait;
+use datafusion::arrow::array::{ArrayRef, BooleanArray, Int64Array, RecordBatch, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::catalog::streaming::StreamingTable;
+use datafusion::catalog::{Session, TableFunctionArgs, TableFunctionImpl};
+use datafusion::common::ScalarValue;
+use datafusion::datasource::{MemTable, TableProvider, TableType};
+use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::{RecordBatchStream, SendableRecordBatchStream, TaskContext};
+use datafusion::logical_expr::Expr;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::streaming::PartitionStream;
+use futures::Stream;
+
+use crate::client::DataverseClient;
+use crate::metadata::{ColumnKind, MetadataStore, TableDefinition};
+use crate::odata::ODataQuery;
+use crate::provider::decode::{ChangeColumns, PageDecoder};
+use crate::provider::exec::DataverseScanExec;
+use store::DeltaTokenStore;
+
+/// The two columns a change feed adds to the entity's own.
+pub const CHANGE_TYPE: &str = "_change_type";
+pub const ROW_VERSION: &str = "_row_version";
+
+/// Expired change-tracking version stamp (reference §5.5).
+const EXPIRED_VERSION_STAMP: &str = "0x80044352";
+
+/// Change feeds of one connection: the token store and tokens waiting to be committed.
+#[derive(Debug)]
+pub struct ChangeFeed {
+    client: Arc<DataverseClient>,
+    metadata: Arc<MetadataStore>,
+    store: DeltaTokenStore,
+    auto_commit: AtomicBool,
+    pending: Mutex<HashMap<String, String>>,
+}
+
+/// Where one `table_changes` read starts and whether its end may move the saved token.
+#[derive(Clone, Debug)]
+pub struct ChangeRead {
+    pub entity: String,
+    pub start_token: Option<String>,
+    /// False when the token was given as an argument: such reads save nothing.
+    pub saves_token: bool,
+}
+
+impl ChangeRead {
+    pub fn describe(&self) -> String {
+        match (&self.start_token, self.saves_token) {
+            (None, _) => "change feed: full initial load".into(),
+            (Some(_), true) => "change feed: from the saved token".into(),
+            (Some(_), false) => "change feed: from the given token (not saved)".into(),
+        }
+    }
+}
+
+impl ChangeFeed {
+    pub fn new(
+        client: Arc<DataverseClient>,
+        metadata: Arc<MetadataStore>,
+        state_dir: Option<&std::path::Path>,
+    ) -> Self {
+        let config = client.config();
+        let store = DeltaTokenStore::new(
+            state_dir,
+            &config.environment_key(),
+            config.environment_url().as_str(),
+        );
+        Self {
+            client,
+            metadata,
+            store,
+            auto_commit: AtomicBool::new(true),
+            pending: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn store(&self) -> &DeltaTokenStore {
+        &self.store
+    }
+
+    /// With auto-commit (the default) a token is saved as soon as its result has been read to
+    /// the end; without, it waits for [`ChangeFeed::commit`].
+    pub fn set_auto_commit(&self, on: bool) {
+        self.auto_commit.store(on, Ordering::Relaxed);
+    }
+
+    /// Saves the tokens of reads that completed since the last commit or discard.
+    pub fn commit(&self) -> std::io::Result<()> {
+        let pending: Vec<(String, String)> =
+            self.pending.lock().expect("not poisoned").drain().collect();
+        for (entity, token) in pending {
+            self.store.save(&entity, &token)?;
+        }
+        Ok(())
+    }
+
+    /// Forgets tokens of reads whose statement failed.
+    pub fn discard(&self) {
+        self.pending.lock().expect("not poisoned").clear();
+    }
+
+    fn completed(&self, entity: &str, token: String) -> std::io::Result<()> {
+        if self.auto_commit.load(Ordering::Relaxed) {
+            self.store.save(entity, &token)
+        } else {
+            self.pending
+                .lock()
+                .expect("not poisoned")
+                .insert(entity.to_string(), token);
+            Ok(())
+        }
+    }
+
+    /// Forgets the saved token of `entity` (the next read is a full load).
+    pub fn reset(&self, entity: &str) -> std::io::Result<bool> {
+        self.pending.lock().expect("not poisoned").remove(entity);
+        self.store.reset(entity)
+    }
+}
+
+/// The error for a failed delta read: an expired or rejected token names the way out.
+pub fn explain_delta_error(
+    error: DataFusionError,
+    entity: &str,
+    had_token: bool,
+) -> DataFusionError {
+    let expired = match &error {
+        DataFusionError::External(e) => {
+            e.downcast_ref::<crate::client::ClientError>()
+                .is_some_and(|c| {
+                    c.service_code() == Some(EXPIRED_VERSION_STAMP)
+                        || (had_token
+                            && c.status()
+                                .is_some_and(|s| (400..500).contains(&s) && s != 401 && s != 429))
+                })
+        }
+        _ => false,
+    };
+    if !expired {
+        return error;
+    }
+    DataFusionError::External(
+        format!(
+            "the change token for {entity} has expired or was rejected ({error}); no changes were read. \
+             Reset it with \\reset_changes {entity} (or SELECT * FROM reset_change_token('{entity}')), \
+             then read table_changes('{entity}') again for a full load"
+        )
+        .into(),
+    )
+}
+
+/// Wraps a change feed's stream: when the consumer reaches its end, the delta token of the last
+/// page is handed to the feed. A consumer that stops early never reaches the end.
+pub fn commit_on_end(
+    inner: SendableRecordBatchStream,
+    feed: Arc<ChangeFeed>,
+    read: ChangeRead,
+    delta_link: Arc<Mutex<Option<String>>>,
+) -> SendableRecordBatchStream {
+    Box::pin(CommitOnEnd {
+        inner,
+        feed,
+        read,
+        delta_link,
+        failed: false,
+    })
+}
+
+struct CommitOnEnd {
+    inner: SendableRecordBatchStream,
+    feed: Arc<ChangeFeed>,
+    read: ChangeRead,
+    delta_link: Arc<Mutex<Option<String>>>,
+    failed: bool,
+}
+
+impl Stream for CommitOnEnd {
+    type Item = Result<RecordBatch>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        match self.inner.as_mut().poll_next(cx) {
+            Poll::Ready(Some(Err(e))) => {
+                self.failed = true;
+                Poll::Ready(Some(Err(e)))
+            }
+            Poll::Ready(None) if !self.failed => {
+                let link = self.delta_link.lock().expect("not poisoned").take();
+                if !self.read.saves_token {
+                    return Poll::Ready(None);
+                }
+                let result = match link.as_deref().map(delta_token_of) {
+                    Some(Ok(token)) => self
+                        .feed
+                        .completed(&self.read.entity, token)
+                        .map_err(|e| DataFusionError::External(Box::new(e))),
+                    Some(Err(e)) => Err(e),
+                    None => Err(DataFusionError::External(
+                        format!(
+                            "the last page of {}'s changes had no delta link; the saved token is unchanged",
+                            self.read.entity
+                        )
+                        .into(),
+                    )),
+                };
+                self.failed = true; // report once
+                match result {
+                    Ok(()) => Poll::Ready(None),
+                    Err(e) => Poll::Ready(Some(Err(e))),
+                }
+            }
+            other => other,
+        }
+    }
+}
+
+impl RecordBatchStream for CommitOnEnd {
+    fn schema(&self) -> SchemaRef {
+        self.inner.schema()
+    }
+}
+
+/// The `$deltatoken` of a delta link.
+pub fn delta_token_of(link: &str) -> Result<String> {
+    let url = url::Url::parse(link).map_err(|e| {
+        DataFusionError::External(format!("the delta link is not a URL ({e})").into())
+    })?;
+    url.query_pairs()
+        .find(|(k, _)| k == "$deltatoken")
+        .map(|(_, v)| v.into_owned())
+        .ok_or_else(|| DataFusionError::External("the delta link has no $deltatoken".into()))
+}
+
+/// Logical names used as `table_changes('name' …)` in `sql` (a scan of the text; extra names are
+/// harmless, they only cause metadata to be loaded).
+pub fn table_changes_references(sql: &str) -> Vec<String> {
+    let lower = sql.to_ascii_lowercase();
+    let mut out = Vec::new();
+    let mut rest = lower.as_str();
+    let mut offset = 0;
+    while let Some(i) = rest.find("table_changes") {
+        let after = &sql[offset + i + "table_changes".len()..];
+        let trimmed = after.trim_start();
+        if let Some(args) = trimmed.strip_prefix('(') {
+            let args = args.trim_start();
+            if let Some(quoted) = args.strip_prefix('\'')
+                && let Some(end) = quoted.find('\'')
+            {
+                out.push(quoted[..end].to_string());
+            }
+        }
+        offset += i + "table_changes".len();
+        rest = &lower[offset..];
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+fn string_arg(exprs: &[Expr], i: usize, function: &str, what: &str) -> Result<Option<String>> {
+    match exprs.get(i) {
+        None => Ok(None),
+        Some(Expr::Literal(
+            ScalarValue::Utf8(Some(s))
+            | ScalarValue::Utf8View(Some(s))
+            | ScalarValue::LargeUtf8(Some(s)),
+            _,
+        )) => Ok(Some(s.clone())),
+        Some(other) => Err(DataFusionError::Plan(format!(
+            "{function}: the {what} must be a string literal, got {other}"
+        ))),
+    }
+}
+
+/// `table_changes('entity' [, 'token'])`.
+#[derive(Debug)]
+pub struct TableChangesFunction {
+    pub feed: Arc<ChangeFeed>,
+}
+
+impl TableFunctionImpl for TableChangesFunction {
+    fn call_with_args(&self, args: TableFunctionArgs) -> Result<Arc<dyn TableProvider>> {
+        let exprs = args.exprs();
+        if exprs.is_empty() || exprs.len() > 2 {
+            return Err(DataFusionError::Plan(
+                "table_changes('entity' [, 'delta token']) takes one or two arguments".into(),
+            ));
+        }
+        let entity = string_arg(exprs, 0, "table_changes", "entity name")?.expect("checked");
+        let token = string_arg(exprs, 1, "table_changes", "delta token")?;
+        let metadata = &self.feed.metadata;
+        let Some(definition) = metadata.table_loaded(&entity) else {
+            let known = metadata
+                .entities_loaded()
+                .is_some_and(|list| list.iter().any(|e| e.logical_name == entity));
+            return Err(DataFusionError::Plan(if known {
+                format!(
+                    "table_changes('{entity}'): the table's metadata is not loaded; plan the query through \
+                     Dataverse::prepare (dvsql does this for you)"
+                )
+            } else {
+                format!("table_changes: there is no table named '{entity}'")
+            }));
+        };
+        if !definition.entity.change_tracking {
+            return Err(DataFusionError::Plan(format!(
+                "table_changes('{entity}'): change tracking is not enabled for this table \
+                 (turn on \"Track changes\" in its properties in Power Apps)"
+            )));
+        }
+        Ok(Arc::new(TableChangesProvider::new(
+            definition,
+            self.feed.clone(),
+            token,
+        )))
+    }
+}
+
+/// One entity's change feed as a table.
+#[derive(Debug)]
+pub struct TableChangesProvider {
+    definition: Arc<TableDefinition>,
+    feed: Arc<ChangeFeed>,
+    explicit_token: Option<String>,
+    schema: SchemaRef,
+}
+
+impl TableChangesProvider {
+    fn new(
+        definition: Arc<TableDefinition>,
+        feed: Arc<ChangeFeed>,
+        explicit_token: Option<String>,
+    ) -> Self {
+        let mut fields: Vec<Field> = definition
+            .schema
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone().with_nullable(true))
+            .collect();
+        fields.push(Field::new(CHANGE_TYPE, DataType::Utf8View, false));
+        fields.push(Field::new(ROW_VERSION, DataType::Int64, true));
+        Self {
+            definition,
+            feed,
+            explicit_token,
+            schema: Arc::new(Schema::new(fields)),
+        }
+    }
+}
+
+#[async_trait]
+impl TableProvider for TableChangesProvider {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Temporary
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let def = &self.definition;
+        let base = def.columns.len();
+        let indices: Vec<usize> = match projection {
+            Some(p) => p.clone(),
+            None => (0..self.schema.fields().len()).collect(),
+        };
+        let schema = Arc::new(Schema::new(
+            indices
+                .iter()
+                .map(|&i| self.schema.field(i).clone())
+                .collect::<Vec<_>>(),
+        ));
+        let mut wire = Vec::new();
+        let mut select = Vec::new();
+        let mut changes = ChangeColumns {
+            primary_key: None,
+            change_type: None,
+            row_version: None,
+        };
+        for (position, &i) in indices.iter().enumerate() {
+            if i < base {
+                let c = &def.columns[i];
+                if c.name == def.entity.primary_id {
+                    changes.primary_key = Some(position);
+                }
+                select.push(c.odata_name.clone());
+                wire.push((c.odata_name.clone(), c.kind));
+            } else if i == base {
+                changes.change_type = Some(position);
+                wire.push((CHANGE_TYPE.to_string(), ColumnKind::Text));
+            } else {
+                changes.row_version = Some(position);
+                wire.push((ROW_VERSION.to_string(), ColumnKind::BigInt));
+            }
+        }
+        if select.is_empty() {
+            select.push(def.primary_id().to_string());
+        }
+        // Only $select is allowed with change tracking (reference §5.4): filters and limits are
+        // finished by DataFusion.
+        let query = ODataQuery {
+            entity_set: def.entity.entity_set.clone(),
+            select,
+            filter: None,
+            top: None,
+            page_size: self.feed.client.config().odata_maxpagesize,
+            track_changes: true,
+            delta_token: None,
+            annotations: None,
+        };
+        let entity = def.entity.logical_name.clone();
+        let read = match &self.explicit_token {
+            Some(token) => ChangeRead {
+                entity,
+                start_token: Some(token.clone()),
+                saves_token: false,
+            },
+            None => ChangeRead {
+                start_token: self
+                    .feed
+                    .store
+                    .get(&entity)
+                    .map_err(|e| DataFusionError::External(Box::new(e)))?
+                    .map(|t| t.token),
+                entity,
+                saves_token: true,
+            },
+        };
+        let decoder = PageDecoder::for_changes(schema, &wire, changes);
+        Ok(Arc::new(DataverseScanExec::for_changes(
+            self.feed.client.clone(),
+            query,
+            decoder,
+            self.feed.clone(),
+            read,
+        )))
+    }
+}
+
+/// `dataverse_change_tokens()`: the saved tokens (entity, token, saved_at, age_seconds).
+#[derive(Debug)]
+pub struct ChangeTokensFunction {
+    pub feed: Arc<ChangeFeed>,
+}
+
+impl TableFunctionImpl for ChangeTokensFunction {
+    fn call_with_args(&self, args: TableFunctionArgs) -> Result<Arc<dyn TableProvider>> {
+        if !args.exprs().is_empty() {
+            return Err(DataFusionError::Plan(
+                "dataverse_change_tokens() takes no arguments".into(),
+            ));
+        }
+        let tokens = self
+            .feed
+            .store
+            .list()
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        let now = chrono::Utc::now();
+        let age: Vec<Option<i64>> = tokens
+            .iter()
+            .map(|t| {
+                chrono::DateTime::parse_from_rfc3339(&t.saved_at)
+                    .ok()
+                    .map(|s| (now - s.with_timezone(&chrono::Utc)).num_seconds())
+            })
+            .collect();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("entity", DataType::Utf8, false),
+            Field::new("token", DataType::Utf8, false),
+            Field::new("saved_at", DataType::Utf8, false),
+            Field::new("age_seconds", DataType::Int64, true),
+        ]));
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from_iter_values(
+                tokens.iter().map(|t| t.entity.as_str()),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                tokens.iter().map(|t| t.token.as_str()),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                tokens.iter().map(|t| t.saved_at.as_str()),
+            )),
+            Arc::new(Int64Array::from(age)),
+        ];
+        let batch = RecordBatch::try_new(schema.clone(), columns)?;
+        Ok(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))
+    }
+}
+
+/// `reset_change_token('entity')`: forgets the saved token when the query runs (not when it is
+/// planned, so EXPLAIN changes nothing); one row (entity, reset).
+#[derive(Debug)]
+pub struct ResetChangeTokenFunction {
+    pub feed: Arc<ChangeFeed>,
+}
+
+impl TableFunctionImpl for ResetChangeTokenFunction {
+    fn call_with_args(&self, args: TableFunctionArgs) -> Result<Arc<dyn TableProvider>> {
+        let exprs = args.exprs();
+        let entity = match (
+            exprs.len(),
+            string_arg(exprs, 0, "reset_change_token", "entity name")?,
+        ) {
+            (1, Some(e)) => e,
+            _ => {
+                return Err(DataFusionError::Plan(
+                    "reset_change_token('entity') takes one argument".into(),
+                ));
+            }
+        };
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("entity", DataType::Utf8, false),
+            Field::new("reset", DataType::Boolean, false),
+        ]));
+        let partition = ResetPartition {
+            schema: schema.clone(),
+            feed: self.feed.clone(),
+            entity,
+        };
+        Ok(Arc::new(StreamingTable::try_new(
+            schema,
+            vec![Arc::new(partition)],
+        )?))
+    }
+}
+
+#[derive(Debug)]
+struct ResetPartition {
+    schema: SchemaRef,
+    feed: Arc<ChangeFeed>,
+    entity: String,
+}
+
+impl PartitionStream for ResetPartition {
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
+        let result = self
+            .feed
+            .reset(&self.entity)
+            .map_err(|e| DataFusionError::External(Box::new(e)))
+            .and_then(|was_saved| {
+                Ok(RecordBatch::try_new(
+                    self.schema.clone(),
+                    vec![
+                        Arc::new(StringArray::from(vec![self.entity.clone()])),
+                        Arc::new(BooleanArray::from(vec![was_saved])),
+                    ],
+                )?)
+            });
+        Box::pin(RecordBatchStreamAdapter::new(
+            self.schema.clone(),
+            futures::stream::iter(vec![result]),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references_are_found_in_sql_text() {
+        let sql = "COPY (SELECT * FROM TABLE_CHANGES( 'account')) TO 'x'; SELECT * FROM table_changes('new_widget', 'tok') JOIN table_changes ('account')";
+        assert_eq!(table_changes_references(sql), vec!["account", "new_widget"]);
+        assert!(table_changes_references("SELECT 1").is_empty());
+    }
+
+    #[test]
+    fn delta_tokens_are_read_from_links() {
+        let link = "https://org.crm.dynamics.com/api/data/v9.2/accounts?$select=name&$deltatoken=919042%2108%2f22%2f2017%2008%3a10%3a44";
+        assert_eq!(delta_token_of(link).unwrap(), "919042!08/22/2017 08:10:44");
+        assert!(delta_token_of("https://x/accounts?$select=name").is_err());
+    }
+}
