@@ -231,6 +231,7 @@ impl Bench {
             top: None,
             page_size: MAX_PAGE_SIZE,
             track_changes: false,
+            delta_token: None,
             annotations: None,
         };
         let first_page_url = dv.client().api_url(&query.relative_url()).to_string();
