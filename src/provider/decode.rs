@@ -701,7 +701,7 @@ mod tests {
             },
         );
         let body = br#"{"value":[
-            {"@odata.etag":"W/"915244"","name":"Monte","accountid":"60c4e274-0d87-e711-80e5-00155db19e6d"},
+            {"@odata.etag":"W/\"915244\"","name":"Monte","accountid":"60c4e274-0d87-e711-80e5-00155db19e6d"},
             {"@odata.context":"x/$metadata#accounts/$deletedEntity","id":"2E451703-C686-E711-80E5-00155DB19E6D","reason":"deleted"}
         ],"@odata.deltaLink":"http://x/accounts?$deltatoken=1"}"#;
         let page = d.decode(body).unwrap();
