@@ -1,0 +1,107 @@
+//! Throttling, faults and short-lived tokens: results must be identical to a fault-free run,
+//! with no row lost or duplicated (the simulator's fault injection is seeded, so each run
+//! meets the same failures).
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use datafusion_dataverse::sim::{FaultOptions, RowCounts, Simulator, SimulatorOptions};
+use datafusion_dataverse::{Config, Dataverse};
+
+const SCAN: &str = "SELECT accountid, name, revenue, createdon FROM account ORDER BY accountid";
+
+fn rows_counts() -> RowCounts {
+    RowCounts::accounts_only(240)
+}
+
+async fn scan_with(options: SimulatorOptions, page_size: u32) -> (Vec<Vec<String>>, u64) {
+    let sim = Simulator::start(options).await.unwrap();
+    let mut config = Config::for_simulator(&sim);
+    config.odata_maxpagesize = page_size;
+    let dv = Dataverse::connect(config)
+        .await
+        .unwrap_or_else(|e| panic!("connect: {e}"));
+    let ctx = dv.session_context().unwrap();
+    let result = rows(&query(&ctx, SCAN).await);
+    (result, dv.stats().retries)
+}
+
+#[tokio::test]
+async fn scans_through_429_503_and_cut_bodies_match_a_fault_free_run() {
+    let clean = SimulatorOptions {
+        rows: rows_counts(),
+        ..Default::default()
+    };
+    let (expected, _) = scan_with(clean.clone(), 20).await;
+    assert_eq!(expected.len(), 240);
+    let mut total_retries = 0;
+    for seed in [1u64, 2, 3, 4] {
+        let faulty = SimulatorOptions {
+            faults: FaultOptions {
+                fault_rate: 0.2,
+                seed,
+            },
+            latency: Duration::from_millis(5),
+            ..clean.clone()
+        };
+        let (got, retries) = scan_with(faulty, 20).await;
+        assert_eq!(
+            got, expected,
+            "seed {seed}: a faulty run changed the result"
+        );
+        total_retries += retries;
+    }
+    assert!(total_retries > 0, "the faults must actually have been met");
+}
+
+#[tokio::test]
+async fn a_scan_longer_than_the_token_lifetime_succeeds() {
+    let options = SimulatorOptions {
+        rows: rows_counts(),
+        token_lifetime: Duration::from_secs(1),
+        latency: Duration::from_millis(150),
+        ..Default::default()
+    };
+    let sim = Simulator::start(options).await.unwrap();
+    let mut config = Config::for_simulator(&sim);
+    config.odata_maxpagesize = 20;
+    let dv = Dataverse::connect(config).await.unwrap();
+    let ctx = dv.session_context().unwrap();
+    let got = rows(&query(&ctx, SCAN).await);
+    assert_eq!(got.len(), 240);
+    let tokens = sim
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with("/oauth2/v2.0/token"))
+        .count();
+    assert!(
+        tokens >= 2,
+        "the token was renewed during the scan ({tokens} token requests)"
+    );
+}
+
+#[tokio::test]
+async fn the_bearer_token_never_follows_a_link_to_another_origin() {
+    let sim = simulator(RowCounts::accounts_only(5)).await;
+    let dv = connect(&sim).await;
+    // Another origin that would accept a connection: it must never get one.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let foreign =
+        url::Url::parse(&format!("http://127.0.0.1:{port}/api/data/v9.2/accounts")).unwrap();
+    let err = dv
+        .client()
+        .get(&foreign, &Default::default(), "a foreign link")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("refusing to follow"), "{err}");
+    let accepted = listener.accept();
+    assert!(
+        matches!(&accepted, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "the foreign origin was contacted: {accepted:?}"
+    );
+}
