@@ -253,6 +253,10 @@ struct PageReader {
 impl PageReader {
     /// Calls `emit` for each page's batch until the last page, the limit, or `emit` answering
     /// false (the consumer is gone). Returns the last page's `@odata.deltaLink`, if any.
+    ///
+    /// The next page is requested while the current one is decoded: its link is read from
+    /// the tail of the body (where Dataverse writes it) before decoding starts, and checked
+    /// against the decoded page afterwards, so a wrong guess costs a request, never a row.
     async fn run<F, Fut>(self, emit: F) -> Result<Option<String>>
     where
         F: Fn(datafusion::arrow::array::RecordBatch) -> Fut,
@@ -260,34 +264,48 @@ impl PageReader {
     {
         let entity = self.query.entity_set.clone();
         let prefer = self.query.preferences();
-        let mut url: Url = self.client.api_url(&self.query.relative_url());
+        let external = |e: crate::client::ClientError| DataFusionError::External(Box::new(e));
+        let first = self.client.api_url(&self.query.relative_url());
         let mut page_number = 1usize;
         let mut remaining = self.limit;
+        let mut response = self
+            .client
+            .get(&first, &prefer, &format!("page 1 of {entity}"))
+            .await
+            .map_err(external)?;
+        // An entity without change tracking ignores the preference (reference §5.1): reading
+        // it as a feed would silently return no deletions.
+        if self.query.track_changes
+            && !response
+                .preference_applied
+                .as_deref()
+                .is_some_and(|p| p.contains("odata.track-changes"))
+        {
+            return Err(DataFusionError::External(
+                format!("the server did not apply change tracking to {entity} (is Track changes enabled for the table?)").into(),
+            ));
+        }
         loop {
             let what = format!("page {page_number} of {entity}");
-            let response = self
-                .client
-                .get(&url, &prefer, &what)
-                .await
-                .map_err(|e| DataFusionError::External(Box::new(e)))?;
-            // An entity without change tracking ignores the preference (reference §5.1):
-            // reading it as a feed would silently return no deletions.
-            if self.query.track_changes
-                && page_number == 1
-                && !response
-                    .preference_applied
-                    .as_deref()
-                    .is_some_and(|p| p.contains("odata.track-changes"))
-            {
-                return Err(DataFusionError::External(
-                    format!("the server did not apply change tracking to {entity} (is Track changes enabled for the table?)").into(),
-                ));
-            }
+            let next_what = format!("page {} of {entity}", page_number + 1);
+            // With a LIMIT the next page may not be wanted: fetch it only when needed.
+            let guess = if remaining.is_none() {
+                next_link_hint(&response.body).filter(|u| self.client.check_origin(u).is_ok())
+            } else {
+                None
+            };
             let decoder = self.decoder.clone();
-            let body = response.body;
+            let body = std::mem::take(&mut response.body);
             // Decoding is CPU work: keep it off the I/O threads.
-            let page = tokio::task::spawn_blocking(move || decoder.decode(&body))
-                .await
+            let decoding = tokio::task::spawn_blocking(move || decoder.decode(&body));
+            let (decoded, prefetched) = match &guess {
+                Some(url) => {
+                    let (d, r) = tokio::join!(decoding, self.client.get(url, &prefer, &next_what));
+                    (d, Some(r))
+                }
+                None => (decoding.await, None),
+            };
+            let page = decoded
                 .map_err(|e| DataFusionError::External(Box::new(e)))?
                 .map_err(|e| DataFusionError::External(format!("{what}: {e}").into()))?;
             self.pages.add(1);
@@ -312,16 +330,47 @@ impl PageReader {
             let Some(next) = page.next_link else {
                 return Ok(page.delta_link);
             };
-            url = Url::parse(&next).map_err(|e| {
+            let url = Url::parse(&next).map_err(|e| {
                 DataFusionError::External(
                     format!("{what}: the server's nextLink is not a URL ({e})").into(),
                 )
             })?;
             // The link is followed unchanged (reference §3), and only on our own origin.
-            self.client
-                .check_origin(&url)
-                .map_err(|e| DataFusionError::External(Box::new(e)))?;
+            self.client.check_origin(&url).map_err(external)?;
+            response = match (guess, prefetched) {
+                (Some(guessed), Some(result)) if guessed == url => result.map_err(external)?,
+                _ => self
+                    .client
+                    .get(&url, &prefer, &next_what)
+                    .await
+                    .map_err(external)?,
+            };
             page_number += 1;
         }
+    }
+}
+
+/// The `@odata.nextLink` of a page, read from the end of the body without decoding the rows.
+fn next_link_hint(body: &[u8]) -> Option<Url> {
+    const KEY: &[u8] = b"\"@odata.nextLink\":";
+    let tail_start = body.len().saturating_sub(16 * 1024);
+    let tail = &body[tail_start..];
+    let at = tail.windows(KEY.len()).rposition(|w| w == KEY)?;
+    let mut de = serde_json::Deserializer::from_slice(&tail[at + KEY.len()..]);
+    let link = <String as serde::Deserialize>::deserialize(&mut de).ok()?;
+    Url::parse(&link).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_next_link_is_found_in_the_tail_of_a_page() {
+        let body = br#"{"value":[{"a":"@odata.nextLink"}],"@odata.nextLink":"http://h/api/data/v9.2/accounts?$skiptoken=%3Ccookie%20pagenumber=%222%22%20/%3E"}"#;
+        let url = next_link_hint(body).unwrap();
+        assert_eq!(url.path(), "/api/data/v9.2/accounts");
+        assert!(url.query().unwrap().starts_with("$skiptoken="));
+        assert!(next_link_hint(br#"{"value":[]}"#).is_none());
     }
 }
