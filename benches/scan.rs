@@ -224,16 +224,11 @@ impl Bench {
             .table("account")
             .await?
             .ok_or("no account table")?;
-        let query = ODataQuery {
-            entity_set: def.entity.entity_set.clone(),
-            select: def.columns.iter().map(|c| c.odata_name.clone()).collect(),
-            filter: None,
-            top: None,
-            page_size: MAX_PAGE_SIZE,
-            track_changes: false,
-            delta_token: None,
-            annotations: None,
-        };
+        let query = ODataQuery::new(
+            &def.entity.entity_set,
+            def.columns.iter().map(|c| c.odata_name.clone()).collect(),
+            MAX_PAGE_SIZE,
+        );
         let first_page_url = dv.client().api_url(&query.relative_url()).to_string();
         Ok(Self {
             dv,

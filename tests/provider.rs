@@ -169,27 +169,10 @@ async fn raw_rows(
     entity_set: &str,
 ) -> Vec<HashMap<String, Box<RawValue>>> {
     let http = reqwest::Client::new();
-    let token: serde_json::Value = http
-        .post(format!(
-            "{}/{}/oauth2/v2.0/token",
-            sim.authority_host(),
-            sim.tenant_id()
-        ))
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", sim.client_id()),
-            ("client_secret", sim.client_secret()),
-            ("scope", &format!("{}/.default", sim.url())),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let token = bearer_token(sim).await;
     let body = http
         .get(format!("{}{entity_set}", sim.api_url()))
-        .bearer_auth(token["access_token"].as_str().unwrap())
+        .bearer_auth(&token)
         .send()
         .await
         .unwrap()

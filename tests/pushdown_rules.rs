@@ -19,24 +19,7 @@ async fn setup() -> (SimulatorHandle, SessionContext) {
 /// Asks the server directly: `accounts?$select=…&$filter=…`.
 async fn server(sim: &SimulatorHandle, select: &str, filter: &str) -> Vec<Value> {
     let http = reqwest::Client::new();
-    let token: Value = http
-        .post(format!(
-            "{}/{}/oauth2/v2.0/token",
-            sim.authority_host(),
-            sim.tenant_id()
-        ))
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", sim.client_id()),
-            ("client_secret", sim.client_secret()),
-            ("scope", &format!("{}/.default", sim.url())),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let token = bearer_token(sim).await;
     let url = reqwest::Url::parse_with_params(
         &format!("{}accounts", sim.api_url()),
         &[("$select", select), ("$filter", filter)],
@@ -44,7 +27,7 @@ async fn server(sim: &SimulatorHandle, select: &str, filter: &str) -> Vec<Value>
     .unwrap();
     let body: Value = http
         .get(url)
-        .bearer_auth(token["access_token"].as_str().unwrap())
+        .bearer_auth(&token)
         .send()
         .await
         .unwrap()

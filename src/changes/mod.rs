@@ -431,14 +431,12 @@ impl TableProvider for TableChangesProvider {
         // Only $select is allowed with change tracking (reference §5.4): filters and limits are
         // finished by DataFusion.
         let query = ODataQuery {
-            entity_set: def.entity.entity_set.clone(),
-            select,
-            filter: None,
-            top: None,
-            page_size: self.feed.client.config().odata_maxpagesize,
             track_changes: true,
-            delta_token: None,
-            annotations: None,
+            ..ODataQuery::new(
+                &def.entity.entity_set,
+                select,
+                self.feed.client.config().odata_maxpagesize,
+            )
         };
         let entity = def.entity.logical_name.clone();
         let read = match &self.explicit_token {

@@ -18,7 +18,7 @@ use futures::StreamExt;
 
 use super::args::Format;
 use super::command;
-use super::print::PrintOptions;
+use super::print::{self, PrintOptions};
 use super::progress::Progress;
 
 /// Whether `sql` holds only whole statements: nothing but whitespace and comments, or a last
@@ -278,7 +278,7 @@ impl Sink {
                 let total = self.rows;
                 // The printer needs to know the total to say how many rows were cut.
                 if print.max_rows > 0 && total > print.max_rows {
-                    batches = trim(&batches, print.max_rows + 1);
+                    batches = print::capped(&batches, print.max_rows + 1);
                 }
                 options.print_table_with_total(&mut out, &batches, total)?;
             }
@@ -295,39 +295,14 @@ impl Sink {
     }
 }
 
-fn trim(batches: &[RecordBatch], rows: usize) -> Vec<RecordBatch> {
-    let mut left = rows;
-    let mut out = Vec::new();
-    for b in batches {
-        if left == 0 {
-            break;
-        }
-        let take = b.num_rows().min(left);
-        out.push(b.slice(0, take));
-        left -= take;
-    }
-    out
-}
-
 fn write_streamed(format: Format, header: bool, batch: &RecordBatch) -> Result<()> {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
+    let batches = std::slice::from_ref(batch);
     match format {
-        Format::Csv => {
-            let mut writer = datafusion::arrow::csv::WriterBuilder::new()
-                .with_header(header)
-                .build(&mut out);
-            writer.write(batch)?;
-        }
-        _ => {
-            let mut writer = datafusion::arrow::json::WriterBuilder::new()
-                .with_explicit_nulls(true)
-                .build::<_, datafusion::arrow::json::writer::LineDelimited>(&mut out);
-            writer.write(batch)?;
-            writer.finish()?;
-        }
+        Format::Csv => print::write_csv(&mut out, batches, header),
+        _ => print::write_ndjson(&mut out, batches),
     }
-    Ok(())
 }
 
 fn plural(n: impl Into<u64>, noun: &str) -> String {

@@ -30,15 +30,7 @@ impl PrintOptions {
     pub fn print(&self, out: &mut dyn Write, batches: &[RecordBatch]) -> Result<()> {
         match self.format {
             Format::Table => self.print_table(out, batches),
-            Format::Csv => {
-                let mut writer = datafusion::arrow::csv::WriterBuilder::new()
-                    .with_header(true)
-                    .build(&mut *out);
-                for b in batches {
-                    writer.write(b)?;
-                }
-                Ok(())
-            }
+            Format::Csv => write_csv(out, batches, true),
             Format::Json => {
                 let mut writer = datafusion::arrow::json::WriterBuilder::new()
                     .with_explicit_nulls(true)
@@ -49,16 +41,7 @@ impl PrintOptions {
                 writer.finish()?;
                 writeln!(out).map_err(io)
             }
-            Format::Ndjson => {
-                let mut writer = datafusion::arrow::json::WriterBuilder::new()
-                    .with_explicit_nulls(true)
-                    .build::<_, datafusion::arrow::json::writer::LineDelimited>(&mut *out);
-                for b in batches {
-                    writer.write(b)?;
-                }
-                writer.finish()?;
-                Ok(())
-            }
+            Format::Ndjson => write_ndjson(out, batches),
         }
     }
 
@@ -93,8 +76,31 @@ impl PrintOptions {
     }
 }
 
+/// CSV, with a header line when `header` (streamed exports write it with the first batch only).
+pub fn write_csv(out: &mut dyn Write, batches: &[RecordBatch], header: bool) -> Result<()> {
+    let mut writer = datafusion::arrow::csv::WriterBuilder::new()
+        .with_header(header)
+        .build(&mut *out);
+    for b in batches {
+        writer.write(b)?;
+    }
+    Ok(())
+}
+
+/// One JSON object per row and line, NULLs written as `null`.
+pub fn write_ndjson(out: &mut dyn Write, batches: &[RecordBatch]) -> Result<()> {
+    let mut writer = datafusion::arrow::json::WriterBuilder::new()
+        .with_explicit_nulls(true)
+        .build::<_, datafusion::arrow::json::writer::LineDelimited>(&mut *out);
+    for b in batches {
+        writer.write(b)?;
+    }
+    writer.finish()?;
+    Ok(())
+}
+
 /// The first `max_rows` rows (all when 0).
-fn capped(batches: &[RecordBatch], max_rows: usize) -> Vec<RecordBatch> {
+pub fn capped(batches: &[RecordBatch], max_rows: usize) -> Vec<RecordBatch> {
     if max_rows == 0 {
         return batches.to_vec();
     }

@@ -241,6 +241,21 @@ pub struct ODataQuery {
 }
 
 impl ODataQuery {
+    /// A plain read of `select` from `entity_set` in pages of `page_size`: no filter, no
+    /// `$top`, no change tracking, no annotations.
+    pub fn new(entity_set: impl Into<String>, select: Vec<String>, page_size: u32) -> Self {
+        Self {
+            entity_set: entity_set.into(),
+            select,
+            filter: None,
+            top: None,
+            page_size,
+            track_changes: false,
+            delta_token: None,
+            annotations: None,
+        }
+    }
+
     /// The query options as a user reads them (EXPLAIN): not percent-encoded.
     pub fn display_query(&self) -> String {
         self.options(|s| s.to_string())

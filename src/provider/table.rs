@@ -148,14 +148,9 @@ impl TableProvider for DataverseTable {
         let limit = limit.filter(|_| all_exact);
         let top = limit.filter(|&n| n <= MAX_PAGE_SIZE as usize);
         let query = ODataQuery {
-            entity_set: def.entity.entity_set.clone(),
-            select,
             filter,
             top,
-            page_size: self.options.page_size,
-            track_changes: false,
-            delta_token: None,
-            annotations: None,
+            ..ODataQuery::new(&def.entity.entity_set, select, self.options.page_size)
         };
         let wire: Vec<_> = columns
             .iter()

@@ -79,3 +79,26 @@ pub fn param<'a>(r: &'a datafusion_dataverse::sim::LoggedRequest, name: &str) ->
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.as_str())
 }
+
+/// A bearer token from the simulator's token endpoint, for requests made without the provider.
+pub async fn bearer_token(sim: &SimulatorHandle) -> String {
+    let token: serde_json::Value = reqwest::Client::new()
+        .post(format!(
+            "{}/{}/oauth2/v2.0/token",
+            sim.authority_host(),
+            sim.tenant_id()
+        ))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", sim.client_id()),
+            ("client_secret", sim.client_secret()),
+            ("scope", &format!("{}/.default", sim.url())),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    token["access_token"].as_str().unwrap().to_string()
+}
