@@ -74,3 +74,19 @@ fn a_table_without_change_tracking_is_one_clear_error() {
         "{stderr}"
     );
 }
+
+#[test]
+fn tracing_at_trace_level_never_shows_the_secret_or_a_bearer_token() {
+    let out = Command::new(env!("CARGO_BIN_EXE_dvsql"))
+        .args(["demo", "--rows", "30", "-c", "SELECT count(*) FROM account"])
+        .env("RUST_LOG", "trace")
+        .output()
+        .expect("dvsql runs");
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.lines().count() > 20, "tracing was on: {stderr}");
+    // The simulator's default client secret, and any Authorization header value.
+    assert!(!stderr.contains("sim-secret-value"), "secret leaked");
+    assert!(!stderr.to_ascii_lowercase().contains("bearer "), "token leaked");
+    assert!(!stderr.contains("access_token"), "token response leaked");
+}
