@@ -979,3 +979,56 @@ fn simulate_rejects_a_bad_fault_rate() {
     run.assert_one_line_error();
     snapshot("simulate_bad_fault_rate", &run, None);
 }
+
+#[test]
+fn two_dvsql_processes_reading_changes_at_once_keep_the_token_store_whole() {
+    let home = TempDir::new().unwrap();
+    let config = home.path().join("sim.json");
+    let (_sim, _printed) = simulate(home.path(), &config);
+    let state = home.path().join("state");
+    let args = [
+        "--config",
+        config.to_str().unwrap(),
+        "--state-dir",
+        state.to_str().unwrap(),
+        "-q",
+        "-c",
+        "SELECT count(*) FROM table_changes('account')",
+    ];
+    for _ in 0..4 {
+        let children: Vec<_> = (0..2)
+            .map(|_| {
+                command(home.path())
+                    .args(args)
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for child in children {
+            let out = child.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+    // Both wrote the same token file many times; it is whole and readable, and a third process
+    // lists it.
+    let listed = run(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--state-dir",
+        state.to_str().unwrap(),
+        "-q",
+        "-c",
+        "SELECT entity FROM dataverse_change_tokens()",
+    ]);
+    listed.assert_success();
+    assert_eq!(listed.stdout, "entity\naccount\n");
+    let again = run(&args);
+    again.assert_success();
+    assert_eq!(again.stdout, "count(*)\n0\n", "nothing changed since");
+}

@@ -87,6 +87,9 @@ fn tracing_at_trace_level_never_shows_the_secret_or_a_bearer_token() {
     assert!(stderr.lines().count() > 20, "tracing was on: {stderr}");
     // The simulator's default client secret, and any Authorization header value.
     assert!(!stderr.contains("sim-secret-value"), "secret leaked");
-    assert!(!stderr.to_ascii_lowercase().contains("bearer "), "token leaked");
+    assert!(
+        !stderr.to_ascii_lowercase().contains("bearer "),
+        "token leaked"
+    );
     assert!(!stderr.contains("access_token"), "token response leaked");
 }

@@ -28,7 +28,9 @@ fn any_literal_round_trips_through_the_filter() {
         );
         for case in 0..150 {
             let name = strategy.new_tree(&mut runner).unwrap().current();
-            let id = sim.insert("account", serde_json::json!({ "name": name })).to_string();
+            let id = sim
+                .insert("account", serde_json::json!({ "name": name }))
+                .to_string();
             let literal = name.replace('\'', "''");
             let equal = rows(
                 &query(
@@ -53,12 +55,18 @@ fn any_literal_round_trips_through_the_filter() {
                 )
                 .await,
             );
-            assert!(like.contains(&vec![id]), "case {case}: {name:?} not found by LIKE");
+            assert!(
+                like.contains(&vec![id]),
+                "case {case}: {name:?} not found by LIKE"
+            );
         }
         let filtered = api_requests(&sim)
             .iter()
             .filter(|r| param(r, "$filter").is_some())
             .count();
-        assert!(filtered >= 300, "the literals were sent to the server ({filtered})");
+        assert!(
+            filtered >= 300,
+            "the literals were sent to the server ({filtered})"
+        );
     });
 }
