@@ -105,3 +105,38 @@ async fn the_bearer_token_never_follows_a_link_to_another_origin() {
         "the foreign origin was contacted: {accepted:?}"
     );
 }
+
+#[tokio::test]
+async fn concurrent_queries_over_the_servers_limit_are_throttled_then_all_succeed() {
+    let options = SimulatorOptions {
+        rows: rows_counts(),
+        concurrency_limit: 2,
+        dop_hint: 8,
+        latency: Duration::from_millis(40),
+        ..Default::default()
+    };
+    let sim = Simulator::start(options).await.unwrap();
+    let mut config = Config::for_simulator(&sim);
+    config.odata_maxpagesize = 40;
+    let dv = Dataverse::connect(config).await.unwrap();
+    let ctx = dv.session_context().unwrap();
+    query(&ctx, "SELECT 1 FROM account LIMIT 1").await;
+    assert_eq!(
+        dv.client().concurrency(),
+        8,
+        "raised to the server's x-ms-dop-hint"
+    );
+    let scans = (0..8).map(|_| {
+        let ctx = ctx.clone();
+        async move { rows(&query(&ctx, SCAN).await).len() }
+    });
+    let counts = futures::future::join_all(scans).await;
+    assert_eq!(counts, vec![240; 8]);
+    let throttled = sim.requests().iter().filter(|r| r.status == 429).count();
+    assert!(throttled > 0, "the server's limit of 2 was hit");
+    assert!(
+        dv.client().concurrency() < 8,
+        "429s lowered the limit (now {})",
+        dv.client().concurrency()
+    );
+}

@@ -6,6 +6,7 @@
 //! `deltaLink` elsewhere is refused before any request is made.
 
 pub mod retry;
+pub mod throttle;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,7 +15,6 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap, HeaderValue};
 use serde::Deserialize;
-use tokio::sync::Semaphore;
 use url::Url;
 
 use crate::auth::{AuthError, TokenCache};
@@ -174,8 +174,7 @@ pub struct DataverseClient {
     api_root: Url,
     tokens: TokenCache,
     retry: RetryConfig,
-    permits: Arc<Semaphore>,
-    concurrency: AtomicU64,
+    limit: throttle::ConcurrencyLimit,
     stats: Arc<RequestStats>,
 }
 
@@ -201,8 +200,7 @@ impl DataverseClient {
             origin,
             api_root,
             retry,
-            permits: Arc::new(Semaphore::new(DEFAULT_CONCURRENCY)),
-            concurrency: AtomicU64::new(DEFAULT_CONCURRENCY as u64),
+            limit: throttle::ConcurrencyLimit::new(DEFAULT_CONCURRENCY),
             stats: Arc::new(RequestStats::default()),
         }
     }
@@ -220,24 +218,10 @@ impl DataverseClient {
         &self.stats
     }
 
-    /// The number of requests allowed in flight at once.
+    /// The number of requests allowed in flight at once (shrinks on 429s, grows back to the
+    /// server's `x-ms-dop-hint`).
     pub fn concurrency(&self) -> usize {
-        self.concurrency.load(Ordering::Relaxed) as usize
-    }
-
-    /// Raises the concurrency limit to `n` (e.g. from `x-ms-dop-hint`); never lowers it below
-    /// what is already granted.
-    pub fn raise_concurrency(&self, n: usize) {
-        let current = self.concurrency() as u64;
-        let target = n.clamp(1, 52) as u64;
-        if target > current
-            && self
-                .concurrency
-                .compare_exchange(current, target, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
-            self.permits.add_permits((target - current) as usize);
-        }
+        self.limit.current()
     }
 
     /// A Web API URL relative to the API root, e.g. `EntityDefinitions?$select=…`.
@@ -271,15 +255,14 @@ impl DataverseClient {
         let mut refreshed_after_401 = false;
         loop {
             let outcome = {
-                let _permit = self
-                    .permits
-                    .acquire()
-                    .await
-                    .expect("semaphore never closed");
+                let _permit = self.limit.acquire().await;
                 self.send_once(url, prefer, what).await
             };
             let why = match outcome {
-                Ok(response) => return Ok(response),
+                Ok(response) => {
+                    self.limit.on_success();
+                    return Ok(response);
+                }
                 Err(Failure::Final(e)) => return Err(e),
                 Err(Failure::Unauthorized(e, token)) => {
                     // One fresh token per request: a second 401 is a real refusal.
@@ -293,6 +276,9 @@ impl DataverseClient {
                 Err(Failure::Retry(retryable)) => retryable,
             };
             let (why, last) = why;
+            if matches!(why, Retryable::Throttled(_)) {
+                self.limit.on_throttled();
+            }
             let delay = retry::delay_for(&self.retry, why, attempt, retry::jitter_unit());
             let waited = started.elapsed();
             if attempt >= self.retry.max_retries || waited + delay > self.retry.max_total_wait {
@@ -372,7 +358,7 @@ impl DataverseClient {
             .bytes
             .fetch_add(body.len() as u64, Ordering::Relaxed);
         if let Some(n) = dop_hint {
-            self.raise_concurrency(n as usize);
+            self.limit.set_ceiling(n as usize);
         }
         if (200..300).contains(&status) {
             return Ok(Response {
