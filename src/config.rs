@@ -77,6 +77,12 @@ pub struct Config {
     /// Token authority, default `https://login.microsoftonline.com`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authority_host: Option<String>,
+    /// Seconds to wait for a connection (default 10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect_timeout_secs: Option<u64>,
+    /// Seconds one request may take, body included (default 150).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_timeout_secs: Option<u64>,
 }
 
 fn default_page_size() -> u32 {
@@ -127,6 +133,8 @@ impl Config {
             client_secret_value: Secret::new(need("AZURE_CLIENT_SECRET")?),
             odata_maxpagesize,
             authority_host: get("AZURE_AUTHORITY_HOST"),
+            connect_timeout_secs: None,
+            request_timeout_secs: None,
         };
         config.validate()?;
         Ok(config)
@@ -155,6 +163,17 @@ impl Config {
                 field: "tenant_id",
                 problem: "must be a tenant GUID or domain name".into(),
             });
+        }
+        for (field, value) in [
+            ("connect_timeout_secs", self.connect_timeout_secs),
+            ("request_timeout_secs", self.request_timeout_secs),
+        ] {
+            if value == Some(0) {
+                return Err(ConfigError::Invalid {
+                    field,
+                    problem: "must be at least 1 second".into(),
+                });
+            }
         }
         if !(1..=MAX_PAGE_SIZE).contains(&self.odata_maxpagesize) {
             return Err(ConfigError::Invalid {
@@ -310,6 +329,8 @@ impl Config {
             client_secret_value: Secret::new(sim.client_secret()),
             odata_maxpagesize: MAX_PAGE_SIZE,
             authority_host: Some(sim.authority_host()),
+            connect_timeout_secs: None,
+            request_timeout_secs: None,
         }
     }
 }

@@ -96,10 +96,17 @@ impl Dataverse {
     /// cache). Attribute metadata is fetched per table on first use.
     pub async fn connect_with(config: Config, options: ConnectOptions) -> Result<Self, Error> {
         config.validate()?;
+        let mut timeouts = options.timeouts.clone();
+        if let Some(secs) = config.connect_timeout_secs {
+            timeouts.connect = std::time::Duration::from_secs(secs);
+        }
+        if let Some(secs) = config.request_timeout_secs {
+            timeouts.request = std::time::Duration::from_secs(secs);
+        }
         let config = Arc::new(config);
         let client = Arc::new(DataverseClient::new(
             config.clone(),
-            options.timeouts.clone(),
+            timeouts,
             options.retry.clone(),
         ));
         let metadata = Arc::new(MetadataStore::new(

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use datafusion_dataverse::sim::{RowCounts, Simulator, SimulatorHandle, SimulatorOptions};
-use datafusion_dataverse::{Config, ConnectOptions, Dataverse, Secret};
+use datafusion_dataverse::{Config, ConnectOptions, Dataverse};
 
 use cli::args::{Cli, Command, Format, RunArgs, SimulateArgs};
 use cli::exec::{Outcome, Session, is_broken_pipe, one_line};
@@ -51,7 +51,7 @@ async fn run(cli: Cli) -> Result<(), String> {
         Some(Command::Simulate(args)) => simulate(args).await,
         Some(Command::Demo { rows, seed }) => {
             let sim = start_demo_simulator(rows, seed).await?;
-            let config = simulator_config(&sim);
+            let config = Config::for_simulator(&sim);
             let dataverse = Dataverse::connect(config).await.map_err(|e| one_line(&e))?;
             if !cli.run.quiet && is_interactive(&cli.run) {
                 print_demo_banner(&sim, rows);
@@ -176,18 +176,6 @@ async fn start_demo_simulator(accounts: usize, seed: u64) -> Result<SimulatorHan
         .map_err(|e| format!("cannot start the simulator: {e}"))
 }
 
-/// A config for connecting to a running simulator.
-fn simulator_config(sim: &SimulatorHandle) -> Config {
-    Config {
-        url: sim.url(),
-        tenant_id: sim.tenant_id().to_string(),
-        client_id: sim.client_id().to_string(),
-        client_secret_value: Secret::new(sim.client_secret()),
-        odata_maxpagesize: datafusion_dataverse::config::MAX_PAGE_SIZE,
-        authority_host: Some(sim.authority_host()),
-    }
-}
-
 fn print_demo_banner(sim: &SimulatorHandle, accounts: usize) {
     eprintln!(
         "dvsql demo: a simulated Dataverse environment at {} with {accounts} accounts,\n\
@@ -227,7 +215,7 @@ async fn simulate(args: SimulateArgs) -> Result<(), String> {
     let sim = Simulator::start(options)
         .await
         .map_err(|e| format!("cannot start the simulator: {e}"))?;
-    let config = simulator_config(&sim);
+    let config = Config::for_simulator(&sim);
     println!("Dataverse simulator listening at {}", sim.url());
     println!("  Web API:        {}", sim.api_url());
     println!(

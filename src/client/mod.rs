@@ -281,7 +281,10 @@ impl DataverseClient {
             }
             let delay = retry::delay_for(&self.retry, why, attempt, retry::jitter_unit());
             let waited = started.elapsed();
-            if attempt >= self.retry.max_retries || waited + delay > self.retry.max_total_wait {
+            let reached = self.stats.bytes.load(Ordering::Relaxed) > 0;
+            if attempt >= retry::retries_allowed(&self.retry, why, reached)
+                || waited + delay > self.retry.max_total_wait
+            {
                 return Err(ClientError::RetriesExhausted {
                     what: what.to_string(),
                     attempts: attempt + 1,

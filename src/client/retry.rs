@@ -22,6 +22,10 @@ pub struct RetryConfig {
     pub base: f64,
     /// Attempts after the first (default 10).
     pub max_retries: u32,
+    /// Attempts after the first for connection failures and cut bodies before the server has
+    /// ever answered (default 4): a wrong URL should fail within a second or two, while a
+    /// reset in the middle of a long export gets the full `max_retries`.
+    pub max_transport_retries: u32,
     /// Total waiting allowed for one request, retries included (default 5 min).
     pub max_total_wait: Duration,
     /// Largest `Retry-After` honoured as given (default 60 s); longer values are capped.
@@ -35,6 +39,7 @@ impl Default for RetryConfig {
             max_backoff: Duration::from_secs(15),
             base: 2.0,
             max_retries: 10,
+            max_transport_retries: 4,
             max_total_wait: Duration::from_secs(300),
             max_retry_after: Duration::from_secs(60),
         }
@@ -65,6 +70,16 @@ pub fn classify_status(status: u16, retry_after: Option<Duration>) -> Option<Ret
 pub fn parse_retry_after(value: Option<&str>) -> Option<Duration> {
     let secs: f64 = value?.trim().parse().ok()?;
     (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs))
+}
+
+/// How many retries `why` gets; `reached_before` says whether the server has answered before.
+pub fn retries_allowed(config: &RetryConfig, why: Retryable, reached_before: bool) -> u32 {
+    match why {
+        Retryable::Transport if !reached_before => {
+            config.max_transport_retries.min(config.max_retries)
+        }
+        _ => config.max_retries,
+    }
 }
 
 /// The delay before retry number `attempt` (0-based), with `unit` a uniform draw in [0, 1).
