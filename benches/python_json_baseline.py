@@ -23,6 +23,19 @@ import time
 import urllib.request
 
 
+def peak_rss_kib() -> int:
+    """VmHWM of this process. Not ru_maxrss: Linux keeps that across execve, so a child of a
+    big parent would report the parent's peak."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
 def main() -> int:
     if len(sys.argv) < 2:
         print(__doc__, file=sys.stderr)
@@ -53,7 +66,7 @@ def main() -> int:
         # Followed unchanged, as the Web API requires (the link carries the paging cookie).
         url = page.get("@odata.nextLink")
     seconds = time.perf_counter() - started
-    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    peak_kib = peak_rss_kib()
     print(
         json.dumps(
             {

@@ -60,6 +60,15 @@ struct Sample {
     child_peak_kib: Option<u64>,
 }
 
+/// Memory of one phase, the largest over its runs.
+#[derive(Clone, Copy, Debug, Default)]
+struct Peak {
+    /// `VmHWM` at the end of the phase (reset before it where the kernel allows).
+    peak_kib: u64,
+    /// `VmHWM` minus `VmRSS` at the phase's start: what the phase itself added.
+    growth_kib: u64,
+}
+
 /// The phases of one run, in the order they are run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
@@ -129,13 +138,11 @@ async fn main() -> Result<(), BoxError> {
     }
 
     let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); phases.len()];
-    let mut peaks: Vec<u64> = vec![0; phases.len()];
+    let mut peaks: Vec<Peak> = vec![Peak::default(); phases.len()];
     let peak_is_per_phase = reset_peak_rss();
     for run in 0..=runs {
         for (i, &phase) in phases.iter().enumerate() {
-            reset_peak_rss();
-            let sample = bench.run(phase).await?;
-            peaks[i] = peaks[i].max(proc_status_kib("VmHWM").unwrap_or(0));
+            let (sample, peak) = measure(&bench, phase).await?;
             if run == 0 {
                 // The warm-up run fills the page cache; its time says how fast the simulator
                 // renders, which is printed for BENCHMARKS.md but not measured further.
@@ -148,7 +155,10 @@ async fn main() -> Result<(), BoxError> {
                     sample.rows
                 );
             } else {
+                // Only measured runs count: the warm-up of (a) grows the page cache.
                 samples[i].push(sample);
+                peaks[i].peak_kib = peaks[i].peak_kib.max(peak.peak_kib);
+                peaks[i].growth_kib = peaks[i].growth_kib.max(peak.growth_kib);
             }
         }
     }
@@ -159,7 +169,8 @@ async fn main() -> Result<(), BoxError> {
     println!(
         "{runs} runs; time = median (min–max); ratio = median / median of (a); peak RSS = {}",
         if peak_is_per_phase {
-            "VmHWM during the phase (reset before each), simulator and its cache included"
+            "VmHWM during the phase (reset before each), simulator and its cache included; \
+             +MiB = peak minus RSS at the phase's start, the phase's own footprint"
         } else {
             "VmHWM so far (cumulative: reset refused), simulator and its cache included"
         }
@@ -190,10 +201,13 @@ async fn main() -> Result<(), BoxError> {
     let sim = start_simulator(rows, false).await?;
     let bench = Bench::new(&sim).await?;
     let mut uncached = Vec::new();
+    let mut uncached_peak = Peak::default();
     for run in 0..=runs {
-        let sample = bench.run(Phase::RawFetch).await?;
+        let (sample, peak) = measure(&bench, Phase::RawFetch).await?;
         if run > 0 {
             uncached.push(sample);
+            uncached_peak.peak_kib = uncached_peak.peak_kib.max(peak.peak_kib);
+            uncached_peak.growth_kib = uncached_peak.growth_kib.max(peak.growth_kib);
         }
     }
     println!();
@@ -203,9 +217,22 @@ async fn main() -> Result<(), BoxError> {
         "(a') raw fetch, no page cache",
         &uncached,
         floor,
-        proc_status_kib("VmHWM").unwrap_or(0),
+        uncached_peak,
     );
     Ok(())
+}
+
+/// Runs one phase, with the peak RSS during it.
+async fn measure(bench: &Bench, phase: Phase) -> Result<(Sample, Peak), BoxError> {
+    reset_peak_rss();
+    let start_kib = proc_status_kib("VmRSS").unwrap_or(0);
+    let sample = bench.run(phase).await?;
+    let peak_kib = proc_status_kib("VmHWM").unwrap_or(0);
+    let peak = Peak {
+        peak_kib,
+        growth_kib: peak_kib.saturating_sub(start_kib),
+    };
+    Ok((sample, peak))
 }
 
 impl Bench {
@@ -456,13 +483,13 @@ fn print_rss(when: &str) {
 
 fn print_header() {
     println!(
-        "{:<42} {:>22} {:>7} {:>10} {:>8} {:>5} {:>8} {:>8}",
-        "phase", "time s (min–max)", "× (a)", "rows/s", "MB/s", "reqs", "MB", "peak MiB"
+        "{:<42} {:>22} {:>7} {:>10} {:>8} {:>5} {:>8} {:>8} {:>6}",
+        "phase", "time s (min–max)", "× (a)", "rows/s", "MB/s", "reqs", "MB", "peak MiB", "+MiB"
     );
 }
 
 /// MB/s is page JSON received per second (1 MB = 10^6 bytes, criterion's unit).
-fn print_row(label: &str, samples: &[Sample], floor: f64, peak_kib: u64) {
+fn print_row(label: &str, samples: &[Sample], floor: f64, peak: Peak) {
     if samples.is_empty() {
         return;
     }
@@ -470,7 +497,7 @@ fn print_row(label: &str, samples: &[Sample], floor: f64, peak_kib: u64) {
     let (min, max) = min_max(samples);
     let last = samples[samples.len() - 1];
     println!(
-        "{:<42} {:>8.3} ({:.3}–{:.3}) {:>7.2} {:>10.0} {:>8.1} {:>5} {:>8.1} {:>8}",
+        "{:<42} {:>8.3} ({:.3}–{:.3}) {:>7.2} {:>10.0} {:>8.1} {:>5} {:>8.1} {:>8} {:>6}",
         label,
         t,
         min,
@@ -480,7 +507,8 @@ fn print_row(label: &str, samples: &[Sample], floor: f64, peak_kib: u64) {
         last.bytes as f64 / 1e6 / t,
         last.requests,
         last.bytes as f64 / 1e6,
-        peak_kib / 1024
+        peak.peak_kib / 1024,
+        peak.growth_kib / 1024
     );
 }
 
