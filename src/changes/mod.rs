@@ -188,7 +188,7 @@ pub fn commit_on_end(
         feed,
         read,
         delta_link,
-        failed: false,
+        done: false,
     })
 }
 
@@ -197,7 +197,8 @@ struct CommitOnEnd {
     feed: Arc<ChangeFeed>,
     read: ChangeRead,
     delta_link: Arc<Mutex<Option<String>>>,
-    failed: bool,
+    /// The stream errored or has been finished: the token is never handed over twice.
+    done: bool,
 }
 
 impl Stream for CommitOnEnd {
@@ -206,10 +207,10 @@ impl Stream for CommitOnEnd {
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         match self.inner.as_mut().poll_next(cx) {
             Poll::Ready(Some(Err(e))) => {
-                self.failed = true;
+                self.done = true;
                 Poll::Ready(Some(Err(e)))
             }
-            Poll::Ready(None) if !self.failed => {
+            Poll::Ready(None) if !self.done => {
                 let link = self.delta_link.lock().expect("not poisoned").take();
                 if !self.read.saves_token {
                     return Poll::Ready(None);
@@ -228,7 +229,7 @@ impl Stream for CommitOnEnd {
                         .into(),
                     )),
                 };
-                self.failed = true; // report once
+                self.done = true;
                 match result {
                     Ok(()) => Poll::Ready(None),
                     Err(e) => Poll::Ready(Some(Err(e))),

@@ -271,17 +271,8 @@ impl Sink {
         let stdout = std::io::stdout();
         let mut out = stdout.lock();
         match self.format {
-            Format::Table => {
-                let mut options = print.clone();
-                options.max_rows = print.max_rows;
-                let mut batches = kept.to_vec();
-                let total = self.rows;
-                // The printer needs to know the total to say how many rows were cut.
-                if print.max_rows > 0 && total > print.max_rows {
-                    batches = print::capped(&batches, print.max_rows + 1);
-                }
-                options.print_table_with_total(&mut out, &batches, total)?;
-            }
+            // The printer caps the rows and needs the total to say how many were cut.
+            Format::Table => print.print_table_with_total(&mut out, kept, self.rows)?,
             Format::Json => print.print(&mut out, kept)?,
             Format::Csv | Format::Ndjson => {
                 if !self.streamed {

@@ -100,7 +100,7 @@ pub fn write_ndjson(out: &mut dyn Write, batches: &[RecordBatch]) -> Result<()> 
 }
 
 /// The first `max_rows` rows (all when 0).
-pub fn capped(batches: &[RecordBatch], max_rows: usize) -> Vec<RecordBatch> {
+fn capped(batches: &[RecordBatch], max_rows: usize) -> Vec<RecordBatch> {
     if max_rows == 0 {
         return batches.to_vec();
     }
