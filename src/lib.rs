@@ -38,7 +38,7 @@ pub mod sim;
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 
 use datafusion::catalog::SchemaProvider;
 use datafusion::prelude::{SessionConfig, SessionContext};
@@ -122,10 +122,7 @@ impl Dataverse {
             metadata.clone(),
             options.state_dir.as_deref(),
         ));
-        let scan_options = Arc::new(ScanOptions {
-            pushdown: AtomicBool::new(true),
-            page_size: config.odata_maxpagesize,
-        });
+        let scan_options = Arc::new(ScanOptions::new(config.odata_maxpagesize));
         Ok(Self {
             client,
             metadata,
@@ -144,6 +141,12 @@ impl Dataverse {
             datafusion::error::DataFusionError::Plan(format!("no catalog {catalog_name}"))
         })?;
         catalog.register_schema(SCHEMA_NAME, self.schema_provider())?;
+        catalog.register_schema(
+            provider::metadata_schema::METADATA_SCHEMA,
+            Arc::new(provider::metadata_schema::MetadataSchema::new(
+                self.metadata.clone(),
+            )),
+        )?;
         ctx.state_ref()
             .write()
             .config_mut()
@@ -215,6 +218,12 @@ impl Dataverse {
 
     pub fn pushdown(&self) -> bool {
         self.options.pushdown_enabled()
+    }
+
+    /// The most partitions a large scan is read in (queries planned afterwards): 0 (the
+    /// default) follows the server's `x-ms-dop-hint`, at most 8; 1 reads sequentially.
+    pub fn set_parallel(&self, partitions: usize) {
+        self.options.parallel.store(partitions, Ordering::Relaxed);
     }
 
     /// Requests, bytes, retries and waiting so far on this connection.

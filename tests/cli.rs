@@ -462,11 +462,42 @@ fn d_lists_the_tables() {
 fn d_name_describes_a_tables_columns() {
     let run = demo(&["--format", "table", "-c", "\\d account"]);
     run.assert_success();
-    assert!(
+    let line = |start: &str| {
         run.stdout
-            .contains("| revenue               | Money            | Decimal128(38, 4) "),
-        "{}",
-        run.stdout
+            .lines()
+            .find(|l| l.starts_with(start))
+            .unwrap_or_else(|| panic!("no {start:?} in {}", run.stdout))
+            .split('|')
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        line("| revenue "),
+        [
+            "revenue",
+            "Money",
+            "Decimal128(38, 4)",
+            "yes",
+            "revenue",
+            "exact"
+        ]
+    );
+    assert_eq!(
+        line("| owneridtype "),
+        [
+            "owneridtype",
+            "EntityName",
+            "Utf8View",
+            "yes",
+            "label of ownerid",
+            "local"
+        ]
+    );
+    // The option values follow the columns.
+    assert_eq!(
+        line("| statecode           | 1 "),
+        ["statecode", "1", "Inactive"]
     );
     snapshot("backslash_d_account", &run, None);
 }

@@ -140,3 +140,49 @@ async fn concurrent_queries_over_the_servers_limit_are_throttled_then_all_succee
         dv.client().concurrency()
     );
 }
+
+#[tokio::test]
+async fn explain_analyze_shows_the_requests_and_retries_of_a_scan() {
+    let sim = Simulator::start(SimulatorOptions {
+        rows: rows_counts(),
+        faults: FaultOptions {
+            fault_rate: 0.0,
+            seed: 7,
+        },
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let mut config = Config::for_simulator(&sim);
+    config.odata_maxpagesize = 20;
+    let dv = Dataverse::connect(config).await.unwrap();
+    dv.set_parallel(1); // one chain of 12 pages: the count below is exact
+    let ctx = dv.session_context().unwrap();
+    query(&ctx, "SELECT 1 FROM account LIMIT 1").await; // metadata, before the faults
+    sim.set_fault_rate(0.3);
+    let before = dv.stats();
+    let plan = rows(&query(&ctx, "EXPLAIN ANALYZE SELECT accountid FROM account").await);
+    let spent = dv.stats().since(&before);
+    let text = plan
+        .iter()
+        .flatten()
+        .cloned()
+        .collect::<Vec<_>>()
+        .join("\n");
+    let metric = |name: &str| -> u64 {
+        let at = text
+            .find(&format!("{name}="))
+            .unwrap_or_else(|| panic!("no {name} in {text}"));
+        text[at + name.len() + 1..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect::<String>()
+            .parse()
+            .unwrap()
+    };
+    let (requests, retries) = (metric("requests"), metric("retries"));
+    assert!(retries > 0, "30% faults must cost retries: {text}");
+    assert_eq!(requests, 12 + retries, "240 rows in pages of 20: {text}");
+    assert_eq!(retries, spent.retries, "the footer's count agrees: {text}");
+    assert!(text.contains("retry_wait="), "{text}");
+}

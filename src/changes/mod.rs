@@ -342,10 +342,13 @@ impl TableFunctionImpl for TableChangesFunction {
     }
 }
 
-/// One entity's change feed as a table.
+/// One entity's change feed as a table: the entity's data columns (label columns are left
+/// out: their annotations are not asked for on delta queries), then the change columns.
 #[derive(Debug)]
 pub struct TableChangesProvider {
     definition: Arc<TableDefinition>,
+    /// Positions in `definition.columns` of the data columns, in schema order.
+    data_columns: Vec<usize>,
     feed: Arc<ChangeFeed>,
     explicit_token: Option<String>,
     schema: SchemaRef,
@@ -357,16 +360,16 @@ impl TableChangesProvider {
         feed: Arc<ChangeFeed>,
         explicit_token: Option<String>,
     ) -> Self {
-        let mut fields: Vec<Field> = definition
-            .schema
-            .fields()
+        let data_columns: Vec<usize> = definition.data_columns().map(|(i, _)| i).collect();
+        let mut fields: Vec<Field> = data_columns
             .iter()
-            .map(|f| f.as_ref().clone().with_nullable(true))
+            .map(|&i| definition.schema.field(i).clone().with_nullable(true))
             .collect();
         fields.push(Field::new(CHANGE_TYPE, DataType::Utf8View, false));
         fields.push(Field::new(ROW_VERSION, DataType::Int64, true));
         Self {
             definition,
+            data_columns,
             feed,
             explicit_token,
             schema: Arc::new(Schema::new(fields)),
@@ -392,7 +395,7 @@ impl TableProvider for TableChangesProvider {
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let def = &self.definition;
-        let base = def.columns.len();
+        let base = self.data_columns.len();
         let indices: Vec<usize> = match projection {
             Some(p) => p.clone(),
             None => (0..self.schema.fields().len()).collect(),
@@ -412,7 +415,7 @@ impl TableProvider for TableChangesProvider {
         };
         for (position, &i) in indices.iter().enumerate() {
             if i < base {
-                let c = &def.columns[i];
+                let c = &def.columns[self.data_columns[i]];
                 if c.name == def.entity.primary_id {
                     changes.primary_key = Some(position);
                 }

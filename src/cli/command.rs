@@ -5,6 +5,7 @@ use std::sync::Arc;
 use datafusion::arrow::array::{RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::error::{DataFusionError, Result};
+use datafusion_dataverse::odata::translate::pushdown_support;
 use datafusion_dataverse::provider::catalog::closest;
 
 use super::args::Format;
@@ -168,12 +169,17 @@ async fn describe(session: &Session, name: &str) -> Result<()> {
         .iter()
         .zip(table.schema.fields())
         .map(|(c, f)| {
+            let (source, filters) = match &c.label {
+                Some(l) => (format!("label of {}", l.parent), "local"),
+                None => (c.odata_name.clone(), pushdown_support(c.kind)),
+            };
             vec![
                 c.name.clone(),
                 c.attribute_type.clone(),
                 f.data_type().to_string(),
                 yes_no(f.is_nullable()),
-                c.odata_name.clone(),
+                source,
+                filters.to_string(),
             ]
         })
         .collect();
@@ -184,10 +190,40 @@ async fn describe(session: &Session, name: &str) -> Result<()> {
             "dataverse_type",
             "arrow_type",
             "nullable",
-            "odata_property",
+            "source",
+            "filters",
         ],
         rows,
-    )
+    )?;
+    describe_choices(session, name).await
+}
+
+/// The option values and labels of the table's choice columns, after its columns.
+async fn describe_choices(session: &Session, name: &str) -> Result<()> {
+    let options = session
+        .dataverse
+        .metadata()
+        .options(name)
+        .await
+        .map_err(|e| DataFusionError::External(Box::new(e)))?
+        .unwrap_or_default();
+    if options.is_empty() {
+        return Ok(());
+    }
+    let rows = options
+        .iter()
+        .map(|o| {
+            vec![
+                o.attribute.clone(),
+                o.value.to_string(),
+                o.label.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    if session.print.format == Format::Table {
+        println!();
+    }
+    print_rows(session, &["choice_column", "value", "label"], rows)
 }
 
 fn yes_no(b: bool) -> String {

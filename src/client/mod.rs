@@ -145,6 +145,9 @@ pub struct Response {
     pub body: Bytes,
     pub preference_applied: Option<String>,
     pub dop_hint: Option<u32>,
+    /// Attempts this response took beyond the first, and the time slept between them.
+    pub retries: u32,
+    pub retry_wait: Duration,
 }
 
 /// Timeouts with documented defaults.
@@ -252,6 +255,7 @@ impl DataverseClient {
         self.check_origin(url)?;
         let started = Instant::now();
         let mut attempt = 0u32;
+        let mut slept = Duration::ZERO;
         let mut refreshed_after_401 = false;
         loop {
             let outcome = {
@@ -259,8 +263,10 @@ impl DataverseClient {
                 self.send_once(url, prefer, what).await
             };
             let why = match outcome {
-                Ok(response) => {
+                Ok(mut response) => {
                     self.limit.on_success();
+                    response.retries = attempt;
+                    response.retry_wait = slept;
                     return Ok(response);
                 }
                 Err(Failure::Final(e)) => return Err(e),
@@ -298,6 +304,7 @@ impl DataverseClient {
                 .wait_micros
                 .fetch_add(delay.as_micros() as u64, Ordering::Relaxed);
             tokio::time::sleep(delay).await;
+            slept += delay;
             attempt += 1;
         }
     }
@@ -368,6 +375,8 @@ impl DataverseClient {
                 body,
                 preference_applied,
                 dop_hint,
+                retries: 0,
+                retry_wait: Duration::ZERO,
             });
         }
         let error = service_error(status, &body, is_json, what);

@@ -74,13 +74,15 @@ impl ConcurrencyLimit {
     }
 
     /// The server's recommended degree of parallelism: the new ceiling. The limit rises to
-    /// it only while no 429 has lowered it.
+    /// it only while no 429 has lowered it, and falls to it at once.
     pub fn set_ceiling(&self, hint: usize) {
         let hint = hint.clamp(1, MAX_CONCURRENCY);
         let mut state = self.state.lock().expect("not poisoned");
         if hint > state.ceiling && state.current == state.ceiling {
             let by = hint - state.current;
             self.grow(&mut state, by);
+        } else if hint < state.current {
+            self.shrink(&mut state, hint);
         }
         state.ceiling = hint;
     }
@@ -89,9 +91,13 @@ impl ConcurrencyLimit {
     pub fn on_throttled(&self) {
         let mut state = self.state.lock().expect("not poisoned");
         let target = (state.current / 2).max(1);
+        self.shrink(&mut state, target);
+        state.successes = 0;
+    }
+
+    fn shrink(&self, state: &mut State, target: usize) {
         let cut = state.current - target;
         state.current = target;
-        state.successes = 0;
         // Retire idle permits now and the rest as in-flight requests finish.
         let forgotten = self.semaphore.forget_permits(cut);
         state.owed += cut - forgotten;
@@ -119,6 +125,24 @@ impl ConcurrencyLimit {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_lower_hint_lowers_the_limit_at_once() {
+        let limit = ConcurrencyLimit::new(4);
+        let held = limit.acquire().await;
+        limit.set_ceiling(2);
+        assert_eq!(limit.current(), 2);
+        let second = limit.acquire().await;
+        assert!(
+            tokio::time::timeout(std::time::Duration::from_millis(50), limit.acquire())
+                .await
+                .is_err(),
+            "a third request must wait"
+        );
+        drop((held, second));
+        limit.set_ceiling(6);
+        assert_eq!(limit.current(), 6);
+    }
 
     #[tokio::test]
     async fn throttling_halves_and_successes_grow_back_to_the_hint() {

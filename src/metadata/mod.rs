@@ -15,10 +15,22 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use crate::client::{ClientError, DataverseClient};
-pub use model::{AttributeInfo, Column, ColumnKind, EntityInfo, TableDefinition};
+pub use model::{
+    Annotation, AttributeInfo, Column, ColumnKind, EntityInfo, LabelSource, TableDefinition,
+};
 
 /// Bumped whenever the cache format changes; older files are ignored.
 const CACHE_VERSION: u32 = 1;
+
+/// One option of a choice, state, status, multi-select or boolean column.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OptionValue {
+    /// The column's logical name.
+    pub attribute: String,
+    pub value: i32,
+    /// The label in the calling user's language (`UserLocalizedLabel`).
+    pub label: Option<String>,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum MetadataError {
@@ -39,6 +51,7 @@ pub struct MetadataStore {
     cache_dir: Option<PathBuf>,
     entities: Mutex<Option<Arc<Vec<EntityInfo>>>>,
     tables: Mutex<HashMap<String, Arc<TableDefinition>>>,
+    options: Mutex<HashMap<String, Arc<Vec<OptionValue>>>>,
     /// Serialises fetches so that concurrent planners ask once.
     fetching: tokio::sync::Mutex<()>,
 }
@@ -123,6 +136,74 @@ impl From<RawAttribute> for AttributeInfo {
     }
 }
 
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct RawEnumAttribute {
+    logical_name: String,
+    #[serde(default)]
+    option_set: Option<RawOptionSet>,
+    #[serde(default)]
+    global_option_set: Option<RawOptionSet>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct RawOptionSet {
+    #[serde(default)]
+    options: Option<Vec<RawOption>>,
+    #[serde(default)]
+    true_option: Option<RawOption>,
+    #[serde(default)]
+    false_option: Option<RawOption>,
+}
+
+impl RawOptionSet {
+    fn is_empty(&self) -> bool {
+        self.options.as_ref().is_none_or(Vec::is_empty)
+            && self.true_option.is_none()
+            && self.false_option.is_none()
+    }
+
+    fn into_options(self) -> Vec<RawOption> {
+        let mut all = self.options.unwrap_or_default();
+        all.extend(self.false_option);
+        all.extend(self.true_option);
+        all
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct RawOption {
+    value: i32,
+    #[serde(default)]
+    label: Option<RawLabel>,
+}
+
+/// `{"LocalizedLabels":[…],"UserLocalizedLabel":{"Label":"Retail","LanguageCode":1033}}`.
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct RawLabel {
+    #[serde(default)]
+    user_localized_label: Option<RawLocalizedLabel>,
+    #[serde(default)]
+    localized_labels: Vec<RawLocalizedLabel>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct RawLocalizedLabel {
+    label: String,
+}
+
+impl RawLabel {
+    fn text(self) -> Option<String> {
+        self.user_localized_label
+            .or_else(|| self.localized_labels.into_iter().next())
+            .map(|l| l.label)
+    }
+}
+
 /// The entity properties we read; the list request asks for these only.
 const ENTITY_SELECT: &str = "LogicalName,EntitySetName,PrimaryIdAttribute,PrimaryNameAttribute,ChangeTrackingEnabled,IsCustomEntity";
 
@@ -135,6 +216,7 @@ impl MetadataStore {
             cache_dir,
             entities: Mutex::new(None),
             tables: Mutex::new(HashMap::new()),
+            options: Mutex::new(HashMap::new()),
             fetching: tokio::sync::Mutex::new(()),
         }
     }
@@ -208,6 +290,47 @@ impl MetadataStore {
         Ok(Some(table))
     }
 
+    /// The options of every choice-like column of an entity (Picklist, State, Status,
+    /// MultiSelectPicklist, Boolean), fetched on first use with two requests and cached like
+    /// the attributes. `None` for an unknown entity.
+    pub async fn options(
+        &self,
+        logical_name: &str,
+    ) -> Result<Option<Arc<Vec<OptionValue>>>, MetadataError> {
+        let loaded = || {
+            self.options
+                .lock()
+                .expect("not poisoned")
+                .get(logical_name)
+                .cloned()
+        };
+        if let Some(o) = loaded() {
+            return Ok(Some(o));
+        }
+        if self.entity(logical_name).await?.is_none() {
+            return Ok(None);
+        }
+        let _guard = self.fetching.lock().await;
+        if let Some(o) = loaded() {
+            return Ok(Some(o));
+        }
+        let file = format!("options/{logical_name}.json");
+        let options = match self.read_cache::<OptionValue>(&file) {
+            Some(o) => o,
+            None => {
+                let o = self.fetch_options(logical_name).await?;
+                self.write_cache(&file, &o)?;
+                o
+            }
+        };
+        let options = Arc::new(options);
+        self.options
+            .lock()
+            .expect("not poisoned")
+            .insert(logical_name.to_string(), options.clone());
+        Ok(Some(options))
+    }
+
     /// A table definition already in memory.
     pub fn table_loaded(&self, logical_name: &str) -> Option<Arc<TableDefinition>> {
         self.tables
@@ -221,6 +344,7 @@ impl MetadataStore {
     pub fn refresh(&self) -> Result<(), MetadataError> {
         *self.entities.lock().expect("not poisoned") = None;
         self.tables.lock().expect("not poisoned").clear();
+        self.options.lock().expect("not poisoned").clear();
         if let Some(dir) = &self.cache_dir
             && dir.exists()
         {
@@ -276,6 +400,48 @@ impl MetadataStore {
             .get_json::<Collection<RawAttribute>>(&url, &format!("the columns of {logical_name}"))
             .await?;
         Ok(list.value.into_iter().map(AttributeInfo::from).collect())
+    }
+
+    /// Option sets hang off the derived attribute types (reference §1.5): one cast to
+    /// `EnumAttributeMetadata` covers Picklist, State, Status and MultiSelectPicklist, one to
+    /// `BooleanAttributeMetadata` the two-option columns.
+    async fn fetch_options(&self, logical_name: &str) -> Result<Vec<OptionValue>, MetadataError> {
+        let escaped = crate::odata::encode_component(&logical_name.replace('\'', "''"));
+        let base = format!(
+            "EntityDefinitions(LogicalName='{escaped}')/Attributes/Microsoft.Dynamics.CRM."
+        );
+        let what = format!("the choices of {logical_name}");
+        let enums = self.client.api_url(&format!(
+            "{base}EnumAttributeMetadata?$select=LogicalName&$expand=OptionSet($select=Options),GlobalOptionSet($select=Options)"
+        ));
+        let (enums, _) = self
+            .client
+            .get_json::<Collection<RawEnumAttribute>>(&enums, &what)
+            .await?;
+        let booleans = self.client.api_url(&format!(
+            "{base}BooleanAttributeMetadata?$select=LogicalName&$expand=OptionSet($select=TrueOption,FalseOption),GlobalOptionSet($select=TrueOption,FalseOption)"
+        ));
+        let (booleans, _) = self
+            .client
+            .get_json::<Collection<RawEnumAttribute>>(&booleans, &what)
+            .await?;
+        let mut out = Vec::new();
+        for a in enums.value.into_iter().chain(booleans.value) {
+            // A column bound to a global option set may carry its options on either side.
+            let set = [a.option_set, a.global_option_set]
+                .into_iter()
+                .flatten()
+                .find(|s| !s.is_empty());
+            for option in set.map(RawOptionSet::into_options).unwrap_or_default() {
+                out.push(OptionValue {
+                    attribute: a.logical_name.clone(),
+                    value: option.value,
+                    label: option.label.and_then(|l| l.text()),
+                });
+            }
+        }
+        out.sort_by(|a, b| (&a.attribute, a.value).cmp(&(&b.attribute, b.value)));
+        Ok(out)
     }
 
     fn read_cache<T: DeserializeOwned>(&self, file: &str) -> Option<Vec<T>> {

@@ -75,6 +75,10 @@ pub enum ColumnKind {
     Choice,
     /// MultiSelectPicklist (a comma-separated string of integers on the wire).
     MultiChoice,
+    /// A label column: the text of an annotation on its parent's value.
+    Label,
+    /// The labels of a multi-select choice (one `"A; B"` annotation on the wire).
+    LabelList,
 }
 
 impl ColumnKind {
@@ -84,7 +88,9 @@ impl ColumnKind {
     /// The Arrow type of this kind (design §3).
     pub fn data_type(self) -> DataType {
         match self {
-            ColumnKind::Guid | ColumnKind::Lookup | ColumnKind::Text => DataType::Utf8View,
+            ColumnKind::Guid | ColumnKind::Lookup | ColumnKind::Text | ColumnKind::Label => {
+                DataType::Utf8View
+            }
             ColumnKind::Integer | ColumnKind::Choice => DataType::Int32,
             ColumnKind::BigInt => DataType::Int64,
             ColumnKind::Decimal(scale) => DataType::Decimal128(38, scale),
@@ -98,6 +104,9 @@ impl ColumnKind {
             ColumnKind::MultiChoice => {
                 DataType::List(Arc::new(Field::new_list_field(DataType::Int32, true)))
             }
+            ColumnKind::LabelList => {
+                DataType::List(Arc::new(Field::new_list_field(DataType::Utf8View, true)))
+            }
         }
     }
 }
@@ -107,12 +116,42 @@ impl ColumnKind {
 pub struct Column {
     /// SQL name: the attribute's logical name.
     pub name: String,
-    /// Property name on the wire: `_x_value` for lookups, else the logical name.
+    /// Property name on the wire: `_x_value` for lookups, else the logical name. For a label
+    /// column, its parent's property (the one that must be `$select`ed).
     pub odata_name: String,
     pub kind: ColumnKind,
     /// The Dataverse `AttributeType` (for `\d` and the metadata tables).
     pub attribute_type: String,
     pub is_primary_id: bool,
+    /// Set for label columns (`industrycodename`, `owneridtype`): where the text comes from.
+    pub label: Option<LabelSource>,
+}
+
+/// A label column's source: an annotation on its parent column's value (reference §4).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LabelSource {
+    /// The SQL name of the data column the label belongs to (`AttributeOf`).
+    pub parent: String,
+    pub annotation: Annotation,
+}
+
+/// The annotations label columns are read from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Annotation {
+    /// Choice and boolean labels, lookup primary names.
+    FormattedValue,
+    /// The table a (polymorphic) lookup points to.
+    LookupLogicalName,
+}
+
+impl Annotation {
+    /// The name used in `Prefer: odata.include-annotations` and after `@` in a row.
+    pub fn name(self) -> &'static str {
+        match self {
+            Annotation::FormattedValue => "OData.Community.Display.V1.FormattedValue",
+            Annotation::LookupLogicalName => "Microsoft.Dynamics.CRM.lookuplogicalname",
+        }
+    }
 }
 
 impl Column {
@@ -156,7 +195,55 @@ impl Column {
                 a.attribute_type.clone()
             },
             is_primary_id: a.is_primary_id,
+            label: None,
         })
+    }
+
+    /// The label column a companion attribute (`AttributeOf` = `parent`) becomes, if the Web
+    /// API annotates the parent's values with it: `<choice>name` and `<lookup>name` from
+    /// FormattedValue, a lookup's EntityName companion (`owneridtype`) from
+    /// lookuplogicalname. Other companions (`…yominame`) have no annotation and no column.
+    pub fn label_of(a: &AttributeInfo, parent: &Column) -> Option<Column> {
+        let (annotation, kind) = match (parent.kind, a.attribute_type.as_str()) {
+            (ColumnKind::Lookup, "EntityName") => {
+                (Annotation::LookupLogicalName, ColumnKind::Label)
+            }
+            (_, "EntityName") => return None,
+            (ColumnKind::MultiChoice, _) => (Annotation::FormattedValue, ColumnKind::LabelList),
+            (ColumnKind::Choice | ColumnKind::Boolean | ColumnKind::Lookup, _) => {
+                (Annotation::FormattedValue, ColumnKind::Label)
+            }
+            _ => return None,
+        };
+        if annotation == Annotation::FormattedValue
+            && a.logical_name != format!("{}name", parent.name)
+        {
+            return None;
+        }
+        Some(Column {
+            name: a.logical_name.clone(),
+            odata_name: parent.odata_name.clone(),
+            kind,
+            attribute_type: a.attribute_type.clone(),
+            is_primary_id: false,
+            label: Some(LabelSource {
+                parent: parent.name.clone(),
+                annotation,
+            }),
+        })
+    }
+
+    /// The row property this column is read from: the value itself, or for a label column
+    /// its annotation (`industrycode@OData.Community.Display.V1.FormattedValue`).
+    pub fn wire_key(&self) -> String {
+        match &self.label {
+            Some(l) => format!("{}@{}", self.odata_name, l.annotation.name()),
+            None => self.odata_name.clone(),
+        }
+    }
+
+    pub fn is_label(&self) -> bool {
+        self.label.is_some()
     }
 }
 
@@ -164,27 +251,43 @@ impl Column {
 #[derive(Debug)]
 pub struct TableDefinition {
     pub entity: EntityInfo,
+    /// Every attribute, columns or not (for `metadata.attribute`).
+    pub attributes: Vec<AttributeInfo>,
     pub columns: Vec<Column>,
     pub schema: SchemaRef,
 }
 
 impl TableDefinition {
     /// Columns in a stable order: the primary key first, then by name.
+    /// Label columns follow their companions in `attributes` (`AttributeOf`); a label whose
+    /// name is taken by a data column is dropped.
     pub fn new(entity: EntityInfo, attributes: &[AttributeInfo]) -> Self {
         let mut columns: Vec<Column> = attributes
             .iter()
             .filter_map(Column::from_attribute)
             .collect();
+        let labels: Vec<Column> = attributes
+            .iter()
+            .filter_map(|a| {
+                let parent = columns
+                    .iter()
+                    .find(|c| Some(&c.name) == a.attribute_of.as_ref())?;
+                Column::label_of(a, parent)
+            })
+            .collect();
+        columns.extend(labels);
+        // Sorting is stable: among equal names the data column (listed first) is kept.
         columns.sort_by(|a, b| {
             (!is_primary(a, &entity), &a.name).cmp(&(!is_primary(b, &entity), &b.name))
         });
-        columns.dedup_by(|a, b| a.name == b.name);
+        columns.dedup_by(|later, first| later.name == first.name);
         let fields: Vec<Field> = columns
             .iter()
             .map(|c| Field::new(&c.name, c.kind.data_type(), !is_primary(c, &entity)))
             .collect();
         Self {
             entity,
+            attributes: attributes.to_vec(),
             columns,
             schema: Arc::new(Schema::new(fields)),
         }
@@ -192,6 +295,19 @@ impl TableDefinition {
 
     pub fn column(&self, name: &str) -> Option<&Column> {
         self.columns.iter().find(|c| c.name == name)
+    }
+
+    /// A column holding the server's own value (not a label): what filters can be sent on.
+    pub fn data_column(&self, name: &str) -> Option<&Column> {
+        self.column(name).filter(|c| !c.is_label())
+    }
+
+    /// The table without its label columns: what change feeds return.
+    pub fn data_columns(&self) -> impl Iterator<Item = (usize, &Column)> {
+        self.columns
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| !c.is_label())
     }
 
     /// The primary key column's wire name.

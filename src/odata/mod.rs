@@ -238,6 +238,17 @@ pub struct ODataQuery {
     pub delta_token: Option<String>,
     /// `Prefer: odata.include-annotations="…"` when label columns are read.
     pub annotations: Option<String>,
+    /// `$orderby` (used by the probes of a parallel scan, never to answer ORDER BY).
+    pub order_by: Option<OrderBy>,
+    /// `$count=true`: the response carries `@odata.count`, capped at 5,000 (§2.10).
+    pub count: bool,
+}
+
+/// One `$orderby` key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OrderBy {
+    pub property: String,
+    pub descending: bool,
 }
 
 impl ODataQuery {
@@ -253,6 +264,8 @@ impl ODataQuery {
             track_changes: false,
             delta_token: None,
             annotations: None,
+            order_by: None,
+            count: false,
         }
     }
 
@@ -275,8 +288,19 @@ impl ODataQuery {
         if let Some(filter) = &self.filter {
             parts.push(format!("$filter={}", encode(&filter.to_string())));
         }
+        if let Some(order) = &self.order_by {
+            let direction = if order.descending { "desc" } else { "asc" };
+            parts.push(format!(
+                "$orderby={}{}",
+                encode(&order.property),
+                encode(&format!(" {direction}"))
+            ));
+        }
         if let Some(top) = self.top {
             parts.push(format!("$top={top}"));
+        }
+        if self.count {
+            parts.push("$count=true".into());
         }
         if let Some(token) = &self.delta_token {
             parts.push(format!("$deltatoken={}", encode(token)));
@@ -373,6 +397,8 @@ mod tests {
             track_changes: false,
             delta_token: None,
             annotations: None,
+            order_by: None,
+            count: false,
         };
         assert_eq!(
             q.relative_url(),

@@ -127,10 +127,11 @@ fn or(branches: Vec<Translation>) -> Translation {
     }
 }
 
-/// A plain column of this table (no casts, no functions).
+/// A plain data column of this table (no casts, no functions). Label columns are not
+/// filterable on the server: their filters are finished locally.
 fn column_of<'a>(expr: &Expr, table: &'a TableDefinition) -> Option<&'a Column> {
     match expr {
-        Expr::Column(c) => table.column(&c.name),
+        Expr::Column(c) => table.data_column(&c.name),
         _ => None,
     }
 }
@@ -148,6 +149,18 @@ fn string_literal(expr: &Expr) -> Option<String> {
         | ScalarValue::LargeUtf8(Some(s))
         | ScalarValue::Utf8View(Some(s)) => Some(s.clone()),
         _ => None,
+    }
+}
+
+/// What the translator sends for filters on a column of `kind`, in words: the `pushdown`
+/// column of `metadata.attribute` and `\d`. Kept beside the rules it describes.
+pub fn pushdown_support(kind: ColumnKind) -> &'static str {
+    match kind {
+        k if is_exact_kind(k) => "exact",
+        ColumnKind::Guid | ColumnKind::Lookup => "exact: = <> IN NULL",
+        ColumnKind::Text => "superset: = IN LIKE; NULL exact",
+        ColumnKind::MultiChoice => "NULL only",
+        _ => "local",
     }
 }
 

@@ -95,6 +95,7 @@ impl PageDecoder {
         let mut state = PageState {
             builders: &mut builders,
             index: &self.index,
+            keys: KeyCache::default(),
             changes: self.changes,
             rows: 0,
             next_link: None,
@@ -137,6 +138,7 @@ fn describe_json_error(e: &serde_json::Error, body: &[u8]) -> String {
 struct PageState<'a> {
     builders: &'a mut Vec<ColumnBuilder>,
     index: &'a HashMap<String, usize>,
+    keys: KeyCache,
     changes: Option<ChangeColumns>,
     rows: usize,
     next_link: Option<String>,
@@ -198,6 +200,7 @@ impl<'de> Visitor<'de> for RowsSeed<'_, '_> {
             let row = RowSeed {
                 builders: self.0.builders,
                 index: self.0.index,
+                keys: &mut self.0.keys,
                 seen: &mut seen,
                 change: self.0.changes.is_some().then_some(&mut change),
             };
@@ -222,6 +225,7 @@ impl<'de> Visitor<'de> for RowsSeed<'_, '_> {
 struct RowSeed<'s> {
     builders: &'s mut Vec<ColumnBuilder>,
     index: &'s HashMap<String, usize>,
+    keys: &'s mut KeyCache,
     seen: &'s mut Vec<bool>,
     /// Change feeds only: the row's control information.
     change: Option<&'s mut RowChange>,
@@ -280,7 +284,12 @@ impl<'de> Visitor<'de> for RowSeed<'_> {
         f.write_str("a row object")
     }
     fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
-        while let Some(key) = map.next_key_seed(KeySeed(self.index))? {
+        let mut position = 0;
+        while let Some(key) = map.next_key_seed(KeySeed {
+            index: self.index,
+            slot: self.keys.slot(position),
+        })? {
+            position += 1;
             match key {
                 Key::Column(i) if !self.seen[i] => {
                     self.seen[i] = true;
@@ -307,6 +316,7 @@ impl<'de> Visitor<'de> for RowSeed<'_> {
 }
 
 /// What a row property is to the decoder.
+#[derive(Clone, Copy)]
 enum Key {
     Column(usize),
     Control(Control),
@@ -314,6 +324,7 @@ enum Key {
 }
 
 /// Row-level control information used by change feeds.
+#[derive(Clone, Copy)]
 enum Control {
     Etag,
     Context,
@@ -321,8 +332,27 @@ enum Control {
     Id,
 }
 
-/// Looks a property name up without allocating when it has no escapes.
-struct KeySeed<'a>(&'a HashMap<String, usize>);
+/// The keys of the previous row, position by position. The rows of a page repeat the same
+/// properties in the same order, so a key is usually recognised by one comparison with the
+/// key at its position in the row before, instead of hashing it.
+#[derive(Default)]
+struct KeyCache(Vec<Option<(Box<str>, Key)>>);
+
+impl KeyCache {
+    fn slot(&mut self, position: usize) -> &mut Option<(Box<str>, Key)> {
+        if position >= self.0.len() {
+            self.0.resize_with(position + 1, || None);
+        }
+        &mut self.0[position]
+    }
+}
+
+/// Recognises a property name without allocating when it has no escapes: first against the
+/// previous row's key at the same position, then by lookup (remembering the answer).
+struct KeySeed<'a> {
+    index: &'a HashMap<String, usize>,
+    slot: &'a mut Option<(Box<str>, Key)>,
+}
 
 impl<'de> DeserializeSeed<'de> for KeySeed<'_> {
     type Value = Key;
@@ -337,7 +367,12 @@ impl<'de> Visitor<'de> for KeySeed<'_> {
         f.write_str("a property name")
     }
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Key, E> {
-        Ok(match self.0.get(v) {
+        if let Some((name, key)) = self.slot.as_ref()
+            && **name == *v
+        {
+            return Ok(*key);
+        }
+        let key = match self.index.get(v) {
             Some(i) => Key::Column(*i),
             None => match v {
                 "@odata.etag" => Key::Control(Control::Etag),
@@ -345,7 +380,9 @@ impl<'de> Visitor<'de> for KeySeed<'_> {
                 "id" => Key::Control(Control::Id),
                 _ => Key::Other,
             },
-        })
+        };
+        *self.slot = Some((v.into(), key));
+        Ok(key)
     }
 }
 
@@ -455,6 +492,12 @@ impl<'de> Visitor<'de> for CellVisitor<'_> {
                 }
                 b.append(true);
             }
+            ColumnBuilder::LabelList(b) => {
+                for part in v.split("; ").filter(|p| !p.is_empty()) {
+                    b.values().append_value(part);
+                }
+                b.append(true);
+            }
             _ => return Err(self.mismatch("a string")),
         }
         Ok(())
@@ -476,12 +519,14 @@ enum ColumnBuilder {
     Timestamp(TimestampMicrosecondBuilder),
     Date(Date32Builder),
     MultiChoice(ListBuilder<Int32Builder>),
+    /// Multi-select labels: the server joins them with `"; "` (reference §4).
+    LabelList(ListBuilder<StringViewBuilder>),
 }
 
 impl ColumnBuilder {
     fn new(kind: ColumnKind) -> Self {
         match kind {
-            ColumnKind::Text => ColumnBuilder::Text(StringViewBuilder::new()),
+            ColumnKind::Text | ColumnKind::Label => ColumnBuilder::Text(StringViewBuilder::new()),
             ColumnKind::Guid | ColumnKind::Lookup => ColumnBuilder::Guid(StringViewBuilder::new()),
             ColumnKind::Integer | ColumnKind::Choice => ColumnBuilder::Int32(Int32Builder::new()),
             ColumnKind::BigInt => ColumnBuilder::Int64(Int64Builder::new()),
@@ -495,6 +540,9 @@ impl ColumnBuilder {
             ColumnKind::DateOnly => ColumnBuilder::Date(Date32Builder::new()),
             ColumnKind::MultiChoice => {
                 ColumnBuilder::MultiChoice(ListBuilder::new(Int32Builder::new()))
+            }
+            ColumnKind::LabelList => {
+                ColumnBuilder::LabelList(ListBuilder::new(StringViewBuilder::new()))
             }
         }
     }
@@ -519,6 +567,7 @@ impl ColumnBuilder {
             ColumnBuilder::Timestamp(_) => "a date and time string",
             ColumnBuilder::Date(_) => "a date string",
             ColumnBuilder::MultiChoice(_) => "a comma-separated list of choice values",
+            ColumnBuilder::LabelList(_) => "a list of labels",
         }
     }
 
@@ -533,6 +582,7 @@ impl ColumnBuilder {
             ColumnBuilder::Timestamp(b) => b.append_null(),
             ColumnBuilder::Date(b) => b.append_null(),
             ColumnBuilder::MultiChoice(b) => b.append(false),
+            ColumnBuilder::LabelList(b) => b.append(false),
         }
     }
 
@@ -547,6 +597,7 @@ impl ColumnBuilder {
             ColumnBuilder::Timestamp(mut b) => Arc::new(b.finish()),
             ColumnBuilder::Date(mut b) => Arc::new(b.finish()),
             ColumnBuilder::MultiChoice(mut b) => Arc::new(b.finish()),
+            ColumnBuilder::LabelList(mut b) => Arc::new(b.finish()),
         }
     }
 }
@@ -582,21 +633,92 @@ pub fn parse_decimal(text: &str, scale: i8) -> Option<i128> {
 }
 
 /// `2023-04-07T21:59:01Z` (offsets and fractions allowed) → microseconds since the epoch, UTC.
+///
+/// The form Dataverse writes (`YYYY-MM-DDTHH:MM:SSZ`) is read directly; anything else goes
+/// through chrono's RFC 3339 parser.
 pub fn parse_timestamp_micros(text: &str) -> Option<i64> {
+    if let Some(micros) = parse_utc_seconds(text.as_bytes()) {
+        return Some(micros);
+    }
     chrono::DateTime::parse_from_rfc3339(text)
         .ok()
         .map(|t| t.timestamp_micros())
 }
 
+/// `YYYY-MM-DDTHH:MM:SSZ` exactly, else `None`.
+fn parse_utc_seconds(b: &[u8]) -> Option<i64> {
+    if b.len() != 20 || b[10] != b'T' || b[13] != b':' || b[16] != b':' || b[19] != b'Z' {
+        return None;
+    }
+    let days = ymd_days(&b[..10])?;
+    let (h, m, s) = (
+        digits(&b[11..13])?,
+        digits(&b[14..16])?,
+        digits(&b[17..19])?,
+    );
+    if h > 23 || m > 59 || s > 59 {
+        return None;
+    }
+    Some(((days as i64 * 24 + h as i64) * 60 + m as i64) * 60_000_000 + s as i64 * 1_000_000)
+}
+
 /// `2024-05-01` → days since the epoch.
 pub fn parse_date_days(text: &str) -> Option<i32> {
-    let date = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()?;
-    Some((date - chrono::NaiveDate::from_ymd_opt(1970, 1, 1)?).num_days() as i32)
+    ymd_days(text.as_bytes()).or_else(|| {
+        let date = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()?;
+        Some((date - chrono::NaiveDate::from_ymd_opt(1970, 1, 1)?).num_days() as i32)
+    })
+}
+
+/// `YYYY-MM-DD` (a real calendar date) → days since 1970-01-01.
+fn ymd_days(b: &[u8]) -> Option<i32> {
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    let (y, m, d) = (digits(&b[..4])?, digits(&b[5..7])?, digits(&b[8..10])?);
+    let leap = y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
+    let month_days = [
+        31,
+        if leap { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
+    if !(1..=12).contains(&m) || d == 0 || d > month_days[m as usize - 1] {
+        return None;
+    }
+    Some(days_from_civil(y as i32, m, d))
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn days_from_civil(y: i32, m: u32, d: u32) -> i32 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy as i32;
+    era * 146_097 + doe - 719_468
+}
+
+/// ASCII digits as a number; `None` if any byte is not a digit.
+fn digits(b: &[u8]) -> Option<u32> {
+    b.iter().try_fold(0u32, |n, &c| {
+        c.is_ascii_digit().then(|| n * 10 + (c - b'0') as u32)
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::Datelike;
     use datafusion::arrow::array::{Array, AsArray};
     use datafusion::arrow::datatypes::{Decimal128Type, Field, Int32Type, Schema};
 
@@ -608,6 +730,43 @@ mod tests {
         let cols: Vec<(String, ColumnKind)> =
             columns.iter().map(|(n, k)| (n.to_string(), *k)).collect();
         PageDecoder::new(Arc::new(Schema::new(fields)), &cols)
+    }
+
+    #[test]
+    fn the_fast_date_paths_agree_with_chrono() {
+        let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap();
+        let mut day = chrono::NaiveDate::from_ymd_opt(1600, 1, 1).unwrap();
+        while day.year() < 2401 {
+            let text = day.format("%Y-%m-%d").to_string();
+            assert_eq!(
+                parse_date_days(&text),
+                Some((day - epoch).num_days() as i32),
+                "{text}"
+            );
+            let stamp = format!("{text}T13:07:59Z");
+            let expected = chrono::DateTime::parse_from_rfc3339(&stamp)
+                .unwrap()
+                .timestamp_micros();
+            assert_eq!(parse_timestamp_micros(&stamp), Some(expected), "{stamp}");
+            day = day + chrono::Days::new(13);
+        }
+        for bad in [
+            "2023-02-29",
+            "2024-13-01",
+            "2024-00-10",
+            "20240101",
+            "2024-04-31",
+        ] {
+            assert_eq!(parse_date_days(bad), None, "{bad}");
+        }
+        for bad in ["2024-01-01T24:00:00Z", "2024-01-01T10:60:00Z"] {
+            assert_eq!(parse_timestamp_micros(bad), None, "{bad}");
+        }
+        // Other RFC 3339 forms still parse, through chrono.
+        assert_eq!(
+            parse_timestamp_micros("1970-01-01T01:00:00.5+01:00"),
+            Some(500_000)
+        );
     }
 
     #[test]

@@ -14,7 +14,7 @@ use datafusion::execution::TaskContext;
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::metrics::{
-    Count, ExecutionPlanMetricsSet, MetricBuilder, MetricsSet,
+    Count, ExecutionPlanMetricsSet, MetricBuilder, MetricsSet, Time,
 };
 use datafusion::physical_plan::stream::RecordBatchReceiverStream;
 use datafusion::physical_plan::{
@@ -24,10 +24,11 @@ use datafusion::physical_plan::{
 use url::Url;
 
 use super::decode::PageDecoder;
+use super::split::{Part, SPLIT_COLUMN, SplitScan};
 use crate::changes::{ChangeFeed, ChangeRead};
 use crate::client::DataverseClient;
-use crate::odata::ODataQuery;
 use crate::odata::translate::Pushdown;
+use crate::odata::{Filter, ODataQuery};
 
 /// A pushed filter as EXPLAIN shows it.
 #[derive(Clone, Debug)]
@@ -47,6 +48,8 @@ pub struct DataverseScanExec {
     pushed: Vec<PushedFilter>,
     /// Set for `table_changes()`: where the read starts and where its new token goes.
     changes: Option<(Arc<ChangeFeed>, ChangeRead)>,
+    /// Set for a parallel scan: one `createdon` range per partition.
+    split: Option<Arc<SplitScan>>,
     properties: Arc<PlanProperties>,
     metrics: ExecutionPlanMetricsSet,
 }
@@ -85,9 +88,28 @@ impl DataverseScanExec {
             limit,
             pushed,
             changes: None,
+            split: None,
             properties: Arc::new(properties),
             metrics: ExecutionPlanMetricsSet::new(),
         }
+    }
+
+    /// Reads the scan as `split.degree()` partitions of disjoint ranges.
+    pub fn with_split(mut self, split: SplitScan) -> Self {
+        let properties = PlanProperties::new(
+            EquivalenceProperties::new(self.decoder.schema().clone()),
+            Partitioning::UnknownPartitioning(split.degree()),
+            EmissionType::Incremental,
+            Boundedness::Bounded,
+        );
+        self.properties = Arc::new(properties);
+        self.split = Some(Arc::new(split));
+        self
+    }
+
+    /// Partitions this scan reads in parallel (1 when it is not split).
+    pub fn degree(&self) -> usize {
+        self.split.as_ref().map_or(1, |s| s.degree())
     }
 
     /// The request this scan sends first.
@@ -107,8 +129,14 @@ impl DataverseScanExec {
         if self.query.top.is_none() {
             write!(f, ", page_size={}", self.query.page_size)?;
         }
+        if let Some(split) = &self.split {
+            write!(f, ", parallel={} ({SPLIT_COLUMN} ranges)", split.degree())?;
+        }
         if let Some(limit) = self.limit {
             write!(f, ", limit={limit}")?;
+        }
+        if let Some(annotations) = &self.query.annotations {
+            write!(f, ", annotations=[{annotations}]")?;
         }
         let list = |kind: Pushdown| {
             self.pushed
@@ -182,16 +210,16 @@ impl ExecutionPlan for DataverseScanExec {
         partition: usize,
         _context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
-        if partition != 0 {
+        if partition >= self.degree() {
             return Err(DataFusionError::Internal(format!(
-                "DataverseScanExec has one partition, asked for {partition}"
+                "DataverseScanExec has {} partitions, asked for {partition}",
+                self.degree()
             )));
         }
         let schema: SchemaRef = self.decoder.schema().clone();
         let mut builder = RecordBatchReceiverStream::builder(schema, 2);
         let tx = builder.tx();
-        let pages = MetricBuilder::new(&self.metrics).counter("pages", partition);
-        let rows = MetricBuilder::new(&self.metrics).output_rows(partition);
+        let metrics = ScanMetrics::new(&self.metrics, partition);
         let mut query = self.query.clone();
         if let Some((_, read)) = &self.changes {
             query.delta_token = read.start_token.clone();
@@ -201,11 +229,29 @@ impl ExecutionPlan for DataverseScanExec {
             query,
             decoder: self.decoder.clone(),
             limit: self.limit,
-            pages,
-            rows,
+            metrics,
+            first_page: None,
         };
         let Some((feed, read)) = self.changes.clone() else {
+            let split = self.split.clone();
             builder.spawn(async move {
+                let mut reader = reader;
+                if let Some(split) = split {
+                    let (part, first_page) = split
+                        .part(partition, &reader.client, &reader.query)
+                        .await
+                        .map_err(|e| DataFusionError::External(Box::new(e)))?;
+                    reader.first_page = first_page;
+                    match part {
+                        Part::Everything => {}
+                        Part::Range(range) => {
+                            let pushed = reader.query.filter.take();
+                            reader.query.filter =
+                                Some(Filter::and(pushed.into_iter().chain([range]).collect()));
+                        }
+                        Part::Nothing => return Ok(()),
+                    }
+                }
                 reader
                     .run(|batch| {
                         let tx = tx.clone();
@@ -240,14 +286,48 @@ impl ExecutionPlan for DataverseScanExec {
     }
 }
 
+/// What EXPLAIN ANALYZE shows for a scan: the requests behind it, and what throttling and
+/// faults cost (retries and the time slept before them).
+struct ScanMetrics {
+    requests: Count,
+    retries: Count,
+    retry_wait: Time,
+    bytes: Count,
+    rows: Count,
+}
+
+impl ScanMetrics {
+    fn new(set: &ExecutionPlanMetricsSet, partition: usize) -> Self {
+        Self {
+            requests: MetricBuilder::new(set).counter("requests", partition),
+            retries: MetricBuilder::new(set).counter("retries", partition),
+            retry_wait: MetricBuilder::new(set).subset_time("retry_wait", partition),
+            bytes: MetricBuilder::new(set).counter("bytes_received", partition),
+            rows: MetricBuilder::new(set).output_rows(partition),
+        }
+    }
+
+    /// Counts one page's response (however many attempts it took).
+    fn record(&self, response: &crate::client::Response) {
+        self.requests.add(1 + response.retries as usize);
+        self.retries.add(response.retries as usize);
+        // `Time` counts at least a nanosecond per call: add only real waits.
+        if !response.retry_wait.is_zero() {
+            self.retry_wait.add_duration(response.retry_wait);
+        }
+        self.bytes.add(response.body.len());
+    }
+}
+
 /// Follows `@odata.nextLink` from the first page to the last.
 struct PageReader {
     client: Arc<DataverseClient>,
     query: ODataQuery,
     decoder: PageDecoder,
     limit: Option<usize>,
-    pages: Count,
-    rows: Count,
+    metrics: ScanMetrics,
+    /// Page 1, when it was fetched already (by a parallel scan's probe).
+    first_page: Option<crate::client::Response>,
 }
 
 impl PageReader {
@@ -257,7 +337,7 @@ impl PageReader {
     /// The next page is requested while the current one is decoded: its link is read from
     /// the tail of the body (where Dataverse writes it) before decoding starts, and checked
     /// against the decoded page afterwards, so a wrong guess costs a request, never a row.
-    async fn run<F, Fut>(self, emit: F) -> Result<Option<String>>
+    async fn run<F, Fut>(mut self, emit: F) -> Result<Option<String>>
     where
         F: Fn(datafusion::arrow::array::RecordBatch) -> Fut,
         Fut: std::future::Future<Output = bool>,
@@ -268,11 +348,14 @@ impl PageReader {
         let first = self.client.api_url(&self.query.relative_url());
         let mut page_number = 1usize;
         let mut remaining = self.limit;
-        let mut response = self
-            .client
-            .get(&first, &prefer, &format!("page 1 of {entity}"))
-            .await
-            .map_err(external)?;
+        let mut response = match self.first_page.take() {
+            Some(page) => page,
+            None => self
+                .client
+                .get(&first, &prefer, &format!("page 1 of {entity}"))
+                .await
+                .map_err(external)?,
+        };
         // An entity without change tracking ignores the preference (reference §5.1): reading
         // it as a feed would silently return no deletions.
         if self.query.track_changes
@@ -294,6 +377,7 @@ impl PageReader {
             } else {
                 None
             };
+            self.metrics.record(&response);
             let decoder = self.decoder.clone();
             let body = std::mem::take(&mut response.body);
             // Decoding is CPU work: keep it off the I/O threads.
@@ -308,7 +392,6 @@ impl PageReader {
             let page = decoded
                 .map_err(|e| DataFusionError::External(Box::new(e)))?
                 .map_err(|e| DataFusionError::External(format!("{what}: {e}").into()))?;
-            self.pages.add(1);
             self.client.stats().rows.fetch_add(
                 page.batch.num_rows() as u64,
                 std::sync::atomic::Ordering::Relaxed,
@@ -320,7 +403,7 @@ impl PageReader {
                 }
                 *left -= batch.num_rows();
             }
-            self.rows.add(batch.num_rows());
+            self.metrics.rows.add(batch.num_rows());
             if batch.num_rows() > 0 && !emit(batch).await {
                 return Ok(None);
             }
@@ -351,7 +434,7 @@ impl PageReader {
 }
 
 /// The `@odata.nextLink` of a page, read from the end of the body without decoding the rows.
-fn next_link_hint(body: &[u8]) -> Option<Url> {
+pub(crate) fn next_link_hint(body: &[u8]) -> Option<Url> {
     const KEY: &[u8] = b"\"@odata.nextLink\":";
     let tail_start = body.len().saturating_sub(16 * 1024);
     let tail = &body[tail_start..];

@@ -4,6 +4,8 @@
 pub mod catalog;
 pub mod decode;
 pub mod exec;
+pub mod metadata_schema;
+pub mod split;
 pub mod table;
 
 pub use catalog::DataverseSchema;

@@ -1,0 +1,218 @@
+//! Parallel scans: a large table read as `createdon` ranges must return exactly what one
+//! sequential scan returns, row for row, including rows whose `createdon` is NULL and rows
+//! sitting on a range boundary. Small queries stay small.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use datafusion_dataverse::sim::{RowCounts, Simulator, SimulatorOptions};
+use datafusion_dataverse::{Config, ConnectOptions, Dataverse};
+
+const ROWS: usize = 900;
+
+/// A simulator whose accounts include NULL `createdon` values, a cluster of identical
+/// timestamps, and extremes that put a range boundary exactly on existing rows.
+async fn awkward_accounts() -> datafusion_dataverse::sim::SimulatorHandle {
+    let sim = Simulator::start(SimulatorOptions {
+        rows: RowCounts::accounts_only(ROWS),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let dv = Dataverse::connect(Config::for_simulator(&sim))
+        .await
+        .unwrap();
+    dv.set_parallel(1);
+    let ctx = dv.session_context().unwrap();
+    let ids: Vec<uuid::Uuid> = rows(&query(&ctx, "SELECT accountid FROM account").await)
+        .iter()
+        .map(|r| r[0].parse().unwrap())
+        .collect();
+    // 2010-01-01 and 2030-01-01 bound the data; halfway (and so a boundary for 2, 4 and 8
+    // partitions) is 2020-01-01T12:00:00Z.
+    let at = |i: usize, when: serde_json::Value| {
+        sim.update("account", ids[i], serde_json::json!({ "createdon": when }))
+    };
+    at(0, "2010-01-01T00:00:00Z".into());
+    at(1, "2030-01-01T00:00:00Z".into());
+    for i in 2..40 {
+        at(i, serde_json::Value::Null);
+    }
+    for i in 40..70 {
+        at(i, "2020-01-01T12:00:00Z".into());
+    }
+    for i in 70..80 {
+        at(i, "2010-01-01T00:00:00Z".into());
+    }
+    sim
+}
+
+async fn scan(
+    sim: &datafusion_dataverse::sim::SimulatorHandle,
+    page_size: u32,
+    parallel: usize,
+    sql: &str,
+) -> (Vec<Vec<String>>, String) {
+    let mut config = Config::for_simulator(sim);
+    config.odata_maxpagesize = page_size;
+    let dv = Dataverse::connect(config).await.unwrap();
+    dv.set_parallel(parallel);
+    let ctx = dv.session_context().unwrap();
+    let mut result = rows(&query(&ctx, sql).await);
+    result.sort();
+    let plan = rows(&query(&ctx, &format!("EXPLAIN {sql}")).await);
+    (result, format!("{plan:?}"))
+}
+
+#[tokio::test]
+async fn parallel_scans_return_exactly_the_sequential_rows() {
+    let sim = awkward_accounts().await;
+    let queries = [
+        "SELECT * FROM account",
+        "SELECT accountid, createdon, revenue FROM account WHERE revenue > 100000",
+        "SELECT accountid, name, industrycodename FROM account WHERE createdon IS NULL OR name LIKE 'A%'",
+        "SELECT count(*), count(createdon), min(createdon), max(createdon) FROM account",
+    ];
+    for sql in queries {
+        let (expected, plan) = scan(&sim, 50, 1, sql).await;
+        assert!(!plan.contains("parallel="), "{plan}");
+        assert!(!expected.is_empty());
+        for (page_size, parallel) in [(50, 2), (37, 3), (100, 4), (20, 8)] {
+            let (got, plan) = scan(&sim, page_size, parallel, sql).await;
+            assert!(plan.contains(&format!("parallel={parallel}")), "{plan}");
+            assert_eq!(
+                got, expected,
+                "{sql} with {parallel} partitions of pages of {page_size}"
+            );
+        }
+    }
+    let (all, _) = scan(&sim, 50, 4, "SELECT accountid FROM account").await;
+    assert_eq!(all.len(), ROWS);
+}
+
+#[tokio::test]
+async fn ranges_are_disjoint_requests_and_the_nulls_are_read_once() {
+    let sim = awkward_accounts().await;
+    let mut config = Config::for_simulator(&sim);
+    config.odata_maxpagesize = 100;
+    let dv = Dataverse::connect(config).await.unwrap();
+    dv.set_parallel(4);
+    let ctx = dv.session_context().unwrap();
+    query(&ctx, "SELECT 1 FROM account LIMIT 1").await;
+    sim.clear_requests();
+    let got = rows(&query(&ctx, "SELECT accountid FROM account").await);
+    assert_eq!(got.len(), ROWS);
+    let requests = api_requests(&sim);
+    let first_pages: Vec<String> = requests
+        .iter()
+        .filter(|r| param(r, "$skiptoken").is_none() && param(r, "$orderby").is_none())
+        .filter_map(|r| param(r, "$filter").map(str::to_string))
+        .collect();
+    assert_eq!(first_pages.len(), 4, "one chain per range: {first_pages:?}");
+    let with_nulls = first_pages
+        .iter()
+        .filter(|f| f.contains("createdon eq null"))
+        .count();
+    assert_eq!(with_nulls, 1, "{first_pages:?}");
+    assert!(
+        first_pages
+            .iter()
+            .any(|f| f.contains("createdon ge 2020-01-01T12:00:00Z")),
+        "a boundary sits on the cluster: {first_pages:?}"
+    );
+    // Besides the ranges: the unsplit first page (which had a next link) and two probes.
+    let probes = requests
+        .iter()
+        .filter(|r| param(r, "$orderby").is_some())
+        .count();
+    assert_eq!(probes, 2);
+}
+
+#[tokio::test]
+async fn small_tables_cost_one_request_as_a_sequential_scan_does() {
+    let sim = simulator(small()).await;
+    let dv = connect(&sim).await;
+    dv.set_parallel(4);
+    let ctx = dv.session_context().unwrap();
+    query(&ctx, "SELECT 1 FROM team LIMIT 1").await;
+    sim.clear_requests();
+    let got = rows(&query(&ctx, "SELECT teamid, name FROM team").await);
+    assert!(!got.is_empty());
+    let requests = api_requests(&sim);
+    let pages = requests
+        .iter()
+        .filter(|r| param(r, "$orderby").is_none())
+        .count();
+    assert_eq!(pages, 1, "the one page is read once: {requests:?}");
+    assert_eq!(
+        requests.len(),
+        1,
+        "no probes without a second page: {requests:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_limit_or_a_key_lookup_is_one_sequential_request() {
+    let sim = simulator(small()).await;
+    let dv = connect(&sim).await;
+    let ctx = dv.session_context().unwrap();
+    let id = rows(&query(&ctx, "SELECT accountid FROM account LIMIT 1").await)[0][0].clone();
+    for sql in [
+        "SELECT * FROM account LIMIT 10".to_string(),
+        "SELECT name FROM account WHERE revenue > 0 LIMIT 10".to_string(),
+        format!("SELECT name FROM account WHERE accountid = '{id}'"),
+    ] {
+        sim.clear_requests();
+        let got = rows(&query(&ctx, &sql).await);
+        assert!(!got.is_empty(), "{sql}");
+        let requests = api_requests(&sim);
+        assert_eq!(requests.len(), 1, "{sql}: {requests:?}");
+        let plan = format!("{:?}", rows(&query(&ctx, &format!("EXPLAIN {sql}")).await));
+        assert!(!plan.contains("parallel="), "{plan}");
+    }
+}
+
+#[tokio::test]
+async fn a_warm_metadata_cache_means_no_metadata_request() {
+    let sim = simulator(small()).await;
+    let state = tempfile::tempdir().unwrap();
+    let options = || ConnectOptions {
+        state_dir: Some(state.path().to_path_buf()),
+        ..Default::default()
+    };
+    let sql = "SELECT name, industrycodename FROM account LIMIT 3";
+    let first = {
+        let dv = connect_with(&sim, options()).await;
+        rows(&query(&dv.session_context().unwrap(), sql).await)
+    };
+    sim.clear_requests();
+    let dv = connect_with(&sim, options()).await;
+    let second = rows(&query(&dv.session_context().unwrap(), sql).await);
+    assert_eq!(first, second);
+    let requests = api_requests(&sim);
+    assert_eq!(requests.len(), 1, "only the data: {requests:?}");
+    assert!(requests[0].path.ends_with("/accounts"));
+}
+
+#[tokio::test]
+async fn the_degree_follows_the_servers_dop_hint() {
+    let sim = Simulator::start(SimulatorOptions {
+        rows: RowCounts::accounts_only(50),
+        dop_hint: 2,
+        latency: Duration::ZERO,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let dv = Dataverse::connect(Config::for_simulator(&sim))
+        .await
+        .unwrap();
+    let ctx = dv.session_context().unwrap();
+    let plan = format!(
+        "{:?}",
+        rows(&query(&ctx, "EXPLAIN SELECT * FROM account").await)
+    );
+    assert!(plan.contains("parallel=2 (createdon ranges)"), "{plan}");
+}
