@@ -100,6 +100,7 @@ async fn session(
     history_dir: Option<PathBuf>,
 ) -> Result<(), String> {
     dataverse.set_pushdown(!args.no_pushdown);
+    dataverse.set_parallel(args.parallel);
     let ctx = dataverse.session_context().map_err(|e| one_line(&e))?;
     let stdout_is_terminal = std::io::stdout().is_terminal();
     let format = args.format.unwrap_or(if stdout_is_terminal {

@@ -50,6 +50,10 @@ pub struct RunArgs {
     /// Fetch metadata anew instead of using the cache.
     #[arg(long, global = true)]
     pub refresh_metadata: bool,
+    /// Most concurrent range reads of one large table (0 = follow the server's hint, at most
+    /// 8; 1 = read every table sequentially).
+    #[arg(long, default_value_t = 0, value_name = "N", global = true)]
+    pub parallel: usize,
 }
 
 #[derive(Subcommand, Debug)]
