@@ -86,6 +86,9 @@ pub struct Dataverse {
     config: Arc<Config>,
 }
 
+/// Rows per Parquet row group in `COPY … TO '….parquet'` from [`Dataverse::session_context`].
+pub const PARQUET_ROW_GROUP_ROWS: usize = 122_880;
+
 impl Dataverse {
     /// Connects with default options (metadata kept in memory only).
     pub async fn connect(config: Config) -> Result<Self, Error> {
@@ -193,9 +196,13 @@ impl Dataverse {
         &self.changes
     }
 
-    /// A new `SessionContext` with this environment registered and `information_schema` on.
+    /// A new `SessionContext` with this environment registered, `information_schema` on, and
+    /// Parquet row groups sized for streaming exports ([`PARQUET_ROW_GROUP_ROWS`]).
     pub fn session_context(&self) -> Result<SessionContext, Error> {
-        let config = SessionConfig::new().with_information_schema(true);
+        let mut config = SessionConfig::new().with_information_schema(true);
+        // Parquet row groups of 122,880 rows instead of DataFusion's 1,048,576: the writer holds
+        // a whole row group in memory, so exports of millions of rows stay in bounded memory.
+        config.options_mut().execution.parquet.max_row_group_size = PARQUET_ROW_GROUP_ROWS;
         let ctx = SessionContext::new_with_config(config);
         self.register(&ctx)?;
         Ok(ctx)

@@ -3,6 +3,11 @@
 
 mod cli;
 
+/// mimalloc returns freed memory to the system sooner than glibc's per-thread arenas, which
+/// keeps a long export's peak RSS flat (BENCHMARKS.md, memory).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
 use std::process::ExitCode;

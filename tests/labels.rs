@@ -216,6 +216,7 @@ async fn annotations_are_requested_only_for_selected_label_columns() {
 async fn filters_on_label_columns_are_finished_locally_and_correct() {
     let sim = simulator(small()).await;
     let dv = connect(&sim).await;
+    dv.set_parallel(1); // every request below is the scan's own: no range probes
     let ctx = dv.session_context().unwrap();
     let all = rows(&query(&ctx, "SELECT accountid, statuscodename FROM account").await);
     let expected: HashSet<&String> = all

@@ -131,25 +131,48 @@ async fn ranges_are_disjoint_requests_and_the_nulls_are_read_once() {
 }
 
 #[tokio::test]
-async fn small_tables_cost_one_request_as_a_sequential_scan_does() {
+async fn small_results_are_read_from_the_first_page_once() {
     let sim = simulator(small()).await;
     let dv = connect(&sim).await;
     dv.set_parallel(4);
     let ctx = dv.session_context().unwrap();
-    query(&ctx, "SELECT 1 FROM team LIMIT 1").await;
+    query(&ctx, "SELECT 1 FROM team LIMIT 1").await; // metadata first
+    query(&ctx, "SELECT 1 FROM account LIMIT 1").await;
+    let data_pages = |requests: &[datafusion_dataverse::sim::LoggedRequest]| {
+        requests
+            .iter()
+            .filter(|r| param(r, "$orderby").is_none())
+            .count()
+    };
+
+    // A whole table: the probes go out with the first page (one round trip), and the page
+    // is used, not fetched again.
     sim.clear_requests();
     let got = rows(&query(&ctx, "SELECT teamid, name FROM team").await);
     assert!(!got.is_empty());
     let requests = api_requests(&sim);
-    let pages = requests
-        .iter()
-        .filter(|r| param(r, "$orderby").is_none())
-        .count();
-    assert_eq!(pages, 1, "the one page is read once: {requests:?}");
+    assert_eq!(
+        data_pages(&requests),
+        1,
+        "the one page is read once: {requests:?}"
+    );
+    assert_eq!(requests.len(), 3, "page 1 and two probes: {requests:?}");
+
+    // A filtered scan probes only after a first page with a next link: here, never.
+    sim.clear_requests();
+    let got = rows(
+        &query(
+            &ctx,
+            "SELECT accountid FROM account WHERE revenue > 9000000",
+        )
+        .await,
+    );
+    assert!(!got.is_empty());
+    let requests = api_requests(&sim);
     assert_eq!(
         requests.len(),
         1,
-        "no probes without a second page: {requests:?}"
+        "no probes for a small result: {requests:?}"
     );
 }
 

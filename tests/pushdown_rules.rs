@@ -11,6 +11,8 @@ use serde_json::Value;
 async fn setup() -> (SimulatorHandle, SessionContext) {
     let sim = simulator(RowCounts::accounts_only(150)).await;
     let dv = connect(&sim).await;
+    // These tests read the $filter of the scan's request: no split, so no range probes.
+    dv.set_parallel(1);
     let ctx = dv.session_context().unwrap();
     query(&ctx, "SELECT 1 FROM account LIMIT 1").await; // metadata loaded
     (sim, ctx)

@@ -8,11 +8,13 @@
 //! row cannot move from one range to another while the scan runs.
 //!
 //! When the first partition starts it fetches the scan's first page, as a sequential scan
-//! would. A first page without a next link means the result is small: partition 0 returns it
-//! and the scan has cost one request, like an unsplit one. Otherwise two probes go out
-//! together, for the smallest (with a count, capped at 5,000 by the server, reference §2.10)
-//! and the largest `createdon` matching the scan's filter; the page is dropped and the probes
-//! place the boundaries. A large scan so pays one page and one round trip for its split.
+//! would, and two probes: the smallest (with a count, capped at 5,000 by the server, reference
+//! §2.10) and the largest `createdon` matching the scan's filter. A first page without a next
+//! link means the result is small: partition 0 returns it. Otherwise the page is dropped and
+//! the probes place the boundaries. For a whole table (no filter, usually large) the probes go
+//! out with the first page, so the split costs one round trip; a filtered scan (usually small)
+//! probes only after its first page turned out to have a next link, so a small result costs
+//! one request, as unsplit.
 
 use std::sync::Mutex;
 
@@ -138,9 +140,23 @@ async fn probe(
     let lowest_url = client.api_url(&edge(false).relative_url());
     let highest_url = client.api_url(&edge(true).relative_url());
     let page_one = format!("page 1 of {}", base.entity_set);
-    let first = client
-        .get(&first_url, &base.preferences(), &page_one)
-        .await?;
+    let prefer = base.preferences();
+    let first_page = client.get(&first_url, &prefer, &page_one);
+    let probes = || async {
+        tokio::try_join!(
+            client.get_json::<ProbePage>(&lowest_url, &what),
+            client.get_json::<ProbePage>(&highest_url, &what),
+        )
+    };
+    // A whole table (no filter) is usually large: send the probes with the first page and
+    // save a round trip. A filtered scan is usually small: wait for the first page, and probe
+    // only when it has a next link.
+    let (first, probed) = if base.filter.is_none() {
+        let (first, probed) = tokio::try_join!(first_page, probes())?;
+        (first, Some(probed))
+    } else {
+        (first_page.await?, None)
+    };
     if next_link_hint(&first.body).is_none() {
         // One page holds it all (and should the hint have missed a link, partition 0 still
         // follows every link from this page: nothing is lost either way).
@@ -149,10 +165,10 @@ async fn probe(
             first_page: Mutex::new(Some(first)),
         });
     }
-    let (lowest, highest) = tokio::try_join!(
-        client.get_json::<ProbePage>(&lowest_url, &what),
-        client.get_json::<ProbePage>(&highest_url, &what),
-    )?;
+    let (lowest, highest) = match probed {
+        Some(p) => p,
+        None => probes().await?,
+    };
     let (lowest, highest) = (lowest.0, highest.0);
     let count = lowest.count.unwrap_or(COUNT_CAP);
     let pages = count.div_ceil(u64::from(base.page_size.max(1)));

@@ -1,0 +1,60 @@
+//! Any bytes as a Web API page: the decoder returns a batch or an error, never panics, and a
+//! decoded batch has exactly the projected schema.
+#![no_main]
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{Field, Schema};
+use datafusion_dataverse::metadata::ColumnKind;
+use datafusion_dataverse::provider::decode::{ChangeColumns, PageDecoder};
+use libfuzzer_sys::fuzz_target;
+
+fn decoders() -> Vec<PageDecoder> {
+    let columns: Vec<(String, ColumnKind)> = [
+        ("accountid", ColumnKind::Guid),
+        ("name", ColumnKind::Text),
+        ("revenue", ColumnKind::Money),
+        ("weight", ColumnKind::Decimal(10)),
+        ("n", ColumnKind::Integer),
+        ("v", ColumnKind::BigInt),
+        ("x", ColumnKind::Double),
+        ("b", ColumnKind::Boolean),
+        ("t", ColumnKind::DateTime),
+        ("d", ColumnKind::DateOnly),
+        ("c", ColumnKind::Choice),
+        ("m", ColumnKind::MultiChoice),
+        ("_p_value", ColumnKind::Lookup),
+        ("c@OData.Community.Display.V1.FormattedValue", ColumnKind::Label),
+        ("m@OData.Community.Display.V1.FormattedValue", ColumnKind::LabelList),
+        ("_change_type", ColumnKind::Text),
+        ("_row_version", ColumnKind::BigInt),
+    ]
+    .iter()
+    .map(|(n, k)| (n.to_string(), *k))
+    .collect();
+    let schema = Arc::new(Schema::new(
+        columns
+            .iter()
+            .map(|(n, k)| Field::new(n, k.data_type(), true))
+            .collect::<Vec<_>>(),
+    ));
+    let plain = PageDecoder::new(schema.clone(), &columns);
+    let changes = PageDecoder::for_changes(
+        schema,
+        &columns,
+        ChangeColumns {
+            primary_key: Some(0),
+            change_type: Some(15),
+            row_version: Some(16),
+        },
+    );
+    vec![plain, changes]
+}
+
+fuzz_target!(|data: &[u8]| {
+    for decoder in decoders() {
+        if let Ok(page) = decoder.decode(data) {
+            assert_eq!(page.batch.schema(), *decoder.schema());
+        }
+    }
+});
