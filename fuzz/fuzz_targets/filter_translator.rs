@@ -18,7 +18,11 @@ fn table() -> &'static TableDefinition {
         let attr = |name: &str, ty: &str, behaviour: Option<&str>| AttributeInfo {
             logical_name: name.into(),
             attribute_type: ty.into(),
-            type_name: Some(if ty == "Virtual" { "MultiSelectPicklistType".into() } else { format!("{ty}Type") }),
+            type_name: Some(if ty == "Virtual" {
+                "MultiSelectPicklistType".into()
+            } else {
+                format!("{ty}Type")
+            }),
             attribute_of: None,
             is_valid_odata: true,
             is_valid_for_read: true,

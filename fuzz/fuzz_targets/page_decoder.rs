@@ -24,8 +24,14 @@ fn decoders() -> Vec<PageDecoder> {
         ("c", ColumnKind::Choice),
         ("m", ColumnKind::MultiChoice),
         ("_p_value", ColumnKind::Lookup),
-        ("c@OData.Community.Display.V1.FormattedValue", ColumnKind::Label),
-        ("m@OData.Community.Display.V1.FormattedValue", ColumnKind::LabelList),
+        (
+            "c@OData.Community.Display.V1.FormattedValue",
+            ColumnKind::Label,
+        ),
+        (
+            "m@OData.Community.Display.V1.FormattedValue",
+            ColumnKind::LabelList,
+        ),
         ("_change_type", ColumnKind::Text),
         ("_row_version", ColumnKind::BigInt),
     ]
