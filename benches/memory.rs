@@ -10,6 +10,8 @@
 //!     cargo bench --bench memory
 //! # environment variables for the child only (space-separated NAME=VALUE), e.g. an allocator:
 //! DVSQL_BENCH_CHILD_ENV="MALLOC_ARENA_MAX=2" cargo bench --bench memory
+//! # extra dvsql flags (space-separated), e.g. a sequential scan:
+//! DVSQL_BENCH_ARGS="--parallel 1" cargo bench --bench memory
 //! ```
 //!
 //! The target of the issue: an export of 1,000,000 rows in bounded memory, peak RSS below
@@ -55,6 +57,16 @@ const POLL_INTERVAL: Duration = Duration::from_millis(20);
 /// The release binary Cargo built beside this benchmark.
 const DVSQL: &str = env!("CARGO_BIN_EXE_dvsql");
 
+/// How the child is run beyond the COPY itself.
+struct Child {
+    /// Statements run before the COPY, one `-c` each.
+    statements: Vec<String>,
+    /// Environment variables for the child only.
+    env: Vec<(String, String)>,
+    /// Extra command-line flags.
+    args: Vec<String>,
+}
+
 /// One export by the child process.
 #[derive(Clone, Copy, Debug)]
 struct Export {
@@ -74,19 +86,29 @@ struct Export {
 async fn main() -> Result<(), BoxError> {
     let sizes = env_usize_list("DVSQL_BENCH_ROWS_LIST", DEFAULT_ROWS_LIST);
     let runs = env_usize("DVSQL_BENCH_RUNS", DEFAULT_RUNS).max(1);
-    let settings = env_statements("DVSQL_BENCH_SETTINGS");
-    let child_env = env_assignments("DVSQL_BENCH_CHILD_ENV");
+    let child = Child {
+        statements: env_statements("DVSQL_BENCH_SETTINGS"),
+        env: env_assignments("DVSQL_BENCH_CHILD_ENV"),
+        args: std::env::var("DVSQL_BENCH_ARGS")
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(str::to_string)
+            .collect(),
+    };
     println!(
         "memory benchmark: COPY (SELECT * FROM account) TO parquet by {DVSQL}, rows {sizes:?}, \
          {runs} run(s) each"
     );
-    if settings.is_empty() {
+    if child.statements.is_empty() {
         println!("settings: dvsql's defaults");
     } else {
-        println!("settings run before the COPY: {settings:?}");
+        println!("settings run before the COPY: {:?}", child.statements);
     }
-    if !child_env.is_empty() {
-        println!("child environment: {child_env:?}");
+    if !child.env.is_empty() {
+        println!("child environment: {:?}", child.env);
+    }
+    if !child.args.is_empty() {
+        println!("extra flags: {:?}", child.args);
     }
 
     let mut exports: Vec<Vec<Export>> = Vec::new();
@@ -101,7 +123,7 @@ async fn main() -> Result<(), BoxError> {
         let config = write_config(&sim, dir.path())?;
         let mut runs_of_size = Vec::new();
         for run in 1..=runs {
-            let export = copy_in_child(&config, dir.path(), &settings, &child_env, rows).await?;
+            let export = copy_in_child(&config, dir.path(), &child, rows).await?;
             println!(
                 "  run {run}: {:.2} s, peak RSS {:.1} MiB (reached at {:.2} s), {} rows in {} \
                  row group(s), {:.1} MB",
@@ -151,8 +173,7 @@ fn write_config(sim: &SimulatorHandle, dir: &Path) -> Result<PathBuf, BoxError> 
 async fn copy_in_child(
     config: &Path,
     dir: &Path,
-    settings: &[String],
-    child_env: &[(String, String)],
+    child: &Child,
     rows: usize,
 ) -> Result<Export, BoxError> {
     let output = dir.join("account.parquet");
@@ -167,8 +188,9 @@ async fn copy_in_child(
         .arg("-q")
         .arg("--state-dir")
         .arg(dir.join("state"))
-        .envs(child_env.iter().map(|(k, v)| (k, v)));
-    for statement in settings {
+        .args(&child.args)
+        .envs(child.env.iter().map(|(k, v)| (k, v)));
+    for statement in &child.statements {
         command.arg("-c").arg(statement);
     }
     // Files, not pipes: nobody reads a pipe while the child runs, and a full one would stall it.

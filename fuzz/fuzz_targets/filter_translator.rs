@@ -1,12 +1,15 @@
-//! Any text as a SQL predicate over an `account`-like table: planning may fail, but when it
-//! succeeds the translator never panics, decides exactly when it renders a filter, and every
+//! Any text as a SQL predicate over an `account`-like table, type-coerced and simplified as
+//! DataFusion's planner does before it offers filters to a provider: planning may fail, but
+//! when it succeeds the translator never panics, decides exactly when it renders a filter, and every
 //! string literal it writes is properly closed (no injected OData syntax: the quotes in the
 //! rendered `$filter` balance).
 #![no_main]
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use datafusion::common::DFSchema;
+use datafusion::logical_expr::simplify::SimplifyContext;
+use datafusion::optimizer::simplify_expressions::ExprSimplifier;
 use datafusion::prelude::SessionContext;
 use datafusion_dataverse::metadata::{AttributeInfo, EntityInfo, TableDefinition};
 use datafusion_dataverse::odata::translate::{Pushdown, translate};
@@ -94,6 +97,20 @@ fuzz_target!(|data: &[u8]| {
     let schema = DFSchema::try_from_qualified_schema("account", &table.schema).unwrap();
     let ctx = SessionContext::new();
     let Ok(expr) = ctx.parse_sql_expr(sql, &schema) else {
+        return;
+    };
+    // Without coercion `t >= TIMESTAMP '…'` or `w = 3.25` compare mismatched types and are
+    // never pushed: the provider only ever sees coerced, simplified filters.
+    let schema = Arc::new(schema);
+    let simplifier = ExprSimplifier::new(
+        SimplifyContext::builder()
+            .with_schema(schema.clone())
+            .build(),
+    );
+    let Ok(expr) = simplifier
+        .coerce(expr, &schema)
+        .and_then(|e| simplifier.simplify(e))
+    else {
         return;
     };
     let t = translate(&expr, table);

@@ -1,5 +1,7 @@
 //! Any bytes as a Web API page: the decoder returns a batch or an error, never panics, and a
-//! decoded batch has exactly the projected schema.
+//! decoded page is what a JSON parser sees in the same bytes: valid JSON (a cut-off or padded
+//! body must never pass for a page), one row per element of `value`, the same links, and
+//! exactly the projected schema.
 #![no_main]
 
 use std::sync::Arc;
@@ -59,8 +61,22 @@ fn decoders() -> Vec<PageDecoder> {
 
 fuzz_target!(|data: &[u8]| {
     for decoder in decoders() {
-        if let Ok(page) = decoder.decode(data) {
-            assert_eq!(page.batch.schema(), *decoder.schema());
-        }
+        let Ok(page) = decoder.decode(data) else {
+            continue;
+        };
+        assert_eq!(page.batch.schema(), *decoder.schema());
+        let json: serde_json::Value = match serde_json::from_slice(data) {
+            Ok(json) => json,
+            Err(e) => panic!("decoded a page that is not JSON ({e})"),
+        };
+        let rows = json["value"].as_array().map(Vec::len);
+        assert_eq!(
+            Some(page.batch.num_rows()),
+            rows,
+            "one row per element of value"
+        );
+        let link = |name: &str| json[name].as_str().map(str::to_string);
+        assert_eq!(page.next_link, link("@odata.nextLink"));
+        assert_eq!(page.delta_link, link("@odata.deltaLink"));
     }
 });
