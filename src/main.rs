@@ -14,11 +14,12 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const MI_OPTION_ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
-/// By default mimalloc keeps freed memory for a second (arenas ten) before giving it back, and
-/// commits its arenas eagerly. An export frees a 12 MB page body and its batch many times a
-/// second, so that held 100+ MiB of RSS that nothing used: peak 344 MiB instead of 200 MiB
-/// for 200,000 annotated accounts. Purge at once and commit on use; a `MIMALLOC_…` variable
-/// set by the user still wins.
+/// mimalloc keeps freed memory for a while before giving it back (10 ms in v2, which dvsql
+/// uses; a second in v3, arenas ten), and commits its arenas eagerly. An export frees a 12 MB
+/// page body and its batch many times a second, so freed memory piled up as RSS that nothing
+/// used: with v3's defaults a 1,000,000-row export peaked at 382 MiB, with v2 and these
+/// settings at 241 MiB (BENCHMARKS.md). Purge at once and commit on use; a `MIMALLOC_…`
+/// variable set by the user still wins.
 fn tune_allocator() {
     let settings = [
         (MI_OPTION_PURGE_DELAY, "MIMALLOC_PURGE_DELAY", 0),
@@ -306,13 +307,13 @@ fn write_config_file(path: &std::path::Path, json: &str) -> Result<(), String> {
 mod tests {
     use super::*;
 
-    /// The option numbers are the ones meant: mimalloc v3's documented defaults are a purge
-    /// delay of 1000 ms and arena eager commit 2 ("on systems that overcommit").
+    /// The option numbers are the ones meant: mimalloc v2's documented defaults are a purge
+    /// delay of 10 ms and arena eager commit 2 ("on systems that overcommit").
     #[test]
     fn tuning_sets_mimallocs_purge_delay_and_arena_commit() {
         let get = |option| unsafe { libmimalloc_sys::mi_option_get(option) };
         if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
-            assert_eq!(get(MI_OPTION_PURGE_DELAY), 1000);
+            assert_eq!(get(MI_OPTION_PURGE_DELAY), 10);
         }
         if std::env::var_os("MIMALLOC_ARENA_EAGER_COMMIT").is_none() {
             assert_eq!(get(MI_OPTION_ARENA_EAGER_COMMIT), 2);
