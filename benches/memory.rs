@@ -42,7 +42,9 @@ use datafusion::parquet::file::reader::{FileReader, SerializedFileReader};
 use datafusion_dataverse::Config;
 use datafusion_dataverse::sim::{RowCounts, Simulator, SimulatorHandle, SimulatorOptions};
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+mod common;
+
+use common::BoxError;
 
 /// The sizes: the growth is measured from the smallest to the largest.
 const DEFAULT_ROWS_LIST: &[usize] = &[200_000, 1_000_000];
