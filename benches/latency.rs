@@ -35,16 +35,11 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use datafusion::arrow::util::pretty::pretty_format_batches;
-use datafusion::prelude::SessionContext;
-use datafusion_dataverse::config::MAX_PAGE_SIZE;
-use datafusion_dataverse::provider::table::projection_request;
 use datafusion_dataverse::sim::{RowCounts, Simulator, SimulatorHandle, SimulatorOptions};
-use datafusion_dataverse::{Config, Dataverse};
-use futures::StreamExt;
 
 mod common;
 
-use common::{BoxError, env_usize, fetch_token, next_link_in_tail};
+use common::{Accounts, BoxError, Run as Sample, env_usize};
 
 /// Default size of the scanned table: 200,000 accounts = 40 pages of 5,000.
 const DEFAULT_ROWS: usize = 200_000;
@@ -79,16 +74,6 @@ impl Mode {
     }
 }
 
-/// What one run of one mode did.
-#[derive(Clone, Copy, Debug, Default)]
-struct Sample {
-    elapsed: Duration,
-    rows: u64,
-    /// Page JSON bytes received.
-    bytes: u64,
-    requests: u64,
-}
-
 /// Pages of one parallel run, from the simulator's request log.
 #[derive(Debug, Default)]
 struct SplitPages {
@@ -100,17 +85,7 @@ struct SplitPages {
 
 /// Everything the modes share.
 struct Bench {
-    dv: Dataverse,
-    ctx: SessionContext,
-    http: reqwest::Client,
-    token: String,
-    /// First page of the all-data-columns query, exactly as the provider sends it.
-    first_page_url: String,
-    /// `SELECT <every data column> FROM account`.
-    all_columns_sql: String,
-    prefer: String,
-    /// Rows of `account`: what the raw fetch delivers, as it parses nothing to count them.
-    table_rows: u64,
+    table: Accounts,
 }
 
 #[tokio::main]
@@ -130,7 +105,9 @@ async fn main() -> Result<(), BoxError> {
         started.elapsed().as_secs_f64(),
         sim.options().dop_hint
     );
-    let bench = Bench::new(&sim).await?;
+    let bench = Bench {
+        table: Accounts::connect(&sim).await?,
+    };
     println!("parallel plan: {}", bench.parallel_plan_line().await?);
 
     let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); Mode::ALL.len()];
@@ -171,76 +148,41 @@ async fn main() -> Result<(), BoxError> {
 }
 
 impl Bench {
-    /// Connects the library, signs in the bare client and builds the query of every data
-    /// column.
-    async fn new(sim: &SimulatorHandle) -> Result<Self, BoxError> {
-        let config = Config::for_simulator(sim);
-        let dv = Dataverse::connect(config.clone()).await?;
-        let ctx = dv.session_context()?;
-        let http = reqwest::Client::new();
-        let token = fetch_token(&http, &config).await?;
-
-        // The request the provider sends for every data column, so that the raw fetch reads
-        // the very same cached pages as the sequential scan.
-        let def = dv
-            .metadata()
-            .table("account")
-            .await?
-            .ok_or("no account table")?;
-        let data: Vec<usize> = (0..def.columns.len())
-            .filter(|&i| !def.columns[i].is_label())
-            .collect();
-        let (query, _) = projection_request(&def, &data, MAX_PAGE_SIZE);
-        let first_page_url = dv.client().api_url(&query.relative_url()).to_string();
-        let names: Vec<&str> = data.iter().map(|&i| def.columns[i].name.as_str()).collect();
-        let all_columns_sql = format!("SELECT {} FROM account", names.join(", "));
-        Ok(Self {
-            dv,
-            ctx,
-            http,
-            token,
-            first_page_url,
-            all_columns_sql,
-            prefer: format!("odata.maxpagesize={MAX_PAGE_SIZE}"),
-            table_rows: sim.row_count("account") as u64,
-        })
-    }
-
     async fn run(&self, mode: Mode) -> Result<Sample, BoxError> {
         match mode {
-            Mode::RawFetch => self.raw_fetch().await,
+            Mode::RawFetch => self.table.raw_fetch().await,
             Mode::Sequential => {
-                self.dv.set_parallel(1);
-                let sample = self.sql_counted(&self.all_columns_sql).await;
-                self.dv.set_parallel(0);
+                self.table.dv.set_parallel(1);
+                let sample = self.table.count_rows(&self.table.all_columns_sql).await;
+                self.table.dv.set_parallel(0);
                 sample
             }
             Mode::Parallel => {
-                self.dv.set_parallel(0);
-                self.sql_counted(&self.all_columns_sql).await
+                self.table.dv.set_parallel(0);
+                self.table.count_rows(&self.table.all_columns_sql).await
             }
         }
     }
 
     /// A scan that lost or repeated rows must not pass for a fast one.
     fn check_rows(&self, mode: Mode, sample: &Sample) -> Result<(), BoxError> {
-        if sample.rows == self.table_rows {
+        if sample.rows == self.table.table_rows {
             return Ok(());
         }
         Err(format!(
             "{}: {} rows, the table has {}",
             mode.label(),
             sample.rows,
-            self.table_rows
+            self.table.table_rows
         )
         .into())
     }
 
     /// The scan node of the parallel plan, as EXPLAIN prints it.
     async fn parallel_plan_line(&self) -> Result<String, BoxError> {
-        self.dv.set_parallel(0);
-        let explain = format!("EXPLAIN {}", self.all_columns_sql);
-        let batches = self.ctx.sql(&explain).await?.collect().await?;
+        self.table.dv.set_parallel(0);
+        let explain = format!("EXPLAIN {}", self.table.all_columns_sql);
+        let batches = self.table.ctx.sql(&explain).await?.collect().await?;
         let text = pretty_format_batches(&batches)?.to_string();
         let line = text
             .lines()
@@ -251,50 +193,6 @@ impl Bench {
         Ok(match node.find(", parallel=") {
             Some(at) => format!("DataverseScanExec: …{}", &node[at..]),
             None => format!("{node} (not split)"),
-        })
-    }
-
-    /// Every page, one after the other, bytes read in full and dropped.
-    async fn raw_fetch(&self) -> Result<Sample, BoxError> {
-        let started = Instant::now();
-        let mut sample = Sample::default();
-        let mut next = Some(self.first_page_url.clone());
-        while let Some(url) = next {
-            let response = self
-                .http
-                .get(&url)
-                .bearer_auth(&self.token)
-                .header("Prefer", &self.prefer)
-                .header("Accept", "application/json")
-                .send()
-                .await?
-                .error_for_status()?;
-            let body = response.bytes().await?;
-            sample.requests += 1;
-            sample.bytes += body.len() as u64;
-            next = next_link_in_tail(&body)?;
-        }
-        sample.elapsed = started.elapsed();
-        sample.rows = self.table_rows;
-        Ok(sample)
-    }
-
-    /// Plans and runs `sql`, counting the stream's rows without keeping the batches.
-    async fn sql_counted(&self, sql: &str) -> Result<Sample, BoxError> {
-        let before = self.dv.stats();
-        let started = Instant::now();
-        let mut stream = self.ctx.sql(sql).await?.execute_stream().await?;
-        let mut rows = 0u64;
-        while let Some(batch) = stream.next().await {
-            rows += batch?.num_rows() as u64;
-        }
-        let elapsed = started.elapsed();
-        let after = self.dv.stats();
-        Ok(Sample {
-            elapsed,
-            rows,
-            bytes: after.bytes - before.bytes,
-            requests: after.requests - before.requests,
         })
     }
 }

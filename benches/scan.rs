@@ -32,16 +32,11 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use datafusion::prelude::SessionContext;
-use datafusion_dataverse::config::MAX_PAGE_SIZE;
-use datafusion_dataverse::provider::table::projection_request;
 use datafusion_dataverse::sim::{RowCounts, Simulator, SimulatorHandle, SimulatorOptions};
-use datafusion_dataverse::{Config, Dataverse};
-use futures::StreamExt;
 
 mod common;
 
-use common::{BoxError, env_usize, fetch_token, next_link_in_tail};
+use common::{Accounts, BoxError, Run, env_usize};
 
 /// Default size of the scanned table: the 200,000 accounts (≈150 MB of JSON).
 const DEFAULT_ROWS: usize = 200_000;
@@ -64,6 +59,18 @@ struct Sample {
     parse: Option<Duration>,
     /// Peak RSS of a child process (Python row only), KiB.
     child_peak_kib: Option<u64>,
+}
+
+impl From<Run> for Sample {
+    fn from(run: Run) -> Self {
+        Self {
+            elapsed: run.elapsed,
+            rows: run.rows,
+            bytes: run.bytes,
+            requests: run.requests,
+            ..Self::default()
+        }
+    }
 }
 
 /// Memory of one phase, the largest over its runs.
@@ -105,17 +112,9 @@ impl Phase {
 
 /// Everything the phases share.
 struct Bench {
-    dv: Dataverse,
-    ctx: SessionContext,
-    http: reqwest::Client,
-    token: String,
-    /// First page of the all-data-columns query, exactly as the provider sends it.
-    first_page_url: String,
-    /// `SELECT <every data column> FROM account`: what (a) and (e) fetch, through DataFusion.
-    all_columns_sql: String,
-    prefer: String,
-    /// Rows of `account`: what (a) delivers, as it parses nothing to count them.
-    table_rows: u64,
+    /// Read by (a), (b), (c) and (d) the same pages, differing only in what the client does
+    /// with them.
+    table: Accounts,
     out_dir: tempfile::TempDir,
     python: Option<PathBuf>,
 }
@@ -252,35 +251,8 @@ async fn measure(bench: &Bench, phase: Phase) -> Result<(Sample, Peak), BoxError
 impl Bench {
     /// Connects the library, signs in the bare client and prepares the output directory.
     async fn new(sim: &SimulatorHandle) -> Result<Self, BoxError> {
-        let config = Config::for_simulator(sim);
-        let dv = Dataverse::connect(config.clone()).await?;
-        let ctx = dv.session_context()?;
-        let http = reqwest::Client::new();
-        let token = fetch_token(&http, &config).await?;
-
-        // The request the provider sends for every data column, so that (a), (b), (c) and (e)
-        // read the very same cached pages and differ only in what the client does with them.
-        let def = dv
-            .metadata()
-            .table("account")
-            .await?
-            .ok_or("no account table")?;
-        let data: Vec<usize> = (0..def.columns.len())
-            .filter(|&i| !def.columns[i].is_label())
-            .collect();
-        let (query, _) = projection_request(&def, &data, MAX_PAGE_SIZE);
-        let first_page_url = dv.client().api_url(&query.relative_url()).to_string();
-        let names: Vec<&str> = data.iter().map(|&i| def.columns[i].name.as_str()).collect();
-        let all_columns_sql = format!("SELECT {} FROM account", names.join(", "));
         Ok(Self {
-            dv,
-            ctx,
-            http,
-            token,
-            first_page_url,
-            all_columns_sql,
-            prefer: format!("odata.maxpagesize={MAX_PAGE_SIZE}"),
-            table_rows: sim.row_count("account") as u64,
+            table: Accounts::connect(sim).await?,
             out_dir: tempfile::tempdir()?,
             python: find_python(),
         })
@@ -288,12 +260,12 @@ impl Bench {
 
     async fn run(&self, phase: Phase) -> Result<Sample, BoxError> {
         match phase {
-            Phase::RawFetch => self.raw_fetch().await,
-            Phase::SelectAll => self.sql_counted(&self.all_columns_sql, true).await,
+            Phase::RawFetch => Ok(self.table.raw_fetch().await?.into()),
+            Phase::SelectAll => self.sql_counted(&self.table.all_columns_sql, true).await,
             Phase::SelectAllSequential => {
-                self.dv.set_parallel(1);
-                let sample = self.sql_counted(&self.all_columns_sql, true).await;
-                self.dv.set_parallel(0);
+                self.table.dv.set_parallel(1);
+                let sample = self.sql_counted(&self.table.all_columns_sql, true).await;
+                self.table.dv.set_parallel(0);
                 sample
             }
             Phase::SelectStarLabels => self.sql_counted("SELECT * FROM account", true).await,
@@ -304,52 +276,12 @@ impl Bench {
         }
     }
 
-    /// Row (a): every page, bytes read in full and dropped.
-    async fn raw_fetch(&self) -> Result<Sample, BoxError> {
-        let started = Instant::now();
-        let mut sample = Sample::default();
-        let mut next = Some(self.first_page_url.clone());
-        while let Some(url) = next {
-            let response = self
-                .http
-                .get(&url)
-                .bearer_auth(&self.token)
-                .header("Prefer", &self.prefer)
-                .header("Accept", "application/json")
-                .send()
-                .await?
-                .error_for_status()?;
-            let body = response.bytes().await?;
-            sample.requests += 1;
-            sample.bytes += body.len() as u64;
-            next = next_link_in_tail(&body)?;
-        }
-        sample.elapsed = started.elapsed();
-        sample.rows = self.table_rows;
-        Ok(sample)
-    }
-
-    /// Rows (b) and (d): plans and runs `sql`, counting the stream's rows without keeping
-    /// the batches, so memory is the client's streaming footprint and not the result's.
+    /// Rows (b) and (d) through [`Accounts::count_rows`], with pushdown as asked.
     async fn sql_counted(&self, sql: &str, pushdown: bool) -> Result<Sample, BoxError> {
-        self.dv.set_pushdown(pushdown);
-        let before = self.dv.stats();
-        let started = Instant::now();
-        let mut stream = self.ctx.sql(sql).await?.execute_stream().await?;
-        let mut rows = 0u64;
-        while let Some(batch) = stream.next().await {
-            rows += batch?.num_rows() as u64;
-        }
-        let elapsed = started.elapsed();
-        self.dv.set_pushdown(true);
-        let after = self.dv.stats();
-        Ok(Sample {
-            elapsed,
-            rows,
-            bytes: after.bytes - before.bytes,
-            requests: after.requests - before.requests,
-            ..Sample::default()
-        })
+        self.table.dv.set_pushdown(pushdown);
+        let run = self.table.count_rows(sql).await;
+        self.table.dv.set_pushdown(true);
+        Ok(run?.into())
     }
 
     /// Row (c): the whole table to one Parquet file, removed afterwards.
@@ -357,14 +289,14 @@ impl Bench {
         let path = self.out_dir.path().join("a.parquet");
         let sql = format!(
             "COPY ({}) TO '{}'",
-            self.all_columns_sql,
+            self.table.all_columns_sql,
             path.to_str().ok_or("temp path is not UTF-8")?
         );
-        let before = self.dv.stats();
+        let before = self.table.dv.stats();
         let started = Instant::now();
-        self.ctx.sql(&sql).await?.collect().await?;
+        self.table.ctx.sql(&sql).await?.collect().await?;
         let elapsed = started.elapsed();
-        let after = self.dv.stats();
+        let after = self.table.dv.stats();
         std::fs::remove_file(&path)?;
         Ok(Sample {
             elapsed,
@@ -384,9 +316,9 @@ impl Bench {
         // in-process simulator needs to serve the script's requests.
         let output = tokio::process::Command::new(python)
             .arg(script)
-            .arg(&self.first_page_url)
-            .arg(&self.prefer)
-            .env("DVSQL_BENCH_TOKEN", &self.token)
+            .arg(&self.table.first_page_url)
+            .arg(&self.table.prefer)
+            .env("DVSQL_BENCH_TOKEN", &self.table.token)
             .stdin(Stdio::null())
             .output()
             .await?;

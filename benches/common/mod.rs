@@ -1,8 +1,16 @@
-//! What the end-to-end benchmarks share: the simulator's token, the floor's nextLink search,
-//! and their environment settings. Each bench uses part of it.
+//! What the end-to-end benchmarks share: the `account` table read through the library and as
+//! bare pages, the simulator's token, the floor's nextLink search, and their environment
+//! settings. Each bench uses part of it.
 #![allow(dead_code)]
 
-use datafusion_dataverse::Config;
+use std::time::{Duration, Instant};
+
+use datafusion::prelude::SessionContext;
+use datafusion_dataverse::config::MAX_PAGE_SIZE;
+use datafusion_dataverse::provider::table::projection_request;
+use datafusion_dataverse::sim::SimulatorHandle;
+use datafusion_dataverse::{Config, Dataverse};
+use futures::StreamExt;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -54,5 +62,111 @@ pub fn env_usize(name: &str, default: usize) -> usize {
             .parse()
             .unwrap_or_else(|_| panic!("{name} must be a number, got {v:?}")),
         Err(_) => default,
+    }
+}
+
+/// What one run of a scan did.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Run {
+    pub elapsed: Duration,
+    pub rows: u64,
+    /// Page JSON bytes received.
+    pub bytes: u64,
+    pub requests: u64,
+}
+
+/// The simulator's `account` table as the end-to-end benchmarks read it: through the library,
+/// and as the bare pages of the very request the provider sends for every data column, so
+/// that every way of reading it sees the same (cached) pages.
+pub struct Accounts {
+    pub dv: Dataverse,
+    pub ctx: SessionContext,
+    http: reqwest::Client,
+    pub token: String,
+    /// First page of the all-data-columns query, exactly as the provider sends it.
+    pub first_page_url: String,
+    /// `SELECT <every data column> FROM account`.
+    pub all_columns_sql: String,
+    pub prefer: String,
+    /// Rows of `account`: what the raw fetch delivers, as it parses nothing to count them.
+    pub table_rows: u64,
+}
+
+impl Accounts {
+    /// Connects the library, signs in the bare client and builds the query of every data
+    /// column.
+    pub async fn connect(sim: &SimulatorHandle) -> Result<Self, BoxError> {
+        let config = Config::for_simulator(sim);
+        let dv = Dataverse::connect(config.clone()).await?;
+        let ctx = dv.session_context()?;
+        let http = reqwest::Client::new();
+        let token = fetch_token(&http, &config).await?;
+        let def = dv
+            .metadata()
+            .table("account")
+            .await?
+            .ok_or("no account table")?;
+        let data: Vec<usize> = (0..def.columns.len())
+            .filter(|&i| !def.columns[i].is_label())
+            .collect();
+        let (query, _) = projection_request(&def, &data, MAX_PAGE_SIZE);
+        let first_page_url = dv.client().api_url(&query.relative_url()).to_string();
+        let names: Vec<&str> = data.iter().map(|&i| def.columns[i].name.as_str()).collect();
+        let all_columns_sql = format!("SELECT {} FROM account", names.join(", "));
+        Ok(Self {
+            dv,
+            ctx,
+            http,
+            token,
+            first_page_url,
+            all_columns_sql,
+            prefer: format!("odata.maxpagesize={MAX_PAGE_SIZE}"),
+            table_rows: sim.row_count("account") as u64,
+        })
+    }
+
+    /// The floor: every page, one after the other, bytes read in full and dropped.
+    pub async fn raw_fetch(&self) -> Result<Run, BoxError> {
+        let started = Instant::now();
+        let mut run = Run::default();
+        let mut next = Some(self.first_page_url.clone());
+        while let Some(url) = next {
+            let response = self
+                .http
+                .get(&url)
+                .bearer_auth(&self.token)
+                .header("Prefer", &self.prefer)
+                .header("Accept", "application/json")
+                .send()
+                .await?
+                .error_for_status()?;
+            let body = response.bytes().await?;
+            run.requests += 1;
+            run.bytes += body.len() as u64;
+            next = next_link_in_tail(&body)?;
+        }
+        run.elapsed = started.elapsed();
+        run.rows = self.table_rows;
+        Ok(run)
+    }
+
+    /// Plans and runs `sql`, counting the stream's rows without keeping the batches, so
+    /// memory is the client's streaming footprint and not the result's.
+    pub async fn count_rows(&self, sql: &str) -> Result<Run, BoxError> {
+        let before = self.dv.stats();
+        let started = Instant::now();
+        let mut stream = self.ctx.sql(sql).await?.execute_stream().await?;
+        let mut rows = 0u64;
+        while let Some(batch) = stream.next().await {
+            rows += batch?.num_rows() as u64;
+        }
+        let elapsed = started.elapsed();
+        let after = self.dv.stats();
+        Ok(Run {
+            elapsed,
+            rows,
+            bytes: after.bytes - before.bytes,
+            requests: after.requests - before.requests,
+        })
     }
 }
