@@ -1,41 +1,8 @@
 //! `dvsql`: a SQL prompt and one-shot runner over Microsoft Dataverse (design §6).
 //! Argument handling and wiring only; the parts live in `src/cli/`.
 
+mod allocator;
 mod cli;
-
-/// mimalloc returns freed memory to the system sooner than glibc's per-thread arenas, which
-/// keeps a long export's peak RSS flat (BENCHMARKS.md, memory), once tuned by
-/// [`tune_allocator`].
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// mimalloc's option numbers (`mi_option_e` in mimalloc.h; libmimalloc-sys names only some).
-/// The test below checks them against the documented defaults.
-const MI_OPTION_ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
-const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
-
-/// mimalloc keeps freed memory for a while before giving it back (10 ms in v2, which dvsql
-/// uses; a second in v3, arenas ten), and commits its arenas eagerly. An export frees a 12 MB
-/// page body and its batch many times a second, so freed memory piled up as RSS that nothing
-/// used: with v3's defaults a 1,000,000-row export peaked at 382 MiB, with v2 and these
-/// settings at 241 MiB (BENCHMARKS.md). Purge at once and commit on use; a `MIMALLOC_…`
-/// variable set by the user still wins.
-fn tune_allocator() {
-    let settings = [
-        (MI_OPTION_PURGE_DELAY, "MIMALLOC_PURGE_DELAY", 0),
-        (
-            MI_OPTION_ARENA_EAGER_COMMIT,
-            "MIMALLOC_ARENA_EAGER_COMMIT",
-            0,
-        ),
-    ];
-    for (option, variable, value) in settings {
-        if std::env::var_os(variable).is_none() {
-            // SAFETY: sets a process-wide integer option; mimalloc reads options atomically.
-            unsafe { libmimalloc_sys::mi_option_set(option, value) };
-        }
-    }
-}
 
 use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
@@ -50,7 +17,7 @@ use cli::exec::{Outcome, Session, is_broken_pipe, one_line};
 use cli::print::PrintOptions;
 
 fn main() -> ExitCode {
-    tune_allocator();
+    allocator::tune();
     let cli = Cli::parse();
     init_tracing();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -301,29 +268,4 @@ fn write_config_file(path: &std::path::Path, json: &str) -> Result<(), String> {
     file.write_all(json.as_bytes())
         .and_then(|_| file.write_all(b"\n"))
         .map_err(|e| format!("cannot write {}: {e}", path.display()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The option numbers are the ones meant: mimalloc v2's documented defaults are a purge
-    /// delay of 10 ms and arena eager commit 2 ("on systems that overcommit").
-    #[test]
-    fn tuning_sets_mimallocs_purge_delay_and_arena_commit() {
-        let get = |option| unsafe { libmimalloc_sys::mi_option_get(option) };
-        if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
-            assert_eq!(get(MI_OPTION_PURGE_DELAY), 10);
-        }
-        if std::env::var_os("MIMALLOC_ARENA_EAGER_COMMIT").is_none() {
-            assert_eq!(get(MI_OPTION_ARENA_EAGER_COMMIT), 2);
-        }
-        tune_allocator();
-        if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
-            assert_eq!(get(MI_OPTION_PURGE_DELAY), 0);
-        }
-        if std::env::var_os("MIMALLOC_ARENA_EAGER_COMMIT").is_none() {
-            assert_eq!(get(MI_OPTION_ARENA_EAGER_COMMIT), 0);
-        }
-    }
 }
