@@ -44,7 +44,7 @@ use datafusion_dataverse::sim::{RowCounts, Simulator, SimulatorHandle, Simulator
 
 mod common;
 
-use common::BoxError;
+use common::{BoxError, proc_status_kib};
 
 /// The sizes: the growth is measured from the smallest to the largest.
 const DEFAULT_ROWS_LIST: &[usize] = &[200_000, 1_000_000];
@@ -266,15 +266,6 @@ async fn poll_peak_rss(
         }
         tokio::time::sleep(POLL_INTERVAL).await;
     }
-}
-
-/// A `kB` field of a `/proc/<pid>/status` file.
-fn proc_status_kib(status_file: &Path, field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(status_file).ok()?;
-    status.lines().find_map(|line| {
-        let rest = line.strip_prefix(field)?.strip_prefix(':')?;
-        rest.split_whitespace().next()?.parse().ok()
-    })
 }
 
 fn print_table(exports: &[Vec<Export>]) {

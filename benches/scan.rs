@@ -36,7 +36,7 @@ use datafusion_dataverse::sim::{RowCounts, Simulator, SimulatorHandle, Simulator
 
 mod common;
 
-use common::{Accounts, BoxError, Run, env_usize};
+use common::{Accounts, BoxError, Run, env_usize, proc_status_kib};
 
 /// Default size of the scanned table: the 200,000 accounts (≈150 MB of JSON).
 const DEFAULT_ROWS: usize = 200_000;
@@ -238,9 +238,9 @@ async fn main() -> Result<(), BoxError> {
 /// Runs one phase, with the peak RSS during it.
 async fn measure(bench: &Bench, phase: Phase) -> Result<(Sample, Peak), BoxError> {
     reset_peak_rss();
-    let start_kib = proc_status_kib("VmRSS").unwrap_or(0);
+    let start_kib = own_status_kib("VmRSS").unwrap_or(0);
     let sample = bench.run(phase).await?;
-    let peak_kib = proc_status_kib("VmHWM").unwrap_or(0);
+    let peak_kib = own_status_kib("VmHWM").unwrap_or(0);
     let peak = Peak {
         peak_kib,
         growth_kib: peak_kib.saturating_sub(start_kib),
@@ -365,13 +365,9 @@ fn find_python() -> Option<PathBuf> {
         .map(|_| PathBuf::from("python3"))
 }
 
-/// A `kB` field of `/proc/self/status` (`VmRSS`, `VmHWM`).
-fn proc_status_kib(field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    status.lines().find_map(|line| {
-        let rest = line.strip_prefix(field)?.strip_prefix(':')?;
-        rest.split_whitespace().next()?.parse().ok()
-    })
+/// A `kB` field of this process's `/proc/self/status` (`VmRSS`, `VmHWM`).
+fn own_status_kib(field: &str) -> Option<u64> {
+    proc_status_kib(std::path::Path::new("/proc/self/status"), field)
 }
 
 /// Resets `VmHWM` to the current RSS (`echo 5 > /proc/self/clear_refs`, proc(5)).
@@ -382,8 +378,8 @@ fn reset_peak_rss() -> bool {
 fn print_rss(when: &str) {
     println!(
         "RSS {when}: {} MiB (peak so far {} MiB)",
-        proc_status_kib("VmRSS").unwrap_or(0) / 1024,
-        proc_status_kib("VmHWM").unwrap_or(0) / 1024
+        own_status_kib("VmRSS").unwrap_or(0) / 1024,
+        own_status_kib("VmHWM").unwrap_or(0) / 1024
     );
 }
 

@@ -170,3 +170,12 @@ impl Accounts {
         })
     }
 }
+
+/// A `kB` field of a `/proc/<pid>/status` file.
+pub fn proc_status_kib(status_file: &std::path::Path, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(status_file).ok()?;
+    status.lines().find_map(|line| {
+        let rest = line.strip_prefix(field)?.strip_prefix(':')?;
+        rest.split_whitespace().next()?.parse().ok()
+    })
+}
