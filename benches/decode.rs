@@ -61,7 +61,9 @@ fn fetch_pages() -> Vec<Page> {
                 .filter(|&i| labels || !def.columns[i].is_label())
                 .collect();
             let (query, decoder) = projection_request(&def, &columns, MAX_PAGE_SIZE);
-            let url = dv.client().api_url(&query.relative_url());
+            let url = dv
+                .client()
+                .api_url(&query.relative_url().expect("no literals"));
             let response = dv
                 .client()
                 .get(&url, &query.preferences(), "benchmark page")

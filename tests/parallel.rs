@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
@@ -92,8 +93,18 @@ async fn parallel_scans_return_exactly_the_sequential_rows() {
     assert_eq!(all.len(), ROWS);
 }
 
+/// Data requests of a split scan, without the `$top=1` probe for the largest `createdon`.
+fn data_requests(
+    requests: &[datafusion_dataverse::sim::LoggedRequest],
+) -> Vec<&datafusion_dataverse::sim::LoggedRequest> {
+    requests
+        .iter()
+        .filter(|r| param(r, "$orderby") != Some("createdon desc"))
+        .collect()
+}
+
 #[tokio::test]
-async fn ranges_are_disjoint_requests_and_the_nulls_are_read_once() {
+async fn every_row_is_fetched_once_but_for_ties_at_a_cut_and_nulls_once() {
     let sim = awkward_accounts().await;
     let mut config = Config::for_simulator(&sim);
     config.odata_maxpagesize = 100;
@@ -105,29 +116,131 @@ async fn ranges_are_disjoint_requests_and_the_nulls_are_read_once() {
     let got = rows(&query(&ctx, "SELECT accountid FROM account").await);
     assert_eq!(got.len(), ROWS);
     let requests = api_requests(&sim);
-    let first_pages: Vec<String> = requests
+    let transferred: usize = data_requests(&requests)
         .iter()
-        .filter(|r| param(r, "$skiptoken").is_none() && param(r, "$orderby").is_none())
-        .filter_map(|r| param(r, "$filter").map(str::to_string))
-        .collect();
-    assert_eq!(first_pages.len(), 4, "one chain per range: {first_pages:?}");
-    let with_nulls = first_pages
-        .iter()
-        .filter(|f| f.contains("createdon eq null"))
-        .count();
-    assert_eq!(with_nulls, 1, "{first_pages:?}");
+        .map(|r| r.rows_returned)
+        .sum();
+    // Only rows on the second where a piece was cut are read twice; the awkward data has
+    // 30 rows on one second and 10 on another.
     assert!(
-        first_pages
-            .iter()
-            .any(|f| f.contains("createdon ge 2020-01-01T12:00:00Z")),
-        "a boundary sits on the cluster: {first_pages:?}"
+        (ROWS..=ROWS + 40).contains(&transferred),
+        "{transferred} rows transferred for {ROWS}: {requests:?}"
     );
-    // Besides the ranges: the unsplit first page (which had a next link) and two probes.
-    let probes = requests
+    let null_pieces = requests
         .iter()
-        .filter(|r| param(r, "$orderby").is_some())
+        .filter(|r| param(r, "$filter").is_some_and(|f| f.contains("createdon eq null")))
         .count();
-    assert_eq!(probes, 2);
+    assert!(null_pieces <= 1, "{requests:?}");
+    let probes = requests.len() - data_requests(&requests).len();
+    assert_eq!(
+        probes, 1,
+        "one probe for the largest createdon: {requests:?}"
+    );
+}
+
+/// Issue 12: "the request log shows, for a 40-page scan with an exact filter, no rows
+/// transferred beyond those returned (probes aside), and ranges within 2x of each other in
+/// rows on skewed createdon". Before, the split dropped its first page (up to a page of rows
+/// fetched twice) and cut ranges evenly by time, so one old row put nearly every row in one
+/// range.
+#[tokio::test]
+async fn a_skewed_forty_page_scan_transfers_only_its_rows_and_partitions_balance() {
+    use datafusion::physical_plan::{ExecutionPlan, collect_partitioned};
+    const N: usize = 2_000;
+    let sim = Simulator::start(SimulatorOptions {
+        rows: RowCounts::accounts_only(N),
+        latency: Duration::ZERO,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let setup = Dataverse::connect(Config::for_simulator(&sim))
+        .await
+        .unwrap();
+    setup.set_parallel(1);
+    let ctx = setup.session_context().unwrap();
+    let ids: Vec<uuid::Uuid> = rows(&query(&ctx, "SELECT accountid FROM account").await)
+        .iter()
+        .map(|r| r[0].parse().unwrap())
+        .collect();
+    // Skew with distinct values (so no row sits on a cut): one row in 2001, a few in 2015,
+    // and nearly all within one day of 2025, a second apart.
+    let base = chrono::DateTime::parse_from_rfc3339("2025-06-01T00:00:00Z").unwrap();
+    for (i, id) in ids.iter().enumerate() {
+        let when = match i {
+            0 => "2001-01-01T00:00:00Z".to_string(),
+            1..=20 => format!("2015-01-01T00:00:{i:02}Z"),
+            _ => (base + chrono::Duration::seconds(i as i64))
+                .format("%Y-%m-%dT%H:%M:%SZ")
+                .to_string(),
+        };
+        sim.update("account", *id, serde_json::json!({ "createdon": when }));
+    }
+    let sql = "SELECT accountid, name FROM account WHERE createdon IS NOT NULL";
+    let expected = rows(&query(&ctx, sql).await).len();
+    assert_eq!(expected, N);
+
+    let mut config = Config::for_simulator(&sim);
+    config.odata_maxpagesize = 50; // 40 pages
+    let dv = Dataverse::connect(config).await.unwrap();
+    dv.set_parallel(4);
+    let ctx = dv.session_context().unwrap();
+    query(&ctx, "SELECT 1 FROM account LIMIT 1").await;
+    sim.clear_requests();
+    let plan = ctx
+        .sql(sql)
+        .await
+        .unwrap()
+        .create_physical_plan()
+        .await
+        .unwrap();
+    let mut scan: Arc<dyn ExecutionPlan> = plan;
+    while scan.name() != "DataverseScanExec" {
+        scan = scan.children()[0].clone();
+    }
+    assert_eq!(scan.properties().partitioning.partition_count(), 4);
+    let partitions = collect_partitioned(scan, ctx.task_ctx()).await.unwrap();
+    let per_partition: Vec<usize> = partitions
+        .iter()
+        .map(|p| p.iter().map(|b| b.num_rows()).sum())
+        .collect();
+    assert_eq!(per_partition.iter().sum::<usize>(), N);
+    let (least, most) = (
+        *per_partition.iter().min().unwrap(),
+        *per_partition.iter().max().unwrap(),
+    );
+    assert!(most <= 2 * least, "partitions read {per_partition:?}");
+
+    let requests = api_requests(&sim);
+    let transferred: usize = data_requests(&requests)
+        .iter()
+        .map(|r| r.rows_returned)
+        .sum();
+    // Each cut re-reads the rows on its own second (here one row, the values being
+    // distinct): the only rows fetched twice. Before, a whole first page was.
+    let cuts = requests
+        .iter()
+        .filter(|r| {
+            param(r, "$skiptoken").is_none() && param(r, "$orderby") == Some("createdon asc")
+        })
+        .filter(|r| param(r, "$filter").is_some_and(|f| f.contains(" ge ")))
+        .map(|r| {
+            param(r, "$filter")
+                .unwrap()
+                .split(" ge ")
+                .nth(1)
+                .unwrap()
+                .split(' ')
+                .next()
+                .unwrap()
+                .to_string()
+        })
+        .collect::<std::collections::BTreeSet<_>>();
+    assert!(
+        transferred >= N && transferred - N <= cuts.len().min(3),
+        "{transferred} rows transferred for {N}, {} cut points: {requests:?}",
+        cuts.len()
+    );
 }
 
 #[tokio::test]
@@ -138,25 +251,19 @@ async fn small_results_are_read_from_the_first_page_once() {
     let ctx = dv.session_context().unwrap();
     query(&ctx, "SELECT 1 FROM team LIMIT 1").await; // metadata first
     query(&ctx, "SELECT 1 FROM account LIMIT 1").await;
-    let data_pages = |requests: &[datafusion_dataverse::sim::LoggedRequest]| {
-        requests
-            .iter()
-            .filter(|r| param(r, "$orderby").is_none())
-            .count()
-    };
 
-    // A whole table: the probes go out with the first page (one round trip), and the page
-    // is used, not fetched again.
+    // A whole table: the probe for the largest createdon goes out with the first page (one
+    // round trip), and the page is used, not fetched again.
     sim.clear_requests();
     let got = rows(&query(&ctx, "SELECT teamid, name FROM team").await);
     assert!(!got.is_empty());
     let requests = api_requests(&sim);
     assert_eq!(
-        data_pages(&requests),
+        data_requests(&requests).len(),
         1,
         "the one page is read once: {requests:?}"
     );
-    assert_eq!(requests.len(), 3, "page 1 and two probes: {requests:?}");
+    assert_eq!(requests.len(), 2, "page 1 and the probe: {requests:?}");
 
     // A filtered scan probes only after a first page with a next link: here, never.
     sim.clear_requests();

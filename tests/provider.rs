@@ -378,7 +378,7 @@ async fn explain_shows_the_request_and_how_each_filter_was_pushed() {
             || plan.contains("pushed_exact=[numberofemployees > Int32(5)]"),
         "{plan}"
     );
-    assert!(plan.contains("pushed_inexact_rechecked="), "{plan}");
+    assert!(plan.contains("pushed_rechecked="), "{plan}");
     // The string range stays local, in a FilterExec above the scan.
     assert!(plan.contains("FilterExec"), "{plan}");
 }

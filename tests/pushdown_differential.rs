@@ -47,6 +47,30 @@ const STRINGS: &[&str] = &[
     "b",
     "M",
     "Fabrikam",
+    // Folding and character models (issue 12): the server may fold `ß`/`ss`, ligatures and
+    // combining accents, and may count an astral character as two units under `_`.
+    "Straße",
+    "STRASSE",
+    "ﬁne Foods",
+    "fine Foods",
+    "Cafe\u{301} Noir",
+    "Café Noir",
+    "𝔸𝔹 Analytics",
+    "a😀b",
+    "a😀😀b",
+];
+
+/// Rows given the folding-sensitive names, so that patterns meet them in the data.
+const FOLDED_NAMES: &[&str] = &[
+    "Straße",
+    "STRASSE",
+    "ﬁne Foods",
+    "fine Foods",
+    "Cafe\u{301} Noir",
+    "Café Noir",
+    "𝔸𝔹 Analytics",
+    "a😀b",
+    "a😀😀b",
 ];
 
 const PATTERNS: &[&str] = &[
@@ -70,6 +94,15 @@ const PATTERNS: &[&str] = &[
     "O'%",
     "%🚀%",
     "S%o P%",
+    "Stra_e",
+    "STRA_E",
+    "_ine%",
+    "Caf_ Noir",
+    "Cafe_ Noir",
+    "𝔸_ %",
+    "a_b",
+    "a__b",
+    "%😀_",
 ];
 
 fn quote(s: &str) -> String {
@@ -126,16 +159,72 @@ fn leaf(guids: Vec<String>) -> BoxedStrategy<String> {
         "description",
     ]);
     let bool_cols = prop::sample::select(vec!["creditonhold", "donotemail"]);
+    // Extremes (issue 12): before and at 1753 (the server's first year), the last second of
+    // 9999, fractions of a second (the server rounds them), and beyond any range.
     let times = prop::sample::select(vec![
         "2019-01-01T00:00:00Z",
         "2020-06-15T12:00:00Z",
         "2021-03-01T00:00:00Z",
         "2023-12-31T23:59:59Z",
+        "2020-06-15T12:00:00.5Z",
+        "2023-12-31T23:59:59.999999Z",
+        "1752-12-31T23:59:59Z",
+        "1753-01-01T00:00:00Z",
+    ]);
+    let far_times = prop::sample::select(vec![
+        "0001-01-01T00:00:00",
+        "1752-12-31T23:59:59",
+        "1753-01-01T00:00:00",
+        "9999-12-31T23:59:59",
+        "9999-12-31T23:59:59.999999",
     ]);
     let guid = prop::sample::select(guids);
     prop_oneof![
         (int_cols.clone(), cmp_op(), ints.clone()).prop_map(|(c, o, v)| format!("{c} {o} {v}")),
         (money_cols.clone(), cmp_op(), money.clone()).prop_map(|(c, o, v)| format!("{c} {o} {v}")),
+        // Decimals at and past the limits: money's range and scale, Edm.Decimal's 28 places.
+        (
+            money_cols.clone(),
+            cmp_op(),
+            prop::sample::select(vec![
+                "922337203685477",
+                "922337203685478",
+                "-922337203685477.5807",
+                "1000.00001",
+                "0.0000000000000000000000000001",
+                "79228162514264337593543950335",
+            ])
+        )
+            .prop_map(|(c, o, v)| format!("{c} {o} {v}")),
+        // Doubles at the extremes.
+        (
+            cmp_op(),
+            prop::sample::select(vec![
+                "1e300",
+                "-1.7976931348623157e308",
+                "5e-324",
+                "1e-7",
+                "99999999999.99999"
+            ])
+        )
+            .prop_map(|(o, v)| format!("address1_latitude {o} {v}")),
+        (
+            prop::sample::select(vec!["createdon", "modifiedon"]),
+            cmp_op(),
+            far_times
+        )
+            .prop_map(|(c, o, t)| format!(
+                "{c} {o} arrow_cast('{t}', 'Timestamp(Microsecond, Some(\"UTC\"))')"
+            )),
+        // Hundreds of conditions: long IN lists, alone or together past the 500 limit.
+        (100usize..=450, any::<bool>()).prop_map(|(n, neg)| format!(
+            "numberofemployees {}IN ({})",
+            if neg { "NOT " } else { "" },
+            (0..n)
+                .map(|i| (i * 7).to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
         (
             cmp_op(),
             prop::sample::select(vec!["0.5", "1", "1.0000000001", "2"])
@@ -255,6 +344,13 @@ fn pushdown_never_changes_an_answer() {
         .await;
         let dv = connect(&sim).await;
         let pushed = dv.session_context().unwrap();
+        let first: Vec<uuid::Uuid> = rows(&query(&pushed, "SELECT accountid FROM account ORDER BY accountid LIMIT 20").await)
+            .iter()
+            .map(|r| r[0].parse().unwrap())
+            .collect();
+        for (id, name) in first.iter().zip(FOLDED_NAMES) {
+            sim.update("account", *id, serde_json::json!({ "name": name }));
+        }
 
         // The reference: a full, unfiltered copy of the table in memory.
         let full = query(&pushed, "SELECT * FROM account").await;

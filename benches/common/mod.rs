@@ -110,7 +110,10 @@ impl Accounts {
             .filter(|&i| !def.columns[i].is_label())
             .collect();
         let (query, _) = projection_request(&def, &data, MAX_PAGE_SIZE);
-        let first_page_url = dv.client().api_url(&query.relative_url()).to_string();
+        let first_page_url = dv
+            .client()
+            .api_url(&query.relative_url().expect("no literals"))
+            .to_string();
         let names: Vec<&str> = data.iter().map(|&i| def.columns[i].name.as_str()).collect();
         let all_columns_sql = format!("SELECT {} FROM account", names.join(", "));
         Ok(Self {

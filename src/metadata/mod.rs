@@ -204,6 +204,59 @@ impl RawLabel {
     }
 }
 
+/// One concrete attribute type that carries an option set, and how its options are expanded.
+struct OptionSetCast {
+    /// The derived type's name after `Microsoft.Dynamics.CRM.`.
+    type_name: &'static str,
+    attribute_type: &'static str,
+    /// `AttributeTypeName` when `AttributeType` alone does not tell (multi-select is `Virtual`).
+    type_name_value: Option<&'static str>,
+    expand: &'static str,
+}
+
+impl OptionSetCast {
+    fn matches(&self, a: &AttributeInfo) -> bool {
+        a.attribute_type == self.attribute_type
+            && self
+                .type_name_value
+                .is_none_or(|t| a.type_name.as_deref() == Some(t))
+    }
+}
+
+const OPTIONS: &str = "OptionSet($select=Options),GlobalOptionSet($select=Options)";
+const OPTION_SET_CASTS: [OptionSetCast; 5] = [
+    OptionSetCast {
+        type_name: "PicklistAttributeMetadata",
+        attribute_type: "Picklist",
+        type_name_value: None,
+        expand: OPTIONS,
+    },
+    OptionSetCast {
+        type_name: "StateAttributeMetadata",
+        attribute_type: "State",
+        type_name_value: None,
+        expand: OPTIONS,
+    },
+    OptionSetCast {
+        type_name: "StatusAttributeMetadata",
+        attribute_type: "Status",
+        type_name_value: None,
+        expand: OPTIONS,
+    },
+    OptionSetCast {
+        type_name: "MultiSelectPicklistAttributeMetadata",
+        attribute_type: "Virtual",
+        type_name_value: Some("MultiSelectPicklistType"),
+        expand: OPTIONS,
+    },
+    OptionSetCast {
+        type_name: "BooleanAttributeMetadata",
+        attribute_type: "Boolean",
+        type_name_value: None,
+        expand: "OptionSet($select=TrueOption,FalseOption),GlobalOptionSet($select=TrueOption,FalseOption)",
+    },
+];
+
 /// The entity properties we read; the list request asks for these only.
 const ENTITY_SELECT: &str = "LogicalName,EntitySetName,PrimaryIdAttribute,PrimaryNameAttribute,ChangeTrackingEnabled,IsCustomEntity";
 
@@ -291,8 +344,8 @@ impl MetadataStore {
     }
 
     /// The options of every choice-like column of an entity (Picklist, State, Status,
-    /// MultiSelectPicklist, Boolean), fetched on first use with two requests and cached like
-    /// the attributes. `None` for an unknown entity.
+    /// MultiSelectPicklist, Boolean), fetched on first use with one request per type the
+    /// entity has, sent together, and cached like the attributes. `None` for an unknown entity.
     pub async fn options(
         &self,
         logical_name: &str,
@@ -307,9 +360,11 @@ impl MetadataStore {
         if let Some(o) = loaded() {
             return Ok(Some(o));
         }
-        if self.entity(logical_name).await?.is_none() {
+        // The attributes say which option-set types to ask for (and take the fetch lock
+        // themselves, so they are loaded before it is taken here).
+        let Some(table) = self.table(logical_name).await? else {
             return Ok(None);
-        }
+        };
         let _guard = self.fetching.lock().await;
         if let Some(o) = loaded() {
             return Ok(Some(o));
@@ -318,7 +373,7 @@ impl MetadataStore {
         let options = match self.read_cache::<OptionValue>(&file) {
             Some(o) => o,
             None => {
-                let o = self.fetch_options(logical_name).await?;
+                let o = self.fetch_options(&table).await?;
                 self.write_cache(&file, &o)?;
                 o
             }
@@ -402,31 +457,36 @@ impl MetadataStore {
         Ok(list.value.into_iter().map(AttributeInfo::from).collect())
     }
 
-    /// Option sets hang off the derived attribute types (reference §1.5): one cast to
-    /// `EnumAttributeMetadata` covers Picklist, State, Status and MultiSelectPicklist, one to
-    /// `BooleanAttributeMetadata` the two-option columns.
-    async fn fetch_options(&self, logical_name: &str) -> Result<Vec<OptionValue>, MetadataError> {
+    /// Option sets hang off the concrete attribute types (reference §1.5). Real environments
+    /// refuse a cast to the abstract `EnumAttributeMetadata` (HTTP 500, `0x8006088a`
+    /// "Unexpected attribute type"), so each concrete type that the entity has is asked for
+    /// on its own, all at once: Picklist, State, Status, MultiSelectPicklist and Boolean.
+    async fn fetch_options(
+        &self,
+        table: &TableDefinition,
+    ) -> Result<Vec<OptionValue>, MetadataError> {
+        let logical_name = table.entity.logical_name.as_str();
         let escaped = crate::odata::encode_component(&logical_name.replace('\'', "''"));
-        let base = format!(
-            "EntityDefinitions(LogicalName='{escaped}')/Attributes/Microsoft.Dynamics.CRM."
-        );
         let what = format!("the choices of {logical_name}");
-        let enums = self.client.api_url(&format!(
-            "{base}EnumAttributeMetadata?$select=LogicalName&$expand=OptionSet($select=Options),GlobalOptionSet($select=Options)"
-        ));
-        let (enums, _) = self
-            .client
-            .get_json::<Collection<RawEnumAttribute>>(&enums, &what)
-            .await?;
-        let booleans = self.client.api_url(&format!(
-            "{base}BooleanAttributeMetadata?$select=LogicalName&$expand=OptionSet($select=TrueOption,FalseOption),GlobalOptionSet($select=TrueOption,FalseOption)"
-        ));
-        let (booleans, _) = self
-            .client
-            .get_json::<Collection<RawEnumAttribute>>(&booleans, &what)
-            .await?;
+        let requests = OPTION_SET_CASTS
+            .iter()
+            .filter(|cast| table.attributes.iter().any(|a| cast.matches(a)))
+            .map(|cast| {
+                let url = self.client.api_url(&format!(
+                    "EntityDefinitions(LogicalName='{escaped}')/Attributes/Microsoft.Dynamics.CRM.{}?$select=LogicalName&$expand={}",
+                    cast.type_name, cast.expand
+                ));
+                let what = &what;
+                async move {
+                    self.client
+                        .get_json::<Collection<RawEnumAttribute>>(&url, what)
+                        .await
+                        .map(|(list, _)| list.value)
+                }
+            });
+        let lists = futures::future::try_join_all(requests).await?;
         let mut out = Vec::new();
-        for a in enums.value.into_iter().chain(booleans.value) {
+        for a in lists.into_iter().flatten() {
             // A column bound to a global option set may carry its options on either side.
             let set = [a.option_set, a.global_option_set]
                 .into_iter()
@@ -441,6 +501,7 @@ impl MetadataStore {
             }
         }
         out.sort_by(|a, b| (&a.attribute, a.value).cmp(&(&b.attribute, b.value)));
+        out.dedup();
         Ok(out)
     }
 

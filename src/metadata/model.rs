@@ -215,9 +215,8 @@ impl Column {
             }
             _ => return None,
         };
-        if annotation == Annotation::FormattedValue
-            && a.logical_name != format!("{}name", parent.name)
-        {
+        // Furigana companions (`…yominame`) carry no annotation of their own.
+        if annotation == Annotation::FormattedValue && a.logical_name.ends_with("yominame") {
             return None;
         }
         Some(Column {
@@ -266,7 +265,7 @@ impl TableDefinition {
             .iter()
             .filter_map(Column::from_attribute)
             .collect();
-        let labels: Vec<Column> = attributes
+        let mut labels: Vec<Column> = attributes
             .iter()
             .filter_map(|a| {
                 let parent = columns
@@ -275,6 +274,26 @@ impl TableDefinition {
                 Column::label_of(a, parent)
             })
             .collect();
+        // One label per parent and annotation: the companion is whichever attribute names the
+        // column in `AttributeOf` (real metadata has `masteraccountidname` for `masterid`);
+        // should there be several, the conventional `<column>name` wins, then the first by name.
+        labels.sort_by(|a, b| {
+            let key = |c: &Column| {
+                let l = c.label.as_ref().expect("a label");
+                let conventional = c.name == format!("{}name", l.parent);
+                (
+                    l.parent.clone(),
+                    l.annotation,
+                    !conventional,
+                    c.name.clone(),
+                )
+            };
+            key(a).cmp(&key(b))
+        });
+        labels.dedup_by(|later, first| {
+            let (l, f) = (later.label.as_ref(), first.label.as_ref());
+            l.map(|l| (&l.parent, l.annotation)) == f.map(|f| (&f.parent, f.annotation))
+        });
         columns.extend(labels);
         // Sorting is stable: among equal names the data column (listed first) is kept.
         columns.sort_by(|a, b| {
@@ -394,5 +413,66 @@ mod tests {
         let mut hidden = attr("x", "String");
         hidden.is_valid_odata = false;
         assert!(Column::from_attribute(&hidden).is_none());
+    }
+
+    /// Real account metadata (see tests/conformance) names some companions irregularly:
+    /// `masteraccountidname` is `AttributeOf` `masterid`, `donotsendmarketingmaterialname`
+    /// of `donotsendmm`. The `…yominame` furigana companions have no annotation.
+    #[test]
+    fn label_columns_follow_attribute_of_whatever_their_name() {
+        let companion = |name: &str, ty: &str, of: &str| {
+            let mut a = attr(name, ty);
+            a.attribute_of = Some(of.into());
+            a
+        };
+        let mut id = attr("accountid", "Uniqueidentifier");
+        id.is_primary_id = true;
+        let attributes = [
+            id,
+            attr("masterid", "Lookup"),
+            companion("masteraccountidname", "String", "masterid"),
+            companion("masteraccountidyominame", "String", "masterid"),
+            attr("donotsendmm", "Boolean"),
+            companion("donotsendmarketingmaterialname", "Virtual", "donotsendmm"),
+            attr("industrycode", "Picklist"),
+            companion("industrycodename", "Virtual", "industrycode"),
+            companion("industrycodealias", "Virtual", "industrycode"),
+            attr("ownerid", "Owner"),
+            companion("owneridname", "String", "ownerid"),
+            companion("owneridyominame", "String", "ownerid"),
+            companion("owneridtype", "EntityName", "ownerid"),
+        ];
+        let table = TableDefinition::new(
+            EntityInfo {
+                logical_name: "account".into(),
+                entity_set: "accounts".into(),
+                primary_id: "accountid".into(),
+                primary_name: None,
+                change_tracking: false,
+                is_custom: false,
+            },
+            &attributes,
+        );
+        let labels: Vec<(String, String)> = table
+            .columns
+            .iter()
+            .filter_map(|c| Some((c.name.clone(), c.label.as_ref()?.parent.clone())))
+            .collect();
+        let pair = |a: &str, b: &str| (a.to_string(), b.to_string());
+        assert_eq!(
+            labels,
+            [
+                pair("donotsendmarketingmaterialname", "donotsendmm"),
+                pair("industrycodename", "industrycode"),
+                pair("masteraccountidname", "masterid"),
+                pair("owneridname", "ownerid"),
+                pair("owneridtype", "ownerid"),
+            ]
+        );
+        let master = table.column("masteraccountidname").unwrap();
+        assert_eq!(
+            master.wire_key(),
+            "_masterid_value@OData.Community.Display.V1.FormattedValue"
+        );
     }
 }

@@ -67,8 +67,9 @@ impl Translation {
     }
 }
 
-/// Largest `IN` list pushed (Dataverse allows 500 conditions per query, §2.3).
-const MAX_IN_LIST: usize = 100;
+/// Largest `IN` list pushed: Dataverse allows 500 conditions per query (§2.3); the scan
+/// counts them across all its filters and keeps what does not fit local.
+const MAX_IN_LIST: usize = 500;
 
 /// Translates one predicate over `table`'s columns.
 pub fn translate(expr: &Expr, table: &TableDefinition) -> Translation {
@@ -158,7 +159,7 @@ pub fn pushdown_support(kind: ColumnKind) -> &'static str {
     match kind {
         k if is_exact_kind(k) => "exact",
         ColumnKind::Guid | ColumnKind::Lookup => "exact: = <> IN NULL",
-        ColumnKind::Text => "superset: = IN LIKE; NULL exact",
+        ColumnKind::Text => "rechecked: = IN LIKE; NULL exact",
         ColumnKind::MultiChoice => "NULL only",
         _ => "local",
     }
@@ -180,10 +181,46 @@ fn is_exact_kind(kind: ColumnKind) -> bool {
     )
 }
 
-/// A literal for a column of `kind`, when it can be written without changing its value.
-/// The flag says whether equality on the server matches DataFusion's exactly (false for
-/// strings, and for GUIDs not written in the canonical lower-case form that columns hold).
+/// A literal for a column of `kind`, when it can be written without changing its value and
+/// the server compares it with the column's values as it is (no rounding to the column's
+/// scale, no overflow of the column's type). The flag says whether equality on the server
+/// matches DataFusion's exactly (false for strings, and for GUIDs not written in the
+/// canonical lower-case form that columns hold).
 fn literal_for(kind: ColumnKind, value: &ScalarValue) -> Option<(Literal, bool)> {
+    let (literal, exact) = any_literal_for(kind, value)?;
+    let writable = literal.to_odata().is_ok() && within_column_range(kind, &literal);
+    writable.then_some((literal, exact))
+}
+
+/// Dataverse binds a condition's value as a parameter of the column's type (reference §1.9):
+/// a value outside the type's range fails, and one with more decimals than the column keeps
+/// would be rounded to them first. Such literals stay local.
+fn within_column_range(kind: ColumnKind, literal: &Literal) -> bool {
+    const MONEY_MAX: i128 = 922_337_203_685_477;
+    const DECIMAL_MAX: i128 = 100_000_000_000;
+    let decimal_fits = |text: &str, max: i128, scale: usize| {
+        let unsigned = text.trim_start_matches('-');
+        let (int, frac) = unsigned.split_once('.').unwrap_or((unsigned, ""));
+        let frac = frac.trim_end_matches('0');
+        frac.len() <= scale
+            && int
+                .parse::<i128>()
+                .is_ok_and(|i| i < max || (i == max && frac.is_empty()))
+    };
+    match (kind, literal) {
+        (ColumnKind::Integer | ColumnKind::Choice, Literal::Int(i)) => i32::try_from(*i).is_ok(),
+        (ColumnKind::Money, Literal::Int(i)) => i128::from(*i).abs() <= MONEY_MAX,
+        (ColumnKind::Decimal(_), Literal::Int(i)) => i128::from(*i).abs() <= DECIMAL_MAX,
+        (ColumnKind::Money, Literal::Decimal(d)) => decimal_fits(d, MONEY_MAX, 4),
+        (ColumnKind::Decimal(scale), Literal::Decimal(d)) => {
+            decimal_fits(d, DECIMAL_MAX, scale.max(0) as usize)
+        }
+        (ColumnKind::Double, Literal::Decimal(d)) => decimal_fits(d, DECIMAL_MAX, 28),
+        _ => true,
+    }
+}
+
+fn any_literal_for(kind: ColumnKind, value: &ScalarValue) -> Option<(Literal, bool)> {
     use ScalarValue as S;
     let int = |v: i64| Some((Literal::Int(v), true));
     match (kind, value) {
@@ -302,6 +339,11 @@ fn comparison(left: &Expr, op: Operator, right: &Expr, table: &TableDefinition) 
 }
 
 fn compare_column(col: &Column, op: Operator, value: &ScalarValue) -> Translation {
+    if col.kind == ColumnKind::DateTime
+        && let Some(widened) = fractional_timestamp(col, op, value)
+    {
+        return widened;
+    }
     let Some((literal, equality_exact)) = literal_for(col.kind, value) else {
         return Translation::unsupported();
     };
@@ -332,6 +374,37 @@ fn compare_column(col: &Column, op: Operator, value: &ScalarValue) -> Translatio
         Operator::GtEq if ordered => Translation::exact(cmp(CompareOp::Ge)),
         _ => Translation::unsupported(),
     }
+}
+
+/// A comparison with a timestamp that has a fraction of a second, which cannot be sent as it
+/// is (the server rounds a literal's fraction, [`Literal::to_odata`]): widened to the whole
+/// seconds around it and re-checked locally. `x > 10:00:00.5` is sent as `x ge 10:00:00`,
+/// `x <= 10:00:00.5` as `x lt 10:00:01`. `None` for whole seconds.
+fn fractional_timestamp(col: &Column, op: Operator, value: &ScalarValue) -> Option<Translation> {
+    const SECOND: i64 = 1_000_000;
+    let micros = timestamp_micros(value)?;
+    if micros.rem_euclid(SECOND) == 0 {
+        return None;
+    }
+    let floor = micros.div_euclid(SECOND).checked_mul(SECOND);
+    let (floor, ceil) = match floor.and_then(|f| Some((f, f.checked_add(SECOND)?))) {
+        Some((floor, ceil)) => (Literal::DateTime(floor), Literal::DateTime(ceil)),
+        None => return Some(Translation::unsupported()),
+    };
+    if floor.to_odata().is_err() || ceil.to_odata().is_err() {
+        return Some(Translation::unsupported());
+    }
+    let p = col.odata_name.as_str();
+    let filter = match op {
+        Operator::Gt | Operator::GtEq => Filter::compare(p, CompareOp::Ge, floor),
+        Operator::Lt | Operator::LtEq => Filter::compare(p, CompareOp::Lt, ceil),
+        Operator::Eq | Operator::IsNotDistinctFrom => Filter::and(vec![
+            Filter::compare(p, CompareOp::Ge, floor),
+            Filter::compare(p, CompareOp::Lt, ceil),
+        ]),
+        _ => return Some(Translation::unsupported()),
+    };
+    Some(Translation::inexact(filter))
 }
 
 fn null_test(inner: &Expr, is_null: bool, table: &TableDefinition) -> Translation {
@@ -471,9 +544,10 @@ fn in_list(list: &InList, table: &TableDefinition) -> Translation {
     }
 }
 
-/// SQL `LIKE` on a text column: the pattern's literal parts are bracket-escaped, its `%` and
-/// `_` stay wildcards, and leading/trailing `%` choose `contains`/`startswith`/`endswith`.
-/// The server's LIKE is case- and accent-insensitive, so the result is always Inexact.
+/// SQL `LIKE` on a text column: the pattern's literal parts are bracket-escaped, its `%` stay
+/// wildcards and its `_` become `%` (a superset under any character model), and leading or
+/// trailing `%` choose `contains`/`startswith`/`endswith`. The server's LIKE is case- and
+/// accent-insensitive, so the result is always Inexact.
 fn like_pattern(like: &Like, table: &TableDefinition) -> Translation {
     if like.negated {
         return Translation::unsupported();
@@ -507,8 +581,11 @@ fn like_pattern(like: &Like, table: &TableDefinition) -> Translation {
         .iter()
         .map(|t| match t {
             LikeToken::Char(c) => escape_like_literal(&c.to_string()),
-            LikeToken::One => "_".to_string(),
-            LikeToken::Any => "%".to_string(),
+            // Not `_`: under the server's collation `_` may match one UTF-16 unit rather than
+            // one character, and characters compare after folding (`ß`, ligatures, combining
+            // accents), so one SQL character need not be one server character. `%` matches
+            // whatever `_` could; DataFusion re-checks the pattern.
+            LikeToken::One | LikeToken::Any => "%".to_string(),
         })
         .collect();
     let property = col.odata_name.clone();
@@ -671,7 +748,7 @@ mod tests {
     }
 
     #[test]
-    fn like_escapes_literal_wildcards_and_keeps_sql_ones() {
+    fn like_escapes_literal_wildcards_and_widens_underscores() {
         assert_eq!(
             sent(col("name").like(lit("100[%]%"))),
             (Pushdown::Inexact, "startswith(name,'100[[]%]')".into())
@@ -681,9 +758,14 @@ mod tests {
             sent(col("name").like(lit("%a\\_b%"))),
             (Pushdown::Inexact, "contains(name,'a[_]b')".into())
         );
+        // `_` is sent as `%`: the server's `_` may match one UTF-16 unit, not one character.
         assert_eq!(
             sent(col("name").like(lit("%A_B"))),
-            (Pushdown::Inexact, "endswith(name,'A_B')".into())
+            (Pushdown::Inexact, "endswith(name,'A%B')".into())
+        );
+        assert_eq!(
+            sent(col("name").like(lit("a_c"))),
+            (Pushdown::Inexact, "startswith(name,'a%c')".into())
         );
         let other_escape = Expr::Like(Like::new(
             false,
@@ -788,6 +870,134 @@ mod tests {
         assert_eq!(
             sent(col("revenue").gt_eq(Expr::Literal(money, None))),
             (Pushdown::Exact, "revenue ge 100000.0500".into())
+        );
+    }
+
+    fn timestamp(micros: i64) -> Expr {
+        Expr::Literal(
+            ScalarValue::TimestampMicrosecond(Some(micros), Some("UTC".into())),
+            None,
+        )
+    }
+
+    fn table_with_dates() -> TableDefinition {
+        let mut attributes = table().attributes.clone();
+        attributes.push(AttributeInfo {
+            logical_name: "createdon".into(),
+            attribute_type: "DateTime".into(),
+            type_name: None,
+            attribute_of: None,
+            is_valid_odata: true,
+            is_valid_for_read: true,
+            is_primary_id: false,
+            precision: None,
+            datetime_behavior: Some("UserLocal".into()),
+            targets: vec![],
+        });
+        TableDefinition::new(table().entity.clone(), &attributes)
+    }
+
+    /// Issue 12: a timestamp outside chrono's range was sent as `createdon lt null` and
+    /// marked exact; one outside 1753–9999 was sent and refused by the server.
+    #[test]
+    fn timestamps_the_server_cannot_read_stay_local() {
+        let t = table_with_dates();
+        let sent = |e: Expr| {
+            let tr = translate(&e, &t);
+            (tr.pushdown, tr.filter.map(|f| f.to_string()))
+        };
+        for micros in [
+            i64::MAX,
+            i64::MIN,
+            -7_000_000_000_000_000,
+            253_402_300_800_000_000,
+        ] {
+            assert_eq!(
+                sent(col("createdon").lt(timestamp(micros))),
+                (Pushdown::Unsupported, None),
+                "{micros}"
+            );
+        }
+        assert_eq!(
+            sent(col("createdon").gt_eq(timestamp(0))),
+            (
+                Pushdown::Exact,
+                Some("createdon ge 1970-01-01T00:00:00Z".into())
+            )
+        );
+    }
+
+    /// The server rounds a literal's fraction of a second to its own 1/300 s grid, so a
+    /// fraction is never sent: the comparison is widened to whole seconds and re-checked.
+    #[test]
+    fn fractional_timestamps_widen_to_whole_seconds() {
+        let t = table_with_dates();
+        let sent = |e: Expr| {
+            let tr = translate(&e, &t);
+            (tr.pushdown, tr.filter.map(|f| f.to_string()))
+        };
+        let almost_two = 1_999_999;
+        assert_eq!(
+            sent(col("createdon").gt(timestamp(almost_two))),
+            (
+                Pushdown::Inexact,
+                Some("createdon ge 1970-01-01T00:00:01Z".into())
+            )
+        );
+        assert_eq!(
+            sent(col("createdon").lt_eq(timestamp(almost_two))),
+            (
+                Pushdown::Inexact,
+                Some("createdon lt 1970-01-01T00:00:02Z".into())
+            )
+        );
+        assert_eq!(
+            sent(col("createdon").eq(timestamp(-500_000))),
+            (
+                Pushdown::Inexact,
+                Some(
+                    "createdon ge 1969-12-31T23:59:59Z and createdon lt 1970-01-01T00:00:00Z"
+                        .into()
+                )
+            )
+        );
+        assert_eq!(
+            sent(col("createdon").not_eq(timestamp(almost_two))).0,
+            Pushdown::Unsupported
+        );
+    }
+
+    /// Decimals beyond `Edm.Decimal`, or with more decimals than the column keeps (the server
+    /// binds the value with the column's type and would round it), stay local.
+    #[test]
+    fn decimals_the_server_would_round_or_refuse_stay_local() {
+        let money = |v: i128, scale: i8| {
+            col("revenue").gt(Expr::Literal(
+                ScalarValue::Decimal128(Some(v), 38, scale),
+                None,
+            ))
+        };
+        assert_eq!(
+            sent(money(123_450, 4)),
+            (Pushdown::Exact, "revenue gt 12.3450".into())
+        );
+        assert_eq!(
+            sent(money(1_234_500, 5)),
+            (Pushdown::Exact, "revenue gt 12.34500".into())
+        );
+        assert_eq!(sent(money(1_234_501, 5)).0, Pushdown::Unsupported);
+        assert_eq!(sent(money(i128::MAX / 10, 4)).0, Pushdown::Unsupported);
+        assert_eq!(
+            sent(money(9_223_372_036_854_770_000, 4)),
+            (Pushdown::Exact, "revenue gt 922337203685477.0000".into())
+        );
+        assert_eq!(
+            sent(money(9_223_372_036_854_780_000, 4)).0,
+            Pushdown::Unsupported
+        );
+        assert_eq!(
+            sent(col("numberofemployees").eq(lit(3_000_000_000i64))).0,
+            Pushdown::Unsupported
         );
     }
 

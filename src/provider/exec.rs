@@ -7,6 +7,8 @@
 use std::fmt;
 use std::sync::Arc;
 
+use datafusion::arrow::array::{BooleanArray, RecordBatch, TimestampMicrosecondArray};
+use datafusion::arrow::compute::filter_record_batch;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::error::{DataFusionError, Result};
@@ -23,18 +25,33 @@ use datafusion::physical_plan::{
 };
 use url::Url;
 
-use super::decode::PageDecoder;
-use super::split::{Part, SPLIT_COLUMN, SplitScan};
+use super::decode::{PageDecoder, parse_timestamp_micros};
+use super::split::{
+    FirstPage, Piece, SPLIT_COLUMN, SplitScan, after_first_page, expected_rows, largest_query,
+    target_rows,
+};
 use crate::changes::{ChangeFeed, ChangeRead};
 use crate::client::DataverseClient;
+use crate::odata::ODataQuery;
 use crate::odata::translate::Pushdown;
-use crate::odata::{Filter, ODataQuery};
 
-/// A pushed filter as EXPLAIN shows it.
+/// A filter offered to the scan as EXPLAIN shows it: sent exactly, sent and re-checked, or
+/// kept local (with the reason).
 #[derive(Clone, Debug)]
 pub struct PushedFilter {
     pub sql: String,
     pub pushdown: Pushdown,
+    /// Why a filter that could have been sent was not (the condition or URL limit).
+    pub kept_local: Option<&'static str>,
+}
+
+fn plan_properties(schema: &SchemaRef, partitions: usize) -> PlanProperties {
+    PlanProperties::new(
+        EquivalenceProperties::new(schema.clone()),
+        Partitioning::UnknownPartitioning(partitions),
+        EmissionType::Incremental,
+        Boundedness::Bounded,
+    )
 }
 
 /// Reads one entity set.
@@ -48,8 +65,11 @@ pub struct DataverseScanExec {
     pushed: Vec<PushedFilter>,
     /// Set for `table_changes()`: where the read starts and where its new token goes.
     changes: Option<(Arc<ChangeFeed>, ChangeRead)>,
-    /// Set for a parallel scan: one `createdon` range per partition.
-    split: Option<Arc<SplitScan>>,
+    /// Set for a parallel scan: the queue of `createdon` pieces its partitions share, and
+    /// where `createdon` is in the decoder's columns.
+    split: Option<(Arc<SplitScan>, usize)>,
+    /// What the scan returns: the decoder's columns, less a `createdon` decoded for a split.
+    schema: SchemaRef,
     properties: Arc<PlanProperties>,
     metrics: ExecutionPlanMetricsSet,
 }
@@ -75,12 +95,7 @@ impl DataverseScanExec {
         limit: Option<usize>,
         pushed: Vec<PushedFilter>,
     ) -> Self {
-        let properties = PlanProperties::new(
-            EquivalenceProperties::new(decoder.schema().clone()),
-            Partitioning::UnknownPartitioning(1),
-            EmissionType::Incremental,
-            Boundedness::Bounded,
-        );
+        let schema = decoder.schema().clone();
         Self {
             client,
             query,
@@ -89,27 +104,25 @@ impl DataverseScanExec {
             pushed,
             changes: None,
             split: None,
-            properties: Arc::new(properties),
+            properties: Arc::new(plan_properties(&schema, 1)),
+            schema,
             metrics: ExecutionPlanMetricsSet::new(),
         }
     }
 
-    /// Reads the scan as `split.degree()` partitions of disjoint ranges.
-    pub fn with_split(mut self, split: SplitScan) -> Self {
-        let properties = PlanProperties::new(
-            EquivalenceProperties::new(self.decoder.schema().clone()),
-            Partitioning::UnknownPartitioning(split.degree()),
-            EmissionType::Incremental,
-            Boundedness::Bounded,
-        );
-        self.properties = Arc::new(properties);
-        self.split = Some(Arc::new(split));
+    /// Reads the scan as `split.degree()` partitions sharing `createdon` pieces. `decoder`
+    /// is the scan's decoder with `createdon` at `column` (appended after the scan's own
+    /// columns when they lack it).
+    pub fn with_split(mut self, split: SplitScan, decoder: PageDecoder, column: usize) -> Self {
+        self.properties = Arc::new(plan_properties(&self.schema, split.degree()));
+        self.decoder = decoder;
+        self.split = Some((Arc::new(split), column));
         self
     }
 
     /// Partitions this scan reads in parallel (1 when it is not split).
     pub fn degree(&self) -> usize {
-        self.split.as_ref().map_or(1, |s| s.degree())
+        self.split.as_ref().map_or(1, |(s, _)| s.degree())
     }
 
     /// The request this scan sends first.
@@ -129,7 +142,7 @@ impl DataverseScanExec {
         if self.query.top.is_none() {
             write!(f, ", page_size={}", self.query.page_size)?;
         }
-        if let Some(split) = &self.split {
+        if let Some((split, _)) = &self.split {
             write!(f, ", parallel={} ({SPLIT_COLUMN} ranges)", split.degree())?;
         }
         if let Some(limit) = self.limit {
@@ -151,7 +164,15 @@ impl DataverseScanExec {
             write!(f, ", pushed_exact=[{}]", exact.join(", "))?;
         }
         if !inexact.is_empty() {
-            write!(f, ", pushed_inexact_rechecked=[{}]", inexact.join(", "))?;
+            write!(f, ", pushed_rechecked=[{}]", inexact.join(", "))?;
+        }
+        let local: Vec<String> = self
+            .pushed
+            .iter()
+            .filter_map(|p| Some(format!("{} ({})", p.sql, p.kept_local?)))
+            .collect();
+        if !local.is_empty() {
+            write!(f, ", kept_local=[{}]", local.join(", "))?;
         }
         Ok(())
     }
@@ -216,7 +237,7 @@ impl ExecutionPlan for DataverseScanExec {
                 self.degree()
             )));
         }
-        let schema: SchemaRef = self.decoder.schema().clone();
+        let schema: SchemaRef = self.schema.clone();
         let mut builder = RecordBatchReceiverStream::builder(schema, 2);
         let tx = builder.tx();
         let metrics = ScanMetrics::new(&self.metrics, partition);
@@ -228,37 +249,22 @@ impl ExecutionPlan for DataverseScanExec {
             client: self.client.clone(),
             query,
             decoder: self.decoder.clone(),
+            width: self.schema.fields().len(),
             limit: self.limit,
-            metrics,
-            first_page: None,
+            metrics: Arc::new(metrics),
+            start: None,
+        };
+        let emit = move |batch| {
+            let tx = tx.clone();
+            async move { tx.send(Ok(batch)).await.is_ok() }
         };
         let Some((feed, read)) = self.changes.clone() else {
             let split = self.split.clone();
             builder.spawn(async move {
-                let mut reader = reader;
-                if let Some(split) = split {
-                    let (part, first_page) = split
-                        .part(partition, &reader.client, &reader.query)
-                        .await
-                        .map_err(|e| DataFusionError::External(Box::new(e)))?;
-                    reader.first_page = first_page;
-                    match part {
-                        Part::Everything => {}
-                        Part::Range(range) => {
-                            let pushed = reader.query.filter.take();
-                            reader.query.filter =
-                                Some(Filter::and(pushed.into_iter().chain([range]).collect()));
-                        }
-                        Part::Nothing => return Ok(()),
-                    }
+                match split {
+                    Some((split, column)) => read_pieces(&split, column, reader, emit).await,
+                    None => reader.run(emit).await.map(|_| ()),
                 }
-                reader
-                    .run(|batch| {
-                        let tx = tx.clone();
-                        async move { tx.send(Ok(batch)).await.is_ok() }
-                    })
-                    .await
-                    .map(|_| ())
             });
             return Ok(builder.build());
         };
@@ -268,10 +274,7 @@ impl ExecutionPlan for DataverseScanExec {
         let had_token = read.start_token.is_some();
         builder.spawn(async move {
             let link = reader
-                .run(|batch| {
-                    let tx = tx.clone();
-                    async move { tx.send(Ok(batch)).await.is_ok() }
-                })
+                .run(emit)
                 .await
                 .map_err(|e| crate::changes::explain_delta_error(e, &what, had_token))?;
             *delta.lock().expect("not poisoned") = link;
@@ -286,6 +289,167 @@ impl ExecutionPlan for DataverseScanExec {
     }
 }
 
+/// One partition of a split scan: takes pieces from the shared queue until none is left.
+async fn read_pieces<F, Fut>(
+    split: &SplitScan,
+    column: usize,
+    template: PageReader,
+    emit: F,
+) -> Result<()>
+where
+    F: Fn(RecordBatch) -> Fut + Clone,
+    Fut: std::future::Future<Output = bool>,
+{
+    while let Some(piece) = split.next().await {
+        let result = read_piece(split, column, &template, &piece, emit.clone()).await;
+        split.done(result.is_ok());
+        if !result? {
+            // The consumer is gone: leave the queue to the other partitions.
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+/// Reads one piece (see [`super::split`]): its first page in `createdon` order, then either
+/// the rest of it, or the rows below the cut with the rest queued as new pieces. Returns
+/// false when the consumer is gone.
+async fn read_piece<F, Fut>(
+    split: &SplitScan,
+    column: usize,
+    template: &PageReader,
+    piece: &Piece,
+    emit: F,
+) -> Result<bool>
+where
+    F: Fn(RecordBatch) -> Fut + Clone,
+    Fut: std::future::Future<Output = bool>,
+{
+    let reader = PageReader {
+        query: piece.query(&template.query),
+        ..template.clone()
+    };
+    if *piece == Piece::Nulls {
+        return reader.run(emit).await.map(|_| true);
+    }
+    let first_piece = *piece == Piece::everything();
+    let whole_table = template.query.filter.is_none();
+    let page_one = reader.fetch_first();
+    // A whole table is usually large: ask for its largest `createdon` beside page 1.
+    let (response, largest) = if first_piece && whole_table {
+        let (response, largest) = tokio::join!(page_one, largest_createdon(template));
+        (response?, Some(largest?))
+    } else {
+        (page_one.await?, None)
+    };
+    let page = reader.decode(response, 1).await?;
+    let Some(next) = page.next_link.clone() else {
+        return Ok(reader.emit_page(page.batch, &emit).await);
+    };
+    let createdon = timestamps(&page.batch, column)?;
+    if piece_needs_largest(piece) && split.largest().is_none() {
+        let largest = match largest {
+            Some(l) => l,
+            None => largest_createdon(template).await?,
+        };
+        split.set_largest(largest);
+    }
+    let largest = split.largest().flatten();
+    if first_piece {
+        let last = createdon.iter().flatten().last().copied();
+        let rest = match (largest, last) {
+            (Some(hi), Some(lo)) => expected_rows(&createdon, hi.saturating_sub(lo)),
+            _ => 0,
+        };
+        let page_size = reader.query.page_size;
+        let rows = page.batch.num_rows() as u64;
+        split.set_target_rows(target_rows(rows, rest, split.degree(), page_size));
+    }
+    let most = 3 * split.degree();
+    match after_first_page(piece, &createdon, largest, split.target_rows(), most) {
+        FirstPage::ReadOn => {
+            if !reader.emit_page(page.batch, &emit).await {
+                return Ok(false);
+            }
+            let url = reader.follow(&next, 1)?;
+            let rest = PageReader {
+                start: Some(url),
+                ..reader
+            };
+            rest.run(emit).await.map(|_| true)
+        }
+        FirstPage::Cut { keep_below, pieces } => {
+            let kept = below(&page.batch, &createdon, keep_below)?;
+            reader
+                .metrics
+                .split_overlap
+                .add(page.batch.num_rows() - kept.num_rows());
+            split.add(pieces);
+            Ok(reader.emit_page(kept, &emit).await)
+        }
+    }
+}
+
+fn piece_needs_largest(piece: &Piece) -> bool {
+    matches!(piece, Piece::Range { hi: None, .. })
+}
+
+/// The largest `createdon` under the scan's filter (one `$top=1` request); `scan` reads the
+/// scan's own query.
+async fn largest_createdon(scan: &PageReader) -> Result<Option<i64>> {
+    let reader = scan;
+    let probe = largest_query(&reader.query);
+    let url = reader
+        .client
+        .api_url(&probe.relative_url().map_err(external)?);
+    let what = format!("the largest {SPLIT_COLUMN} of {}", probe.entity_set);
+    let (page, response) = reader
+        .client
+        .get_json::<LargestPage>(&url, &what)
+        .await
+        .map_err(external)?;
+    reader.metrics.record(&response);
+    Ok(page
+        .value
+        .first()
+        .and_then(|row| row.createdon.as_deref())
+        .and_then(parse_timestamp_micros))
+}
+
+#[derive(serde::Deserialize)]
+struct LargestPage {
+    value: Vec<LargestRow>,
+}
+
+#[derive(serde::Deserialize)]
+struct LargestRow {
+    #[serde(rename = "createdon")]
+    createdon: Option<String>,
+}
+
+/// The `createdon` values of a decoded page, in row order.
+fn timestamps(batch: &RecordBatch, column: usize) -> Result<Vec<Option<i64>>> {
+    let values = batch
+        .column(column)
+        .as_any()
+        .downcast_ref::<TimestampMicrosecondArray>()
+        .ok_or_else(|| DataFusionError::Internal(format!("{SPLIT_COLUMN} is not a timestamp")))?;
+    Ok(values.iter().collect())
+}
+
+/// The rows whose `createdon` is below `limit`, or NULL.
+fn below(batch: &RecordBatch, createdon: &[Option<i64>], limit: i64) -> Result<RecordBatch> {
+    let keep: BooleanArray = createdon
+        .iter()
+        .map(|c| Some(c.is_none_or(|c| c < limit)))
+        .collect();
+    Ok(filter_record_batch(batch, &keep)?)
+}
+
+fn external(e: impl std::error::Error + Send + Sync + 'static) -> DataFusionError {
+    DataFusionError::External(Box::new(e))
+}
+
 /// What EXPLAIN ANALYZE shows for a scan: the requests behind it, and what throttling and
 /// faults cost (retries and the time slept before them).
 struct ScanMetrics {
@@ -294,6 +458,9 @@ struct ScanMetrics {
     retry_wait: Time,
     bytes: Count,
     rows: Count,
+    /// Rows of a split scan fetched twice: those on the `createdon` second where a piece was
+    /// cut (read again by the piece after the cut).
+    split_overlap: Count,
 }
 
 impl ScanMetrics {
@@ -304,6 +471,7 @@ impl ScanMetrics {
             retry_wait: MetricBuilder::new(set).subset_time("retry_wait", partition),
             bytes: MetricBuilder::new(set).counter("bytes_received", partition),
             rows: MetricBuilder::new(set).output_rows(partition),
+            split_overlap: MetricBuilder::new(set).counter("split_overlap_rows", partition),
         }
     }
 
@@ -311,8 +479,8 @@ impl ScanMetrics {
     fn record(&self, response: &crate::client::Response) {
         self.requests.add(1 + response.retries as usize);
         self.retries.add(response.retries as usize);
-        // `Time` counts at least a nanosecond per call: add only real waits.
-        if !response.retry_wait.is_zero() {
+        // `Time` counts at least a nanosecond per call: add only waits before a retry.
+        if response.retries > 0 && !response.retry_wait.is_zero() {
             self.retry_wait.add_duration(response.retry_wait);
         }
         self.bytes.add(response.body.len());
@@ -320,42 +488,39 @@ impl ScanMetrics {
 }
 
 /// Follows `@odata.nextLink` from the first page to the last.
+#[derive(Clone)]
 struct PageReader {
     client: Arc<DataverseClient>,
     query: ODataQuery,
     decoder: PageDecoder,
+    /// Columns emitted: the decoder's first `width` (a split scan decodes `createdon` too).
+    width: usize,
     limit: Option<usize>,
-    metrics: ScanMetrics,
-    /// Page 1, when it was fetched already (by a parallel scan's probe).
-    first_page: Option<crate::client::Response>,
+    metrics: Arc<ScanMetrics>,
+    /// Where to start instead of the query's first page (the next link of a page read
+    /// already).
+    start: Option<Url>,
 }
 
 impl PageReader {
-    /// Calls `emit` for each page's batch until the last page, the limit, or `emit` answering
-    /// false (the consumer is gone). Returns the last page's `@odata.deltaLink`, if any.
-    ///
-    /// The next page is requested while the current one is decoded: its link is read from
-    /// the tail of the body (where Dataverse writes it) before decoding starts, and checked
-    /// against the decoded page afterwards, so a wrong guess costs a request, never a row.
-    async fn run<F, Fut>(mut self, emit: F) -> Result<Option<String>>
-    where
-        F: Fn(datafusion::arrow::array::RecordBatch) -> Fut,
-        Fut: std::future::Future<Output = bool>,
-    {
-        let entity = self.query.entity_set.clone();
-        let prefer = self.query.preferences();
-        let external = |e: crate::client::ClientError| DataFusionError::External(Box::new(e));
-        let first = self.client.api_url(&self.query.relative_url());
-        let mut page_number = 1usize;
-        let mut remaining = self.limit;
-        let mut response = match self.first_page.take() {
-            Some(page) => page,
+    fn prefer(&self) -> crate::client::Preferences {
+        self.query.preferences()
+    }
+
+    /// Page 1 of the query (or the page at `start`).
+    async fn fetch_first(&self) -> Result<crate::client::Response> {
+        let url = match &self.start {
+            Some(url) => url.clone(),
             None => self
                 .client
-                .get(&first, &prefer, &format!("page 1 of {entity}"))
-                .await
-                .map_err(external)?,
+                .api_url(&self.query.relative_url().map_err(external)?),
         };
+        let what = format!("page 1 of {}", self.query.entity_set);
+        let response = self
+            .client
+            .get(&url, &self.prefer(), &what)
+            .await
+            .map_err(external)?;
         // An entity without change tracking ignores the preference (reference §5.1): reading
         // it as a feed would silently return no deletions.
         if self.query.track_changes
@@ -365,11 +530,86 @@ impl PageReader {
                 .is_some_and(|p| p.contains("odata.track-changes"))
         {
             return Err(DataFusionError::External(
-                format!("the server did not apply change tracking to {entity} (is Track changes enabled for the table?)").into(),
+                format!("the server did not apply change tracking to {} (is Track changes enabled for the table?)", self.query.entity_set).into(),
             ));
         }
+        Ok(response)
+    }
+
+    /// Decodes one page off the I/O threads and counts it.
+    async fn decode(
+        &self,
+        mut response: crate::client::Response,
+        page_number: usize,
+    ) -> Result<crate::provider::decode::DecodedPage> {
+        self.metrics.record(&response);
+        let decoder = self.decoder.clone();
+        let body = std::mem::take(&mut response.body);
+        let page = tokio::task::spawn_blocking(move || decoder.decode(&body))
+            .await
+            .map_err(external)?
+            .map_err(|e| {
+                DataFusionError::External(
+                    format!("page {page_number} of {}: {e}", self.query.entity_set).into(),
+                )
+            })?;
+        self.client.stats().rows.fetch_add(
+            page.batch.num_rows() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        Ok(page)
+    }
+
+    /// Sends a page's batch on (its first `width` columns); false when the consumer is gone.
+    async fn emit_page<F, Fut>(&self, batch: RecordBatch, emit: &F) -> bool
+    where
+        F: Fn(RecordBatch) -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let batch = if batch.num_columns() > self.width {
+            match batch.project(&(0..self.width).collect::<Vec<_>>()) {
+                Ok(b) => b,
+                Err(_) => return false,
+            }
+        } else {
+            batch
+        };
+        self.metrics.rows.add(batch.num_rows());
+        batch.num_rows() == 0 || emit(batch).await
+    }
+
+    /// A page's next link as a URL on our own origin (reference §3: followed unchanged).
+    fn follow(&self, next: &str, page_number: usize) -> Result<Url> {
+        let url = Url::parse(next).map_err(|e| {
+            DataFusionError::External(
+                format!(
+                    "page {page_number} of {}: the server's nextLink is not a URL ({e})",
+                    self.query.entity_set
+                )
+                .into(),
+            )
+        })?;
+        self.client.check_origin(&url).map_err(external)?;
+        Ok(url)
+    }
+
+    /// Calls `emit` for each page's batch until the last page, the limit, or `emit` answering
+    /// false (the consumer is gone). Returns the last page's `@odata.deltaLink`, if any.
+    ///
+    /// The next page is requested while the current one is decoded: its link is read from
+    /// the body (where Dataverse writes it) before decoding starts, and checked against the
+    /// decoded page afterwards, so a wrong guess costs a request, never a row.
+    async fn run<F, Fut>(self, emit: F) -> Result<Option<String>>
+    where
+        F: Fn(RecordBatch) -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let entity = self.query.entity_set.clone();
+        let prefer = self.prefer();
+        let mut page_number = 1usize;
+        let mut remaining = self.limit;
+        let mut response = self.fetch_first().await?;
         loop {
-            let what = format!("page {page_number} of {entity}");
             let next_what = format!("page {} of {entity}", page_number + 1);
             // With a LIMIT the next page may not be wanted: fetch it only when needed.
             let guess = if remaining.is_none() {
@@ -377,11 +617,7 @@ impl PageReader {
             } else {
                 None
             };
-            self.metrics.record(&response);
-            let decoder = self.decoder.clone();
-            let body = std::mem::take(&mut response.body);
-            // Decoding is CPU work: keep it off the I/O threads.
-            let decoding = tokio::task::spawn_blocking(move || decoder.decode(&body));
+            let decoding = self.decode(response, page_number);
             let (decoded, prefetched) = match &guess {
                 Some(url) => {
                     let (d, r) = tokio::join!(decoding, self.client.get(url, &prefer, &next_what));
@@ -389,13 +625,7 @@ impl PageReader {
                 }
                 None => (decoding.await, None),
             };
-            let page = decoded
-                .map_err(|e| DataFusionError::External(Box::new(e)))?
-                .map_err(|e| DataFusionError::External(format!("{what}: {e}").into()))?;
-            self.client.stats().rows.fetch_add(
-                page.batch.num_rows() as u64,
-                std::sync::atomic::Ordering::Relaxed,
-            );
+            let page = decoded?;
             let mut batch = page.batch;
             if let Some(left) = remaining.as_mut() {
                 if batch.num_rows() > *left {
@@ -403,8 +633,7 @@ impl PageReader {
                 }
                 *left -= batch.num_rows();
             }
-            self.metrics.rows.add(batch.num_rows());
-            if batch.num_rows() > 0 && !emit(batch).await {
+            if !self.emit_page(batch, &emit).await {
                 return Ok(None);
             }
             if remaining == Some(0) {
@@ -413,13 +642,7 @@ impl PageReader {
             let Some(next) = page.next_link else {
                 return Ok(page.delta_link);
             };
-            let url = Url::parse(&next).map_err(|e| {
-                DataFusionError::External(
-                    format!("{what}: the server's nextLink is not a URL ({e})").into(),
-                )
-            })?;
-            // The link is followed unchanged (reference §3), and only on our own origin.
-            self.client.check_origin(&url).map_err(external)?;
+            let url = self.follow(&next, page_number)?;
             response = match (guess, prefetched) {
                 (Some(guessed), Some(result)) if guessed == url => result.map_err(external)?,
                 _ => self
@@ -433,13 +656,14 @@ impl PageReader {
     }
 }
 
-/// The `@odata.nextLink` of a page, read from the end of the body without decoding the rows.
+/// The `@odata.nextLink` of a page, found without decoding the rows: the last occurrence of
+/// the key anywhere in the body (Dataverse writes it after `value`, but a long filter makes
+/// the link itself long, so no fixed-size tail is assumed). Inside a string value the key's
+/// quotes would be escaped, so the bytes can only be a key.
 pub(crate) fn next_link_hint(body: &[u8]) -> Option<Url> {
     const KEY: &[u8] = b"\"@odata.nextLink\":";
-    let tail_start = body.len().saturating_sub(16 * 1024);
-    let tail = &body[tail_start..];
-    let at = tail.windows(KEY.len()).rposition(|w| w == KEY)?;
-    let mut de = serde_json::Deserializer::from_slice(&tail[at + KEY.len()..]);
+    let at = memchr::memmem::rfind(body, KEY)?;
+    let mut de = serde_json::Deserializer::from_slice(&body[at + KEY.len()..]);
     let link = <String as serde::Deserialize>::deserialize(&mut de).ok()?;
     Url::parse(&link).ok()
 }
@@ -455,5 +679,23 @@ mod tests {
         assert_eq!(url.path(), "/api/data/v9.2/accounts");
         assert!(url.query().unwrap().starts_with("$skiptoken="));
         assert!(next_link_hint(br#"{"value":[]}"#).is_none());
+    }
+
+    /// Issue 12: the hint looked at the last 16 KB only, so a page whose next link (carrying
+    /// a long filter) started earlier was taken for the last page, and the split skipped.
+    #[test]
+    fn a_next_link_longer_than_any_tail_is_found() {
+        let filter = "name eq 'x' or ".repeat(2_000);
+        let link = format!(
+            "http://h/api/data/v9.2/accounts?$filter={}&$skiptoken=2",
+            filter.replace(' ', "%20").replace('\'', "%27")
+        );
+        assert!(link.len() > 32 * 1024);
+        let body = format!(
+            r#"{{"value":[{{"name":"{}"}}],"@odata.nextLink":"{link}"}}"#,
+            "a".repeat(100_000)
+        );
+        let url = next_link_hint(body.as_bytes()).unwrap();
+        assert_eq!(url.as_str(), link);
     }
 }

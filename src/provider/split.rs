@@ -1,29 +1,35 @@
-//! Parallel scans: a large entity is read as several `createdon` ranges at once, one per
-//! partition, within the session's concurrency limit.
+//! Parallel scans: a large entity is read as several `createdon` ranges at once, within the
+//! session's concurrency limit, with every page fetched kept.
 //!
 //! Exactness does not depend on where the boundaries fall, only on the ranges being disjoint
-//! and covering everything: the first range is open below and also takes the rows whose
-//! `createdon` is NULL, the last is open above, and each boundary belongs to exactly one side
-//! (`lt b` / `ge b`). `createdon` is set once when a row is created and never changes, so a
-//! row cannot move from one range to another while the scan runs.
+//! and covering everything: each boundary belongs to exactly one side (`lt b` / `ge b`), and
+//! the rows whose `createdon` is NULL are read exactly once (see [`Piece::Nulls`]).
+//! `createdon` is set once when a row is created and never changes, so a row cannot move from
+//! one range to another while the scan runs.
 //!
-//! When the first partition starts it fetches the scan's first page, as a sequential scan
-//! would, and two probes: the smallest (with a count, capped at 5,000 by the server, reference
-//! §2.10) and the largest `createdon` matching the scan's filter. A first page without a next
-//! link means the result is small: partition 0 returns it. Otherwise the page is dropped and
-//! the probes place the boundaries. For a whole table (no filter, usually large) the probes go
-//! out with the first page, so the split costs one round trip; a filtered scan (usually small)
-//! probes only after its first page turned out to have a next link, so a small result costs
-//! one request, as unsplit.
+//! How the ranges are found (adaptive splitting, sized by rows rather than by time):
+//! 1. The scan's first page is requested in `createdon` order. Without a next link it is the
+//!    whole answer: one request, as a sequential scan. With one, its rows are a prefix of the
+//!    table in `createdon` order, so they are kept, and what remains is `createdon ge c`,
+//!    where `c` is the page's last `createdon` (rows of the page at exactly `c` are dropped:
+//!    the remainder reads them again; ties are the only rows fetched twice).
+//! 2. The remainder is cut into pieces expected to hold about the same number of rows: the
+//!    page's density (rows per second over its upper half, so one old row does not skew it)
+//!    times the width up to the largest `createdon` (one probe, `$top=1`, sent beside the
+//!    first page of a whole table).
+//! 3. Each piece is read the same way: its first page in `createdon` order; if the piece
+//!    turns out much larger than expected, its remainder is cut again; otherwise the piece is
+//!    read to its end. Partitions take pieces from one queue, so none idles while another has
+//!    work queued.
+//!
+//! Only first pages need the server to sort much: a piece whose remainder is small follows
+//! its ordered next links to the end, and a large one is cut before it is read.
 
+use std::collections::VecDeque;
 use std::sync::Mutex;
 
-use serde::Deserialize;
-use tokio::sync::OnceCell;
+use tokio::sync::Notify;
 
-use super::decode::parse_timestamp_micros;
-use super::exec::next_link_hint;
-use crate::client::{ClientError, DataverseClient, Response};
 use crate::odata::{CompareOp, Filter, Literal, ODataQuery, OrderBy};
 
 /// The column ranges are cut on.
@@ -31,39 +37,212 @@ pub const SPLIT_COLUMN: &str = "createdon";
 /// The most partitions one scan is split into: beyond this the pages held in flight cost
 /// more memory than the extra concurrency gains.
 pub const MAX_DEGREE: usize = 8;
-/// The server caps `@odata.count` here (reference §2.10).
-const COUNT_CAP: u64 = 5_000;
+/// Conditions a split adds to a scan's filter (`createdon ge a and createdon lt b`); the
+/// scan keeps them free within the 500-condition limit.
+pub const RANGE_CONDITIONS: usize = 2;
 
-/// What one partition of a split scan reads.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Part {
-    /// The whole scan (the table turned out too small to split).
-    Everything,
-    /// The scan's rows within one range.
-    Range(Filter),
-    /// Nothing: fewer ranges than partitions were worth making.
-    Nothing,
+const SECOND: i64 = 1_000_000;
+
+/// A part of a split scan: the scan's filter plus this.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Piece {
+    /// `createdon` in `[lo, hi)`; an open end has no condition (and `lo = None` includes the
+    /// NULLs). Read in `createdon` order.
+    Range { lo: Option<i64>, hi: Option<i64> },
+    /// The rows whose `createdon` is NULL, when the first page could not show that they were
+    /// all read already (NULLs sort first ascending on SQL Server, but nothing here relies on
+    /// it: if the first page holds no NULL, this piece asks for them).
+    Nulls,
 }
 
-/// The split of one scan into `degree` partitions, decided once at execution.
+impl Piece {
+    /// The whole scan, before anything is known.
+    pub fn everything() -> Self {
+        Piece::Range { lo: None, hi: None }
+    }
+
+    /// The conditions this piece adds to the scan's filter.
+    pub fn condition(&self) -> Option<Filter> {
+        let at = |op, micros| Filter::compare(SPLIT_COLUMN, op, Literal::DateTime(micros));
+        match *self {
+            Piece::Nulls => Some(Filter::compare(SPLIT_COLUMN, CompareOp::Eq, Literal::Null)),
+            Piece::Range { lo, hi } => {
+                let parts: Vec<Filter> = lo
+                    .map(|lo| at(CompareOp::Ge, lo))
+                    .into_iter()
+                    .chain(hi.map(|hi| at(CompareOp::Lt, hi)))
+                    .collect();
+                (!parts.is_empty()).then(|| Filter::and(parts))
+            }
+        }
+    }
+
+    /// The request for this piece of `base`.
+    pub fn query(&self, base: &ODataQuery) -> ODataQuery {
+        let filter = base.filter.iter().cloned().chain(self.condition());
+        let filter: Vec<Filter> = filter.collect();
+        ODataQuery {
+            filter: (!filter.is_empty()).then(|| Filter::and(filter)),
+            order_by: matches!(self, Piece::Range { .. }).then(|| OrderBy {
+                property: SPLIT_COLUMN.to_string(),
+                descending: false,
+            }),
+            ..base.clone()
+        }
+    }
+}
+
+/// The probe for the largest `createdon` under the scan's filter.
+pub fn largest_query(base: &ODataQuery) -> ODataQuery {
+    let not_null = Filter::compare(SPLIT_COLUMN, CompareOp::Ne, Literal::Null);
+    ODataQuery {
+        select: vec![SPLIT_COLUMN.to_string()],
+        filter: Some(Filter::and(
+            base.filter.iter().cloned().chain([not_null]).collect(),
+        )),
+        top: Some(1),
+        order_by: Some(OrderBy {
+            property: SPLIT_COLUMN.to_string(),
+            descending: true,
+        }),
+        ..ODataQuery::new(&base.entity_set, vec![], base.page_size)
+    }
+}
+
+/// What a piece's first page (which has a next link) says about the rest of the piece.
+#[derive(Debug, PartialEq, Eq)]
+pub enum FirstPage {
+    /// Follow the ordered next links to the end of the piece, keeping every row.
+    ReadOn,
+    /// Keep the rows with `createdon` below `keep_below` (and the NULLs); the rest of the
+    /// piece is in `pieces`.
+    Cut { keep_below: i64, pieces: Vec<Piece> },
+}
+
+/// Decides how to go on after the first page of `piece`, given the page's `createdon`
+/// values in order (NULLs first if any), the largest `createdon` of the scan, and the rows a
+/// piece should hold.
+pub fn after_first_page(
+    piece: &Piece,
+    createdon: &[Option<i64>],
+    largest: Option<i64>,
+    target_rows: u64,
+    most_pieces: usize,
+) -> FirstPage {
+    let Piece::Range { lo, hi } = *piece else {
+        return FirstPage::ReadOn;
+    };
+    let Some(Some(last)) = createdon.last().copied() else {
+        // The page ends in NULLs: there is no `createdon` to cut at.
+        return FirstPage::ReadOn;
+    };
+    // Where the cut pieces end: the piece's own end, else just past the largest value.
+    let end = match (hi, largest) {
+        (Some(hi), _) => hi,
+        (None, Some(largest)) => largest.saturating_add(SECOND),
+        (None, None) => return FirstPage::ReadOn,
+    };
+    let rest = end.saturating_sub(last);
+    if rest < 2 * SECOND || lo == Some(last) {
+        // Nothing to cut: the rest is under two seconds wide, or the whole page sits on the
+        // piece's first second (cutting there would drop the page).
+        return FirstPage::ReadOn;
+    }
+    let expected = expected_rows(createdon, rest);
+    if expected <= target_rows {
+        return FirstPage::ReadOn;
+    }
+    let count = expected
+        .div_ceil(target_rows.max(1))
+        .clamp(2, most_pieces.max(2) as u64);
+    let mut pieces = cut(last, end, count as usize);
+    if hi.is_none()
+        && let Some(Piece::Range { hi, .. }) = pieces.last_mut()
+    {
+        // The last piece stays open above: rows created during the scan are read too.
+        *hi = None;
+    }
+    if lo.is_none() && !createdon.iter().any(Option::is_none) {
+        pieces.push(Piece::Nulls);
+    }
+    FirstPage::Cut {
+        keep_below: last,
+        pieces,
+    }
+}
+
+/// Rows expected in the `width` microseconds after a page: the page's density over its
+/// upper half (robust to a few old rows at its start), times the width. A page whose upper
+/// half sits within one second counts as very dense.
+pub fn expected_rows(createdon: &[Option<i64>], width: i64) -> u64 {
+    let values: Vec<i64> = createdon.iter().flatten().copied().collect();
+    if values.len() < 2 {
+        return 0;
+    }
+    let half = &values[values.len() / 2..];
+    let span = (half[half.len() - 1] - half[0]).max(SECOND);
+    let rows = half.len() as i128;
+    (rows * width as i128 / span as i128).clamp(0, u64::MAX as i128) as u64
+}
+
+/// `count` pieces of about equal width covering `[lo, hi)`, with boundaries on whole seconds
+/// (Dataverse keeps date and time to the second, so no boundary falls between two values
+/// that look equal). Fewer when the span is too narrow.
+pub fn cut(lo: i64, hi: i64, count: usize) -> Vec<Piece> {
+    let width = (hi - lo).max(0) as i128;
+    let mut bounds: Vec<i64> = vec![lo];
+    for i in 1..count as i128 {
+        let b = (lo as i128 + width * i / count as i128) as i64;
+        let b = b.div_euclid(SECOND) * SECOND;
+        if b > *bounds.last().expect("not empty") && b < hi {
+            bounds.push(b);
+        }
+    }
+    bounds.push(hi);
+    bounds
+        .windows(2)
+        .map(|w| Piece::Range {
+            lo: Some(w[0]),
+            hi: Some(w[1]),
+        })
+        .collect()
+}
+
+/// The pieces of one split scan, shared by its partitions. A partition takes a piece, reads
+/// it (perhaps adding pieces), and takes the next; the scan ends when no piece is queued and
+/// no partition is reading one (which could add more).
 #[derive(Debug)]
 pub struct SplitScan {
     degree: usize,
-    decision: OnceCell<Decision>,
+    state: Mutex<QueueState>,
+    changed: Notify,
 }
 
 #[derive(Debug)]
-struct Decision {
-    parts: Vec<Part>,
-    /// The first page of an unsplit scan, for partition 0 to start from.
-    first_page: Mutex<Option<Response>>,
+struct QueueState {
+    queued: VecDeque<Piece>,
+    /// Partitions reading a piece.
+    reading: usize,
+    /// Rows a piece should hold, set from the first page.
+    target_rows: u64,
+    /// The largest `createdon` under the scan's filter, once probed (`None` inside: none).
+    largest: Option<Option<i64>>,
+    /// Set when a partition failed: the others stop taking pieces.
+    failed: bool,
 }
 
 impl SplitScan {
     pub fn new(degree: usize) -> Self {
         Self {
             degree,
-            decision: OnceCell::new(),
+            state: Mutex::new(QueueState {
+                queued: VecDeque::from([Piece::everything()]),
+                reading: 0,
+                target_rows: u64::MAX,
+                largest: None,
+                failed: false,
+            }),
+            changed: Notify::new(),
         }
     }
 
@@ -71,162 +250,74 @@ impl SplitScan {
         self.degree
     }
 
-    /// What partition `partition` reads, and for an unsplit scan's partition 0 the first
-    /// page already fetched. The first caller probes; the others wait for it.
-    pub async fn part(
-        &self,
-        partition: usize,
-        client: &DataverseClient,
-        base: &ODataQuery,
-    ) -> Result<(Part, Option<Response>), ClientError> {
-        let decision = self
-            .decision
-            .get_or_try_init(|| probe(client, base, self.degree))
-            .await?;
-        let part = decision
-            .parts
-            .get(partition)
-            .cloned()
-            .unwrap_or(Part::Nothing);
-        let first_page = match part {
-            Part::Everything => decision.first_page.lock().expect("not poisoned").take(),
-            _ => None,
-        };
-        Ok((part, first_page))
+    /// The next piece to read, waiting while others may still add some; `None` when the
+    /// scan is done. Every piece taken must be given back with [`SplitScan::done`].
+    pub async fn next(&self) -> Option<Piece> {
+        loop {
+            let notified = self.changed.notified();
+            {
+                let mut state = self.state.lock().expect("not poisoned");
+                if state.failed {
+                    return None;
+                }
+                if let Some(piece) = state.queued.pop_front() {
+                    state.reading += 1;
+                    return Some(piece);
+                }
+                if state.reading == 0 {
+                    return None;
+                }
+            }
+            notified.await;
+        }
+    }
+
+    /// Adds pieces found while reading one.
+    pub fn add(&self, pieces: Vec<Piece>) {
+        self.state
+            .lock()
+            .expect("not poisoned")
+            .queued
+            .extend(pieces);
+        self.changed.notify_waiters();
+    }
+
+    /// A piece taken with [`SplitScan::next`] is finished (or failed: `ok` false).
+    pub fn done(&self, ok: bool) {
+        {
+            let mut state = self.state.lock().expect("not poisoned");
+            state.reading -= 1;
+            state.failed |= !ok;
+        }
+        self.changed.notify_waiters();
+    }
+
+    /// Rows a piece should hold: set once from the scan's first page (its share of the
+    /// expected total, at least two pages).
+    pub fn target_rows(&self) -> u64 {
+        self.state.lock().expect("not poisoned").target_rows
+    }
+
+    pub fn set_target_rows(&self, rows: u64) {
+        self.state.lock().expect("not poisoned").target_rows = rows;
+    }
+
+    /// The largest `createdon`, if probed already.
+    pub fn largest(&self) -> Option<Option<i64>> {
+        self.state.lock().expect("not poisoned").largest
+    }
+
+    pub fn set_largest(&self, largest: Option<i64>) {
+        self.state.lock().expect("not poisoned").largest = Some(largest);
     }
 }
 
-#[derive(Deserialize)]
-struct ProbePage {
-    #[serde(rename = "@odata.count", default)]
-    count: Option<u64>,
-    value: Vec<serde_json::Map<String, serde_json::Value>>,
-}
-
-impl ProbePage {
-    fn timestamp(&self) -> Option<i64> {
-        let text = self.value.first()?.get(SPLIT_COLUMN)?.as_str()?;
-        parse_timestamp_micros(text)
-    }
-}
-
-/// Fetches the first page; when there are more, the smallest and largest `createdon` under
-/// the scan's filter, to cut ranges.
-async fn probe(
-    client: &DataverseClient,
-    base: &ODataQuery,
-    degree: usize,
-) -> Result<Decision, ClientError> {
-    let not_null = Filter::compare(SPLIT_COLUMN, CompareOp::Ne, Literal::Null);
-    let edge = |descending: bool| ODataQuery {
-        select: vec![SPLIT_COLUMN.to_string()],
-        filter: Some(Filter::and(
-            base.filter
-                .iter()
-                .cloned()
-                .chain([not_null.clone()])
-                .collect(),
-        )),
-        top: Some(1),
-        order_by: Some(OrderBy {
-            property: SPLIT_COLUMN.to_string(),
-            descending,
-        }),
-        count: !descending,
-        ..ODataQuery::new(&base.entity_set, vec![], base.page_size)
-    };
-    let what = format!("the size of {}", base.entity_set);
-    let first_url = client.api_url(&base.relative_url());
-    let lowest_url = client.api_url(&edge(false).relative_url());
-    let highest_url = client.api_url(&edge(true).relative_url());
-    let page_one = format!("page 1 of {}", base.entity_set);
-    let prefer = base.preferences();
-    let first_page = client.get(&first_url, &prefer, &page_one);
-    let probes = || async {
-        tokio::try_join!(
-            client.get_json::<ProbePage>(&lowest_url, &what),
-            client.get_json::<ProbePage>(&highest_url, &what),
-        )
-    };
-    // A whole table (no filter) is usually large: send the probes with the first page and
-    // save a round trip. A filtered scan is usually small: wait for the first page, and probe
-    // only when it has a next link.
-    let (first, probed) = if base.filter.is_none() {
-        let (first, probed) = tokio::try_join!(first_page, probes())?;
-        (first, Some(probed))
-    } else {
-        (first_page.await?, None)
-    };
-    if next_link_hint(&first.body).is_none() {
-        // One page holds it all (and should the hint have missed a link, partition 0 still
-        // follows every link from this page: nothing is lost either way).
-        return Ok(Decision {
-            parts: sequential(degree),
-            first_page: Mutex::new(Some(first)),
-        });
-    }
-    let (lowest, highest) = match probed {
-        Some(p) => p,
-        None => probes().await?,
-    };
-    let (lowest, highest) = (lowest.0, highest.0);
-    let count = lowest.count.unwrap_or(COUNT_CAP);
-    let pages = count.div_ceil(u64::from(base.page_size.max(1)));
-    let degree = if count >= COUNT_CAP {
-        degree
-    } else {
-        degree.min(pages as usize)
-    };
-    let (parts, first) = match (lowest.timestamp(), highest.timestamp()) {
-        (Some(lo), Some(hi)) if degree > 1 => (ranges(lo, hi, degree), None),
-        _ => (sequential(degree), Some(first)),
-    };
-    Ok(Decision {
-        parts,
-        first_page: Mutex::new(first),
-    })
-}
-
-/// Partition 0 reads everything, the others nothing.
-fn sequential(degree: usize) -> Vec<Part> {
-    let mut parts = vec![Part::Nothing; degree.max(1)];
-    parts[0] = Part::Everything;
-    parts
-}
-
-/// `degree` ranges of about equal width between `lo` and `hi` (microseconds), with boundaries
-/// on whole seconds (Dataverse keeps date and time to the second, so no boundary falls
-/// between two values that look equal).
-pub fn ranges(lo: i64, hi: i64, degree: usize) -> Vec<Part> {
-    const SECOND: i64 = 1_000_000;
-    let width = (hi - lo).max(0) as i128;
-    let mut bounds: Vec<i64> = (1..degree as i128)
-        .map(|i| (lo as i128 + width * i / degree as i128) as i64)
-        .map(|b| b.div_euclid(SECOND) * SECOND)
-        .filter(|&b| b > lo)
-        .collect();
-    bounds.dedup();
-    if bounds.is_empty() {
-        return sequential(degree);
-    }
-    let at = |op, micros| Filter::compare(SPLIT_COLUMN, op, Literal::DateTime(micros));
-    let mut parts = Vec::with_capacity(degree);
-    parts.push(Part::Range(Filter::or(vec![
-        at(CompareOp::Lt, bounds[0]),
-        Filter::compare(SPLIT_COLUMN, CompareOp::Eq, Literal::Null),
-    ])));
-    for pair in bounds.windows(2) {
-        parts.push(Part::Range(Filter::and(vec![
-            at(CompareOp::Ge, pair[0]),
-            at(CompareOp::Lt, pair[1]),
-        ])));
-    }
-    parts.push(Part::Range(at(
-        CompareOp::Ge,
-        *bounds.last().expect("not empty"),
-    )));
-    parts.resize(degree, Part::Nothing);
-    parts
+/// The rows a piece should hold, from the scan's first page: about a third of a partition's
+/// share, so that partitions taking pieces from the queue end within a piece of each other,
+/// and never under two pages, so that pieces are not mostly request overhead.
+pub fn target_rows(first_page_rows: u64, expected_rest: u64, degree: usize, page_size: u32) -> u64 {
+    let total = first_page_rows.saturating_add(expected_rest);
+    (total / (3 * degree.max(1) as u64)).max(2 * u64::from(page_size.max(1)))
 }
 
 /// Whether a pushed filter already pins the scan to a few rows by primary key
@@ -247,57 +338,125 @@ pub fn pins_primary_key(filter: &Filter, primary_key: &str) -> bool {
 mod tests {
     use super::*;
 
-    const S: i64 = 1_000_000;
+    const S: i64 = SECOND;
 
-    fn text(parts: &[Part]) -> Vec<String> {
-        parts
+    fn text(pieces: &[Piece]) -> Vec<String> {
+        pieces
             .iter()
-            .map(|p| match p {
-                Part::Everything => "everything".to_string(),
-                Part::Range(f) => f.to_string(),
-                Part::Nothing => "nothing".to_string(),
-            })
+            .map(|p| p.condition().map(|f| f.to_string()).unwrap_or_default())
             .collect()
     }
 
     #[test]
-    fn ranges_cover_everything_once_and_nulls_go_first() {
-        let parts = ranges(0, 4 * S, 4);
+    fn cuts_cover_the_span_once_on_whole_seconds() {
         assert_eq!(
-            text(&parts),
+            text(&cut(0, 4 * S, 4)),
             [
-                "createdon lt 1970-01-01T00:00:01Z or createdon eq null",
+                "createdon ge 1970-01-01T00:00:00Z and createdon lt 1970-01-01T00:00:01Z",
                 "createdon ge 1970-01-01T00:00:01Z and createdon lt 1970-01-01T00:00:02Z",
                 "createdon ge 1970-01-01T00:00:02Z and createdon lt 1970-01-01T00:00:03Z",
-                "createdon ge 1970-01-01T00:00:03Z",
+                "createdon ge 1970-01-01T00:00:03Z and createdon lt 1970-01-01T00:00:04Z",
             ]
         );
-    }
-
-    #[test]
-    fn narrow_ranges_make_fewer_parts_and_one_instant_makes_none() {
-        assert_eq!(
-            text(&ranges(10 * S, 12 * S, 4)),
-            [
-                "createdon lt 1970-01-01T00:00:11Z or createdon eq null",
-                "createdon ge 1970-01-01T00:00:11Z",
-                "nothing",
-                "nothing",
-            ]
-        );
-        assert_eq!(
-            text(&ranges(5 * S, 5 * S, 3)),
-            ["everything", "nothing", "nothing"]
-        );
-    }
-
-    #[test]
-    fn boundaries_fall_on_whole_seconds_even_before_1970() {
-        for p in ranges(-7_500_001, 9_250_003, 5) {
-            if let Part::Range(f) = p {
-                assert!(!f.to_string().contains('.'), "{f}");
-            }
+        // Too narrow for four: two pieces, still covering [10 s, 12 s).
+        assert_eq!(cut(10 * S, 12 * S, 4).len(), 2);
+        for p in cut(-7_500_001, 9_250_003, 5) {
+            let Piece::Range { lo, hi } = p else { panic!() };
+            assert!(lo.unwrap() == -7_500_001 || lo.unwrap() % S == 0);
+            assert!(hi.unwrap() == 9_250_003 || hi.unwrap() % S == 0);
         }
+    }
+
+    #[test]
+    fn the_density_ignores_a_few_old_rows() {
+        // One row years ago, then 99 rows one second apart: 100 rows expected in 100 s.
+        let mut page = vec![Some(-1_000_000_000 * S)];
+        page.extend((0..99).map(|i| Some(i * S)));
+        assert_eq!(expected_rows(&page, 100 * S), 102);
+        assert_eq!(expected_rows(&[None, None], 100 * S), 0);
+    }
+
+    #[test]
+    fn a_small_rest_is_read_on_and_a_large_one_is_cut() {
+        let page: Vec<Option<i64>> = (0..100).map(|i| Some(i * S)).collect();
+        let everything = Piece::everything();
+        // About 100 more rows expected, a piece may hold 1,000: read on.
+        assert_eq!(
+            after_first_page(&everything, &page, Some(199 * S), 1_000, 8),
+            FirstPage::ReadOn
+        );
+        // About 10,200 more rows (50 rows in the page's last 49 s): cut into five pieces of
+        // at most 2,500, the last open above, and a piece for the NULLs the page did not show.
+        let FirstPage::Cut { keep_below, pieces } =
+            after_first_page(&everything, &page, Some(10_098 * S), 2_500, 8)
+        else {
+            panic!("expected a cut")
+        };
+        assert_eq!(keep_below, 99 * S);
+        assert_eq!(pieces.len(), 6);
+        assert_eq!(
+            pieces[0],
+            Piece::Range {
+                lo: Some(99 * S),
+                hi: Some(2_099 * S)
+            }
+        );
+        assert_eq!(
+            pieces[4],
+            Piece::Range {
+                lo: Some(8_099 * S),
+                hi: None
+            }
+        );
+        assert_eq!(pieces[5], Piece::Nulls);
+    }
+
+    #[test]
+    fn pages_that_cannot_be_cut_are_read_on() {
+        let everything = Piece::everything();
+        // Ends in NULLs.
+        assert_eq!(
+            after_first_page(&everything, &[Some(0), None], Some(1_000 * S), 1, 8),
+            FirstPage::ReadOn
+        );
+        // The whole page on the piece's first second.
+        let piece = Piece::Range {
+            lo: Some(5 * S),
+            hi: Some(1_000 * S),
+        };
+        assert_eq!(
+            after_first_page(&piece, &[Some(5 * S); 10], None, 1, 8),
+            FirstPage::ReadOn
+        );
+        // NULLs seen on the first page: no piece for them.
+        let FirstPage::Cut { pieces, .. } = after_first_page(
+            &everything,
+            &[None, Some(0), Some(S)],
+            Some(1_000 * S),
+            1,
+            3,
+        ) else {
+            panic!("expected a cut")
+        };
+        assert!(!pieces.contains(&Piece::Nulls));
+    }
+
+    #[tokio::test]
+    async fn the_queue_ends_when_nothing_is_queued_or_being_read() {
+        let split = std::sync::Arc::new(SplitScan::new(2));
+        let first = split.next().await.unwrap();
+        assert_eq!(first, Piece::everything());
+        // A second partition waits while the first may still add pieces.
+        let waiter = tokio::spawn({
+            let split = split.clone();
+            async move { split.next().await }
+        });
+        tokio::task::yield_now().await;
+        split.add(vec![Piece::Nulls]);
+        assert_eq!(waiter.await.unwrap(), Some(Piece::Nulls));
+        split.done(true);
+        split.done(true);
+        assert_eq!(split.next().await, None);
     }
 
     #[test]

@@ -8,17 +8,24 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::catalog::Session;
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::{Column, DFSchema};
 use datafusion::datasource::{TableProvider, TableType};
-use datafusion::error::{DataFusionError, Result};
+use datafusion::error::Result;
+use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr::expressions::Column as PhysicalColumn;
 use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::filter::FilterExec;
+use datafusion::physical_plan::projection::{ProjectionExec, ProjectionExpr};
 
 use super::decode::PageDecoder;
 use super::exec::{DataverseScanExec, PushedFilter};
-use super::split::{MAX_DEGREE, SPLIT_COLUMN, SplitScan, pins_primary_key};
+use super::split::{MAX_DEGREE, RANGE_CONDITIONS, SPLIT_COLUMN, SplitScan, pins_primary_key};
 use crate::client::DataverseClient;
 use crate::config::MAX_PAGE_SIZE;
-use crate::metadata::{Annotation, Column, ColumnKind, TableDefinition};
+use crate::metadata::{Annotation, Column as TableColumn, ColumnKind, TableDefinition};
 use crate::odata::translate::{Pushdown, translate};
 use crate::odata::{Filter, ODataQuery};
 
@@ -102,15 +109,48 @@ impl DataverseTable {
         self.options.max_degree(self.client.concurrency())
     }
 
-    /// The decision for one filter, honouring the pushdown switch.
-    fn decide(&self, expr: &Expr) -> (Pushdown, Option<Filter>) {
+    /// The decision for each filter of one scan, in order, honouring the pushdown switch and
+    /// the server's 500-condition limit across all of them (reference §2.3 Limits), with room
+    /// left for the range a split scan adds. A filter that does not fit stays local, whole.
+    ///
+    /// Greedy in order, so the filters DataFusion hands to `scan` (the accepted ones, in the
+    /// same order) are accepted again there.
+    fn plan_filters(&self, filters: &[&Expr]) -> Vec<(Pushdown, Option<Filter>)> {
         if !self.options.pushdown_enabled() {
-            return (Pushdown::Unsupported, None);
+            return filters
+                .iter()
+                .map(|_| (Pushdown::Unsupported, None))
+                .collect();
         }
-        let t = translate(expr, &self.definition);
-        (t.pushdown, t.filter)
+        let budget = MAX_CONDITIONS - RANGE_CONDITIONS;
+        let mut used = 0;
+        filters
+            .iter()
+            .map(|expr| {
+                let t = translate(expr, &self.definition);
+                match t.filter {
+                    Some(f) if used + f.condition_count() <= budget => {
+                        used += f.condition_count();
+                        (t.pushdown, Some(f))
+                    }
+                    _ => (Pushdown::Unsupported, None),
+                }
+            })
+            .collect()
     }
 }
+
+/// Conditions Dataverse accepts in one query (reference §2.3 Limits: `0x8004430C` past it).
+pub const MAX_CONDITIONS: usize = 500;
+/// The longest GET URL the server accepts (reference §2.1): longer ones are answered 414.
+pub const MAX_URL_LENGTH: usize = 32_768;
+/// Room kept below [`MAX_URL_LENGTH`] for what is added to a first request's URL later: the
+/// paging cookie in each `@odata.nextLink` and a split scan's range.
+const URL_HEADROOM: usize = 4_096;
+
+/// Why a filter DataFusion offered was not sent after all (EXPLAIN shows it).
+const OVER_CONDITION_LIMIT: &str = "over the 500-condition limit";
+const OVER_URL_LIMIT: &str = "the URL would be too long";
 
 #[async_trait]
 impl TableProvider for DataverseTable {
@@ -126,9 +166,10 @@ impl TableProvider for DataverseTable {
         &self,
         filters: &[&Expr],
     ) -> Result<Vec<TableProviderFilterPushDown>> {
-        Ok(filters
-            .iter()
-            .map(|f| match self.decide(f).0 {
+        Ok(self
+            .plan_filters(filters)
+            .into_iter()
+            .map(|(pushdown, _)| match pushdown {
                 Pushdown::Exact => TableProviderFilterPushDown::Exact,
                 Pushdown::Inexact => TableProviderFilterPushDown::Inexact,
                 Pushdown::Unsupported => TableProviderFilterPushDown::Unsupported,
@@ -138,58 +179,211 @@ impl TableProvider for DataverseTable {
 
     async fn scan(
         &self,
-        _state: &dyn Session,
+        state: &dyn Session,
         projection: Option<&Vec<usize>>,
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let def = &self.definition;
-        let indices: Vec<usize> = match projection {
+        let wanted: Vec<usize> = match projection {
             Some(p) => p.clone(),
             None => (0..def.columns.len()).collect(),
         };
-        let (base, decoder) = projection_request(def, &indices, self.options.page_size);
-
-        let mut pushed = Vec::new();
-        let mut parts = Vec::new();
-        for expr in filters {
-            let (pushdown, filter) = self.decide(expr);
-            if let Some(filter) = filter {
-                pushed.push(PushedFilter {
-                    sql: expr.to_string(),
-                    pushdown,
-                });
-                parts.push(filter);
+        let refs: Vec<&Expr> = filters.iter().collect();
+        let mut candidates: Vec<Candidate> = filters
+            .iter()
+            .zip(self.plan_filters(&refs))
+            .map(|(expr, (pushdown, filter))| Candidate {
+                expr: expr.clone(),
+                pushdown,
+                kept_local: filter.is_none().then_some(OVER_CONDITION_LIMIT),
+                filter,
+            })
+            .collect();
+        // Filters that were promised as exact but are not sent are evaluated here, so they
+        // need their columns read too.
+        let (query, decoder, indices) = loop {
+            let indices = with_filter_columns(def, &wanted, &candidates);
+            let (base, decoder) = projection_request(def, &indices, self.options.page_size);
+            let parts: Vec<Filter> = candidates
+                .iter()
+                .filter_map(|c| c.sent().cloned())
+                .collect();
+            let query = ODataQuery {
+                filter: (!parts.is_empty()).then(|| Filter::and(parts)),
+                ..base
+            };
+            if self.fits_in_url(&query) {
+                break (query, decoder, indices);
             }
-        }
-        let filter = (!parts.is_empty()).then(|| Filter::and(parts));
-        if let Some(f) = &filter
-            && f.condition_count() > 500
-        {
-            return Err(DataFusionError::Plan(format!(
-                "the filter on {} has {} conditions; Dataverse accepts at most 500 per query",
-                def.entity.logical_name,
-                f.condition_count()
-            )));
-        }
-        // DataFusion hands a limit to the scan only when nothing is filtered above it; check
-        // anyway, since a LIMIT before an inexact filter would drop rows.
+            // Re-checked parts go first: DataFusion re-applies them anyway. Then the longest.
+            let victim = candidates
+                .iter_mut()
+                .filter(|c| c.sent().is_some())
+                .max_by_key(|c| {
+                    let len = c.sent().map_or(0, |f| f.to_string().len());
+                    (c.pushdown == Pushdown::Inexact, len)
+                });
+            match victim {
+                Some(c) => c.kept_local = Some(OVER_URL_LIMIT),
+                None => break (without_select(query), decoder, indices),
+            }
+        };
+        // Every filter handed to the scan but not sent is evaluated here: DataFusion may have
+        // been told it was exact in an earlier call (the optimizer offers filters more than
+        // once, and the condition budget depends on which are offered together), and then
+        // removed it from the plan.
+        let local: Vec<Expr> = candidates
+            .iter()
+            .filter(|c| c.kept_local.is_some())
+            .map(|c| c.expr.clone())
+            .collect();
+        let pushed: Vec<PushedFilter> = candidates
+            .iter()
+            .map(|c| PushedFilter {
+                sql: c.expr.to_string(),
+                pushdown: if c.kept_local.is_some() {
+                    Pushdown::Unsupported
+                } else {
+                    c.pushdown
+                },
+                kept_local: c.kept_local,
+            })
+            .collect();
+        // DataFusion hands a limit to the scan only when every filter is exact; one kept
+        // local (or re-checked) must see every row first.
         let all_exact = pushed.iter().all(|p| p.pushdown == Pushdown::Exact);
         let limit = limit.filter(|_| all_exact);
         let top = limit.filter(|&n| n <= MAX_PAGE_SIZE as usize);
-        let query = ODataQuery {
-            filter,
-            top,
-            ..base
-        };
+        let query = ODataQuery { top, ..query };
         let degree = self.degree(&query, limit);
+        let split = (degree > 1).then(|| self.split_decoder(&indices));
+        let select = match &split {
+            Some((with_split_column, _, _)) if !query.select.is_empty() => {
+                with_split_column.select.clone()
+            }
+            _ => query.select.clone(),
+        };
+        let query = ODataQuery { select, ..query };
         let exec = DataverseScanExec::new(self.client.clone(), query, decoder, limit, pushed);
-        Ok(Arc::new(if degree > 1 {
-            exec.with_split(SplitScan::new(degree))
-        } else {
-            exec
-        }))
+        let exec: Arc<dyn ExecutionPlan> = Arc::new(match split {
+            Some((_, decoder, column)) => exec.with_split(SplitScan::new(degree), decoder, column),
+            None => exec,
+        });
+        if local.is_empty() {
+            return Ok(exec);
+        }
+        filter_locally(state, exec, &local, &indices, &wanted)
     }
+}
+
+/// One filter DataFusion offered to a scan, and what became of it.
+struct Candidate {
+    expr: Expr,
+    pushdown: Pushdown,
+    filter: Option<Filter>,
+    /// Why it is not sent after all.
+    kept_local: Option<&'static str>,
+}
+
+impl Candidate {
+    fn sent(&self) -> Option<&Filter> {
+        self.filter.as_ref().filter(|_| self.kept_local.is_none())
+    }
+}
+
+impl DataverseTable {
+    /// For a split scan: the request and decoder of `indices` with `createdon` among the
+    /// columns (appended when missing: the pieces are cut on it), and where it is.
+    fn split_decoder(&self, indices: &[usize]) -> (ODataQuery, PageDecoder, usize) {
+        let def = &self.definition;
+        let at = def
+            .columns
+            .iter()
+            .position(|c| c.name == SPLIT_COLUMN && !c.is_label())
+            .expect("a split table has createdon");
+        let mut with_column = indices.to_vec();
+        let column = match indices.iter().position(|&i| i == at) {
+            Some(p) => p,
+            None => {
+                with_column.push(at);
+                indices.len()
+            }
+        };
+        let (query, decoder) = projection_request(def, &with_column, self.options.page_size);
+        (query, decoder, column)
+    }
+
+    /// Whether the first request's URL leaves room for paging cookies and split ranges, and
+    /// every literal can be written.
+    fn fits_in_url(&self, query: &ODataQuery) -> bool {
+        query.relative_url().is_ok_and(|relative| {
+            self.client.api_url(&relative).as_str().len() + URL_HEADROOM <= MAX_URL_LENGTH
+        })
+    }
+}
+
+/// Without `$select` the server returns every column; the decoder picks the ones it needs.
+/// Only for tables so wide that the column list alone would make the URL too long.
+fn without_select(query: ODataQuery) -> ODataQuery {
+    ODataQuery {
+        select: Vec::new(),
+        ..query
+    }
+}
+
+/// The columns a scan reads: the projection, plus those of filters it evaluates itself.
+fn with_filter_columns(
+    def: &TableDefinition,
+    wanted: &[usize],
+    candidates: &[Candidate],
+) -> Vec<usize> {
+    let mut indices = wanted.to_vec();
+    for c in candidates.iter().filter(|c| c.kept_local.is_some()) {
+        for column in c.expr.column_refs() {
+            if let Some(i) = def.columns.iter().position(|d| d.name == column.name)
+                && !indices.contains(&i)
+            {
+                indices.push(i);
+            }
+        }
+    }
+    indices
+}
+
+/// Applies the filters that were not sent over the scan, then returns to the projected
+/// columns.
+fn filter_locally(
+    state: &dyn Session,
+    scan: Arc<dyn ExecutionPlan>,
+    local: &[Expr],
+    indices: &[usize],
+    wanted: &[usize],
+) -> Result<Arc<dyn ExecutionPlan>> {
+    let schema = scan.schema();
+    let df_schema = DFSchema::try_from(schema.as_ref().clone())?;
+    let unqualified = conjunction(local.iter().cloned())
+        .expect("at least one filter")
+        .transform(|e| {
+            Ok(match e {
+                Expr::Column(c) => Transformed::yes(Expr::Column(Column::new_unqualified(c.name))),
+                other => Transformed::no(other),
+            })
+        })?
+        .data;
+    let predicate = state.create_physical_expr(unqualified, &df_schema)?;
+    let filtered: Arc<dyn ExecutionPlan> = Arc::new(FilterExec::try_new(predicate, scan)?);
+    if indices.len() == wanted.len() {
+        return Ok(filtered);
+    }
+    let columns = (0..wanted.len())
+        .map(|i| {
+            let field = schema.field(i);
+            let column: Arc<dyn PhysicalExpr> = Arc::new(PhysicalColumn::new(field.name(), i));
+            ProjectionExpr::new(column, field.name().clone())
+        })
+        .collect::<Vec<_>>();
+    Ok(Arc::new(ProjectionExec::try_new(columns, filtered)?))
 }
 
 /// The request for some columns of a table (no filter yet) and the decoder of its pages:
@@ -200,7 +394,7 @@ pub fn projection_request(
     indices: &[usize],
     page_size: u32,
 ) -> (ODataQuery, PageDecoder) {
-    let columns: Vec<&Column> = indices.iter().map(|&i| &def.columns[i]).collect();
+    let columns: Vec<&TableColumn> = indices.iter().map(|&i| &def.columns[i]).collect();
     let schema: SchemaRef = Arc::new(Schema::new(
         indices
             .iter()
@@ -227,7 +421,7 @@ pub fn projection_request(
 
 /// The `Prefer: odata.include-annotations` list for the selected columns: only the
 /// annotations a selected label column needs, since annotations make the server slower.
-fn annotations_for(columns: &[&Column]) -> Option<String> {
+fn annotations_for(columns: &[&TableColumn]) -> Option<String> {
     let mut wanted: Vec<Annotation> = columns
         .iter()
         .filter_map(|c| c.label.as_ref().map(|l| l.annotation))
