@@ -370,7 +370,9 @@ async fn explain_shows_the_request_and_how_each_filter_was_pushed() {
     .join("\n");
     assert!(
         plan.contains("GET accounts?$select=name,numberofemployees&$filter=numberofemployees gt 5 and name eq 'Contoso'")
-            || plan.contains("GET accounts?$select=name&$filter=numberofemployees gt 5 and name eq 'Contoso'"),
+            || plan.contains("GET accounts?$select=name&$filter=numberofemployees gt 5 and name eq 'Contoso'")
+            // A split scan reads `createdon` too: its pieces are cut on it.
+            || plan.contains("GET accounts?$select=name,createdon&$filter=numberofemployees gt 5 and name eq 'Contoso'"),
         "{plan}"
     );
     assert!(
