@@ -392,3 +392,42 @@ async fn metadata_is_cached_on_disk_like_the_rest() {
     assert_eq!(first, second);
     assert!(api_requests(&sim).is_empty(), "{:?}", api_requests(&sim));
 }
+
+/// Issue 12: real environments refuse a cast to the abstract `EnumAttributeMetadata` (HTTP
+/// 500, `0x8006088a`), which `\d account` and `metadata.optionsetvalue` used. Option sets are
+/// read through the concrete types the entity has, one request each, sent together.
+#[tokio::test]
+async fn option_sets_are_read_through_the_concrete_attribute_types() {
+    let sim = simulator(small()).await;
+    let dv = connect(&sim).await;
+    let ctx = dv.session_context().unwrap();
+    query(&ctx, "SELECT 1 FROM account LIMIT 1").await; // attributes first
+    sim.clear_requests();
+    let labels = option_labels(&ctx, "account").await;
+    assert!(labels.len() > 10, "{labels:?}");
+    let casts: Vec<String> = api_requests(&sim)
+        .iter()
+        .filter_map(|r| {
+            r.path
+                .split("Microsoft.Dynamics.CRM.")
+                .nth(1)
+                .map(str::to_string)
+        })
+        .collect();
+    assert!(
+        !casts.iter().any(|c| c.starts_with("Enum")),
+        "the abstract type is refused by real servers: {casts:?}"
+    );
+    let mut casts = casts;
+    casts.sort();
+    assert_eq!(
+        casts,
+        [
+            "BooleanAttributeMetadata",
+            "PicklistAttributeMetadata",
+            "StateAttributeMetadata",
+            "StatusAttributeMetadata",
+        ],
+        "one request per option-set type account has (it has no multi-select choice)"
+    );
+}

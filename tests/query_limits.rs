@@ -168,3 +168,22 @@ async fn a_long_exact_filter_is_evaluated_locally_over_the_scan() {
     assert!(plan.contains("kept_local="), "{tail}");
     assert!(plan.contains("the URL would be too long"), "{tail}");
 }
+
+/// The client never sends a URL the server would answer with 414, whoever made it.
+#[tokio::test]
+async fn the_client_refuses_to_send_a_url_over_the_limit() {
+    let sim = simulator(small()).await;
+    let dv = connect(&sim).await;
+    let long = dv.client().api_url(&format!(
+        "accounts?$filter=name eq '{}'",
+        "x".repeat(33_000)
+    ));
+    sim.clear_requests();
+    let error = dv
+        .client()
+        .get(&long, &Default::default(), "a long request")
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("more than the 32768"), "{error}");
+    assert!(api_requests(&sim).is_empty());
+}

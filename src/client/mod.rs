@@ -49,7 +49,14 @@ pub enum ClientError {
     ForeignOrigin { origin: String, link_origin: String },
     #[error("unexpected response for {what}: {message}")]
     Malformed { what: String, message: String },
+    #[error(
+        "not sending {what}: its URL has {length} characters, more than the {MAX_URL_LENGTH} the server accepts"
+    )]
+    UrlTooLong { what: String, length: usize },
 }
+
+/// The longest GET URL the server accepts (reference §2.1): longer ones are answered 414.
+pub const MAX_URL_LENGTH: usize = 32_768;
 
 impl ClientError {
     /// The Dataverse error code (`0x80044352` …) when the server sent one.
@@ -253,6 +260,14 @@ impl DataverseClient {
         what: &str,
     ) -> Result<Response, ClientError> {
         self.check_origin(url)?;
+        // The server answers a longer URL with 414 (reference §2.1); the scan keeps its first
+        // request well below this, so only a server-made link could get here.
+        if url.as_str().len() > MAX_URL_LENGTH {
+            return Err(ClientError::UrlTooLong {
+                what: what.to_string(),
+                length: url.as_str().len(),
+            });
+        }
         let started = Instant::now();
         let mut attempt = 0u32;
         let mut slept = Duration::ZERO;

@@ -23,7 +23,7 @@ use datafusion::physical_plan::projection::{ProjectionExec, ProjectionExpr};
 use super::decode::PageDecoder;
 use super::exec::{DataverseScanExec, PushedFilter};
 use super::split::{MAX_DEGREE, RANGE_CONDITIONS, SPLIT_COLUMN, SplitScan, pins_primary_key};
-use crate::client::DataverseClient;
+use crate::client::{DataverseClient, MAX_URL_LENGTH};
 use crate::config::MAX_PAGE_SIZE;
 use crate::metadata::{Annotation, Column as TableColumn, ColumnKind, TableDefinition};
 use crate::odata::translate::{Pushdown, translate};
@@ -142,8 +142,6 @@ impl DataverseTable {
 
 /// Conditions Dataverse accepts in one query (reference §2.3 Limits: `0x8004430C` past it).
 pub const MAX_CONDITIONS: usize = 500;
-/// The longest GET URL the server accepts (reference §2.1): longer ones are answered 414.
-pub const MAX_URL_LENGTH: usize = 32_768;
 /// Room kept below [`MAX_URL_LENGTH`] for what is added to a first request's URL later: the
 /// paging cookie in each `@odata.nextLink` and a split scan's range.
 const URL_HEADROOM: usize = 4_096;
