@@ -301,14 +301,30 @@ where
     Fut: std::future::Future<Output = bool>,
 {
     while let Some(piece) = split.next().await {
+        // Given back however this ends, also when the task is aborted (Ctrl-C, the plan
+        // dropped): otherwise the other partitions would wait for it forever.
+        let mut taken = TakenPiece { split, ok: false };
         let result = read_piece(split, column, &template, &piece, emit.clone()).await;
-        split.done(result.is_ok());
+        taken.ok = result.is_ok();
+        drop(taken);
         if !result? {
             // The consumer is gone: leave the queue to the other partitions.
             return Ok(());
         }
     }
     Ok(())
+}
+
+/// A piece taken from a split scan's queue, given back when dropped.
+struct TakenPiece<'a> {
+    split: &'a SplitScan,
+    ok: bool,
+}
+
+impl Drop for TakenPiece<'_> {
+    fn drop(&mut self) {
+        self.split.done(self.ok);
+    }
 }
 
 /// Reads one piece (see [`super::split`]): its first page in `createdon` order, then either

@@ -459,6 +459,23 @@ mod tests {
         assert_eq!(split.next().await, None);
     }
 
+    /// A partition that fails (or is aborted: its taken piece is given back as failed) stops
+    /// the others instead of leaving them waiting for pieces that will never come.
+    #[tokio::test]
+    async fn a_failed_piece_ends_the_scan_for_every_partition() {
+        let split = std::sync::Arc::new(SplitScan::new(2));
+        split.next().await.unwrap();
+        let waiter = tokio::spawn({
+            let split = split.clone();
+            async move { split.next().await }
+        });
+        tokio::task::yield_now().await;
+        split.done(false);
+        assert_eq!(waiter.await.unwrap(), None);
+        split.add(vec![Piece::Nulls]);
+        assert_eq!(split.next().await, None);
+    }
+
     #[test]
     fn key_equalities_pin_a_scan() {
         let key = |v: u128| {
