@@ -185,4 +185,10 @@ async fn explain_analyze_shows_the_requests_and_retries_of_a_scan() {
     assert_eq!(requests, 12 + retries, "240 rows in pages of 20: {text}");
     assert_eq!(retries, spent.retries, "the footer's count agrees: {text}");
     assert!(text.contains("retry_wait="), "{text}");
+
+    // Without retries there is no wait to show (it used to read `retry_wait=4ns`).
+    sim.set_fault_rate(0.0);
+    let calm = rows(&query(&ctx, "EXPLAIN ANALYZE SELECT accountid FROM account").await);
+    let calm = format!("{calm:?}");
+    assert!(!calm.contains("retry_wait"), "{calm}");
 }

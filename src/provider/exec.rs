@@ -7,7 +7,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{BooleanArray, RecordBatch, TimestampMicrosecondArray};
+use datafusion::arrow::array::{AsArray, BooleanArray, RecordBatch, TimestampMicrosecondArray};
 use datafusion::arrow::compute::filter_record_batch;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::tree_node::TreeNodeRecursion;
@@ -66,8 +66,8 @@ pub struct DataverseScanExec {
     /// Set for `table_changes()`: where the read starts and where its new token goes.
     changes: Option<(Arc<ChangeFeed>, ChangeRead)>,
     /// Set for a parallel scan: the queue of `createdon` pieces its partitions share, and
-    /// where `createdon` is in the decoder's columns.
-    split: Option<(Arc<SplitScan>, usize)>,
+    /// where `createdon` and the key are among the decoder's columns.
+    split: Option<(Arc<SplitScan>, SplitColumns)>,
     /// What the scan returns: the decoder's columns, less a `createdon` decoded for a split.
     schema: SchemaRef,
     properties: Arc<PlanProperties>,
@@ -111,12 +111,17 @@ impl DataverseScanExec {
     }
 
     /// Reads the scan as `split.degree()` partitions sharing `createdon` pieces. `decoder`
-    /// is the scan's decoder with `createdon` at `column` (appended after the scan's own
-    /// columns when they lack it).
-    pub fn with_split(mut self, split: SplitScan, decoder: PageDecoder, column: usize) -> Self {
+    /// is the scan's decoder with `createdon` and the primary key among its columns
+    /// (appended after the scan's own columns when they lack them).
+    pub fn with_split(
+        mut self,
+        split: SplitScan,
+        decoder: PageDecoder,
+        columns: SplitColumns,
+    ) -> Self {
         self.properties = Arc::new(plan_properties(&self.schema, split.degree()));
         self.decoder = decoder;
-        self.split = Some((Arc::new(split), column));
+        self.split = Some((Arc::new(split), columns));
         self
     }
 
@@ -262,7 +267,7 @@ impl ExecutionPlan for DataverseScanExec {
             let split = self.split.clone();
             builder.spawn(async move {
                 match split {
-                    Some((split, column)) => read_pieces(&split, column, reader, emit).await,
+                    Some((split, columns)) => read_pieces(&split, &columns, reader, emit).await,
                     None => reader.run(emit).await.map(|_| ()),
                 }
             });
@@ -292,7 +297,7 @@ impl ExecutionPlan for DataverseScanExec {
 /// One partition of a split scan: takes pieces from the shared queue until none is left.
 async fn read_pieces<F, Fut>(
     split: &SplitScan,
-    column: usize,
+    columns: &SplitColumns,
     template: PageReader,
     emit: F,
 ) -> Result<()>
@@ -304,7 +309,7 @@ where
         // Given back however this ends, also when the task is aborted (Ctrl-C, the plan
         // dropped): otherwise the other partitions would wait for it forever.
         let mut taken = TakenPiece { split, ok: false };
-        let result = read_piece(split, column, &template, &piece, emit.clone()).await;
+        let result = read_piece(split, columns, &template, &piece, emit.clone()).await;
         taken.ok = result.is_ok();
         drop(taken);
         if !result? {
@@ -313,6 +318,15 @@ where
         }
     }
     Ok(())
+}
+
+/// Where a split scan finds what it cuts on among its decoder's columns.
+#[derive(Clone, Debug)]
+pub struct SplitColumns {
+    pub createdon: usize,
+    pub key: usize,
+    /// The primary key's property name (pieces skip rows by it).
+    pub key_name: String,
 }
 
 /// A piece taken from a split scan's queue, given back when dropped.
@@ -332,7 +346,7 @@ impl Drop for TakenPiece<'_> {
 /// false when the consumer is gone.
 async fn read_piece<F, Fut>(
     split: &SplitScan,
-    column: usize,
+    columns: &SplitColumns,
     template: &PageReader,
     piece: &Piece,
     emit: F,
@@ -342,7 +356,7 @@ where
     Fut: std::future::Future<Output = bool>,
 {
     let reader = PageReader {
-        query: piece.query(&template.query),
+        query: piece.query(&template.query, &columns.key_name),
         ..template.clone()
     };
     if *piece == Piece::Nulls {
@@ -362,7 +376,8 @@ where
     let Some(next) = page.next_link.clone() else {
         return Ok(reader.emit_page(page.batch, &emit).await);
     };
-    let createdon = timestamps(&page.batch, column)?;
+    let createdon = timestamps(&page.batch, columns.createdon)?;
+    let keys = guids(&page.batch, columns.key)?;
     if piece_needs_largest(piece) && split.largest().is_none() {
         let largest = match largest {
             Some(l) => l,
@@ -382,7 +397,13 @@ where
         split.set_target_rows(target_rows(rows, rest, split.degree(), page_size));
     }
     let most = 3 * split.degree();
-    match after_first_page(piece, &createdon, largest, split.target_rows(), most) {
+    match after_first_page(
+        piece,
+        (&createdon, &keys),
+        largest,
+        split.target_rows(),
+        most,
+    ) {
         FirstPage::ReadOn => {
             if !reader.emit_page(page.batch, &emit).await {
                 return Ok(false);
@@ -395,7 +416,10 @@ where
             rest.run(emit).await.map(|_| true)
         }
         FirstPage::Cut { keep_below, pieces } => {
-            let kept = below(&page.batch, &createdon, keep_below)?;
+            let kept = match keep_below {
+                Some(limit) => below(&page.batch, &createdon, limit)?,
+                None => page.batch.clone(),
+            };
             reader
                 .metrics
                 .split_overlap
@@ -443,6 +467,17 @@ struct LargestRow {
     createdon: Option<String>,
 }
 
+/// The primary keys of a decoded page, in row order.
+fn guids(batch: &RecordBatch, column: usize) -> Result<Vec<Option<uuid::Uuid>>> {
+    let values = batch.column(column).as_string_view_opt().ok_or_else(|| {
+        DataFusionError::Internal("the primary key is not a string column".into())
+    })?;
+    Ok(values
+        .iter()
+        .map(|v| v.and_then(|v| uuid::Uuid::parse_str(v).ok()))
+        .collect())
+}
+
 /// The `createdon` values of a decoded page, in row order.
 fn timestamps(batch: &RecordBatch, column: usize) -> Result<Vec<Option<i64>>> {
     let values = batch
@@ -471,7 +506,11 @@ fn external(e: impl std::error::Error + Send + Sync + 'static) -> DataFusionErro
 struct ScanMetrics {
     requests: Count,
     retries: Count,
-    retry_wait: Time,
+    /// Registered at the first retry: DataFusion sums a `Time` over partitions counting each
+    /// zero as a nanosecond, so an always-present metric would show `retry_wait=4ns`.
+    retry_wait: std::sync::OnceLock<Time>,
+    set: ExecutionPlanMetricsSet,
+    partition: usize,
     bytes: Count,
     rows: Count,
     /// Rows of a split scan fetched twice: those on the `createdon` second where a piece was
@@ -484,7 +523,9 @@ impl ScanMetrics {
         Self {
             requests: MetricBuilder::new(set).counter("requests", partition),
             retries: MetricBuilder::new(set).counter("retries", partition),
-            retry_wait: MetricBuilder::new(set).subset_time("retry_wait", partition),
+            retry_wait: std::sync::OnceLock::new(),
+            set: set.clone(),
+            partition,
             bytes: MetricBuilder::new(set).counter("bytes_received", partition),
             rows: MetricBuilder::new(set).output_rows(partition),
             split_overlap: MetricBuilder::new(set).counter("split_overlap_rows", partition),
@@ -497,7 +538,10 @@ impl ScanMetrics {
         self.retries.add(response.retries as usize);
         // `Time` counts at least a nanosecond per call: add only waits before a retry.
         if response.retries > 0 && !response.retry_wait.is_zero() {
-            self.retry_wait.add_duration(response.retry_wait);
+            let wait = self.retry_wait.get_or_init(|| {
+                MetricBuilder::new(&self.set).subset_time("retry_wait", self.partition)
+            });
+            wait.add_duration(response.retry_wait);
         }
         self.bytes.add(response.body.len());
     }

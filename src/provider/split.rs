@@ -37,9 +37,12 @@ pub const SPLIT_COLUMN: &str = "createdon";
 /// The most partitions one scan is split into: beyond this the pages held in flight cost
 /// more memory than the extra concurrency gains.
 pub const MAX_DEGREE: usize = 8;
-/// Conditions a split adds to a scan's filter (`createdon ge a and createdon lt b`); the
-/// scan keeps them free within the 500-condition limit.
-pub const RANGE_CONDITIONS: usize = 2;
+/// Rows on the second where a page is cut that the next piece skips by primary key, at most
+/// (more ties than this are dropped from the page and read again instead).
+pub const MAX_SKIPPED: usize = 8;
+/// Conditions a split adds to a scan's filter (`createdon ge a and createdon lt b`, and the
+/// keys a piece skips); the scan keeps them free within the 500-condition limit.
+pub const RANGE_CONDITIONS: usize = 2 + MAX_SKIPPED;
 
 const SECOND: i64 = 1_000_000;
 
@@ -47,8 +50,13 @@ const SECOND: i64 = 1_000_000;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Piece {
     /// `createdon` in `[lo, hi)`; an open end has no condition (and `lo = None` includes the
-    /// NULLs). Read in `createdon` order.
-    Range { lo: Option<i64>, hi: Option<i64> },
+    /// NULLs). Read in `createdon` order. `skip` lists primary keys of rows at `lo` that the
+    /// page before the cut returned already.
+    Range {
+        lo: Option<i64>,
+        hi: Option<i64>,
+        skip: Vec<uuid::Uuid>,
+    },
     /// The rows whose `createdon` is NULL, when the first page could not show that they were
     /// all read already (NULLs sort first ascending on SQL Server, but nothing here relies on
     /// it: if the first page holds no NULL, this piece asks for them).
@@ -58,19 +66,33 @@ pub enum Piece {
 impl Piece {
     /// The whole scan, before anything is known.
     pub fn everything() -> Self {
-        Piece::Range { lo: None, hi: None }
+        Self::range(None, None)
     }
 
-    /// The conditions this piece adds to the scan's filter.
-    pub fn condition(&self) -> Option<Filter> {
+    fn range(lo: Option<i64>, hi: Option<i64>) -> Self {
+        Piece::Range {
+            lo,
+            hi,
+            skip: Vec::new(),
+        }
+    }
+
+    /// The conditions this piece adds to the scan's filter (`primary_key` names the key the
+    /// skipped rows are identified by).
+    pub fn condition(&self, primary_key: &str) -> Option<Filter> {
         let at = |op, micros| Filter::compare(SPLIT_COLUMN, op, Literal::DateTime(micros));
-        match *self {
+        match self {
             Piece::Nulls => Some(Filter::compare(SPLIT_COLUMN, CompareOp::Eq, Literal::Null)),
-            Piece::Range { lo, hi } => {
+            Piece::Range { lo, hi, skip } => {
+                // The key is never NULL, so `ne` is exact here.
+                let skipped = skip
+                    .iter()
+                    .map(|k| Filter::compare(primary_key, CompareOp::Ne, Literal::Guid(*k)));
                 let parts: Vec<Filter> = lo
                     .map(|lo| at(CompareOp::Ge, lo))
                     .into_iter()
                     .chain(hi.map(|hi| at(CompareOp::Lt, hi)))
+                    .chain(skipped)
                     .collect();
                 (!parts.is_empty()).then(|| Filter::and(parts))
             }
@@ -78,8 +100,12 @@ impl Piece {
     }
 
     /// The request for this piece of `base`.
-    pub fn query(&self, base: &ODataQuery) -> ODataQuery {
-        let filter = base.filter.iter().cloned().chain(self.condition());
+    pub fn query(&self, base: &ODataQuery, primary_key: &str) -> ODataQuery {
+        let filter = base
+            .filter
+            .iter()
+            .cloned()
+            .chain(self.condition(primary_key));
         let filter: Vec<Filter> = filter.collect();
         ODataQuery {
             filter: (!filter.is_empty()).then(|| Filter::and(filter)),
@@ -114,22 +140,27 @@ pub fn largest_query(base: &ODataQuery) -> ODataQuery {
 pub enum FirstPage {
     /// Follow the ordered next links to the end of the piece, keeping every row.
     ReadOn,
-    /// Keep the rows with `createdon` below `keep_below` (and the NULLs); the rest of the
-    /// piece is in `pieces`.
-    Cut { keep_below: i64, pieces: Vec<Piece> },
+    /// The rest of the piece is in `pieces`. Keep the page's rows, or with `keep_below` only
+    /// those with `createdon` below it (and the NULLs): when more than [`MAX_SKIPPED`] rows
+    /// share the last second, they are read again with the next piece rather than skipped.
+    Cut {
+        keep_below: Option<i64>,
+        pieces: Vec<Piece>,
+    },
 }
 
 /// Decides how to go on after the first page of `piece`, given the page's `createdon`
-/// values in order (NULLs first if any), the largest `createdon` of the scan, and the rows a
-/// piece should hold.
+/// values in order (NULLs first if any) and its primary keys, the largest `createdon` of the
+/// scan, and the rows a piece should hold.
 pub fn after_first_page(
     piece: &Piece,
-    createdon: &[Option<i64>],
+    page: (&[Option<i64>], &[Option<uuid::Uuid>]),
     largest: Option<i64>,
     target_rows: u64,
     most_pieces: usize,
 ) -> FirstPage {
-    let Piece::Range { lo, hi } = *piece else {
+    let (createdon, keys) = page;
+    let Piece::Range { lo, hi, .. } = *piece else {
         return FirstPage::ReadOn;
     };
     let Some(Some(last)) = createdon.last().copied() else {
@@ -162,13 +193,25 @@ pub fn after_first_page(
         // The last piece stays open above: rows created during the scan are read too.
         *hi = None;
     }
+    // The rows on the last second are kept and skipped by the next piece (which starts on
+    // that second, where more of them may follow), so no row is fetched twice.
+    let on_last: Option<Vec<uuid::Uuid>> = createdon
+        .iter()
+        .zip(keys)
+        .filter(|(c, _)| **c == Some(last))
+        .map(|(_, k)| *k)
+        .collect();
+    let keep_below = match (on_last, pieces.first_mut()) {
+        (Some(on_last), Some(Piece::Range { skip, .. })) if on_last.len() <= MAX_SKIPPED => {
+            *skip = on_last;
+            None
+        }
+        _ => Some(last),
+    };
     if lo.is_none() && !createdon.iter().any(Option::is_none) {
         pieces.push(Piece::Nulls);
     }
-    FirstPage::Cut {
-        keep_below: last,
-        pieces,
-    }
+    FirstPage::Cut { keep_below, pieces }
 }
 
 /// Rows expected in the `width` microseconds after a page: the page's density over its
@@ -201,10 +244,7 @@ pub fn cut(lo: i64, hi: i64, count: usize) -> Vec<Piece> {
     bounds.push(hi);
     bounds
         .windows(2)
-        .map(|w| Piece::Range {
-            lo: Some(w[0]),
-            hi: Some(w[1]),
-        })
+        .map(|w| Piece::range(Some(w[0]), Some(w[1])))
         .collect()
 }
 
@@ -343,7 +383,11 @@ mod tests {
     fn text(pieces: &[Piece]) -> Vec<String> {
         pieces
             .iter()
-            .map(|p| p.condition().map(|f| f.to_string()).unwrap_or_default())
+            .map(|p| {
+                p.condition("accountid")
+                    .map(|f| f.to_string())
+                    .unwrap_or_default()
+            })
             .collect()
     }
 
@@ -361,7 +405,9 @@ mod tests {
         // Too narrow for four: two pieces, still covering [10 s, 12 s).
         assert_eq!(cut(10 * S, 12 * S, 4).len(), 2);
         for p in cut(-7_500_001, 9_250_003, 5) {
-            let Piece::Range { lo, hi } = p else { panic!() };
+            let Piece::Range { lo, hi, .. } = p else {
+                panic!()
+            };
             assert!(lo.unwrap() == -7_500_001 || lo.unwrap() % S == 0);
             assert!(hi.unwrap() == 9_250_003 || hi.unwrap() % S == 0);
         }
@@ -376,62 +422,96 @@ mod tests {
         assert_eq!(expected_rows(&[None, None], 100 * S), 0);
     }
 
+    fn keys(n: usize) -> Vec<Option<uuid::Uuid>> {
+        (0..n as u128)
+            .map(|i| Some(uuid::Uuid::from_u128(i)))
+            .collect()
+    }
+
     #[test]
     fn a_small_rest_is_read_on_and_a_large_one_is_cut() {
         let page: Vec<Option<i64>> = (0..100).map(|i| Some(i * S)).collect();
+        let keys = keys(100);
+        let page = (&page[..], &keys[..]);
         let everything = Piece::everything();
         // About 100 more rows expected, a piece may hold 1,000: read on.
         assert_eq!(
-            after_first_page(&everything, &page, Some(199 * S), 1_000, 8),
+            after_first_page(&everything, page, Some(199 * S), 1_000, 8),
             FirstPage::ReadOn
         );
         // About 10,200 more rows (50 rows in the page's last 49 s): cut into five pieces of
         // at most 2,500, the last open above, and a piece for the NULLs the page did not show.
         let FirstPage::Cut { keep_below, pieces } =
-            after_first_page(&everything, &page, Some(10_098 * S), 2_500, 8)
+            after_first_page(&everything, page, Some(10_098 * S), 2_500, 8)
         else {
             panic!("expected a cut")
         };
-        assert_eq!(keep_below, 99 * S);
+        // Every row is kept; the next piece skips the one on the cut's second by key.
+        assert_eq!(keep_below, None);
         assert_eq!(pieces.len(), 6);
         assert_eq!(
             pieces[0],
             Piece::Range {
                 lo: Some(99 * S),
-                hi: Some(2_099 * S)
+                hi: Some(2_099 * S),
+                skip: vec![uuid::Uuid::from_u128(99)],
             }
         );
         assert_eq!(
-            pieces[4],
-            Piece::Range {
-                lo: Some(8_099 * S),
-                hi: None
-            }
+            text(&pieces[..1]),
+            [
+                "createdon ge 1970-01-01T00:01:39Z and createdon lt 1970-01-01T00:34:59Z and accountid ne 00000000-0000-0000-0000-000000000063"
+            ]
         );
+        assert_eq!(pieces[4], Piece::range(Some(8_099 * S), None));
         assert_eq!(pieces[5], Piece::Nulls);
+    }
+
+    /// More rows on the cut's second than can be skipped by key: they are dropped from the
+    /// page and read again with the next piece.
+    #[test]
+    fn many_ties_on_the_cut_are_read_again_rather_than_skipped() {
+        let mut page: Vec<Option<i64>> = (0..90).map(|i| Some(i * S)).collect();
+        page.extend([Some(90 * S); MAX_SKIPPED + 1]);
+        let keys = keys(page.len());
+        let FirstPage::Cut { keep_below, pieces } = after_first_page(
+            &Piece::everything(),
+            (&page, &keys),
+            Some(10_000 * S),
+            1_000,
+            8,
+        ) else {
+            panic!("expected a cut")
+        };
+        assert_eq!(keep_below, Some(90 * S));
+        assert!(matches!(&pieces[0], Piece::Range { skip, .. } if skip.is_empty()));
     }
 
     #[test]
     fn pages_that_cannot_be_cut_are_read_on() {
         let everything = Piece::everything();
         // Ends in NULLs.
+        let keys = keys(10);
         assert_eq!(
-            after_first_page(&everything, &[Some(0), None], Some(1_000 * S), 1, 8),
+            after_first_page(
+                &everything,
+                (&[Some(0), None], &keys[..2]),
+                Some(1_000 * S),
+                1,
+                8
+            ),
             FirstPage::ReadOn
         );
         // The whole page on the piece's first second.
-        let piece = Piece::Range {
-            lo: Some(5 * S),
-            hi: Some(1_000 * S),
-        };
+        let piece = Piece::range(Some(5 * S), Some(1_000 * S));
         assert_eq!(
-            after_first_page(&piece, &[Some(5 * S); 10], None, 1, 8),
+            after_first_page(&piece, (&[Some(5 * S); 10], &keys), None, 1, 8),
             FirstPage::ReadOn
         );
         // NULLs seen on the first page: no piece for them.
         let FirstPage::Cut { pieces, .. } = after_first_page(
             &everything,
-            &[None, Some(0), Some(S)],
+            (&[None, Some(0), Some(S)], &keys[..3]),
             Some(1_000 * S),
             1,
             3,

@@ -21,7 +21,7 @@ use datafusion::physical_plan::filter::FilterExec;
 use datafusion::physical_plan::projection::{ProjectionExec, ProjectionExpr};
 
 use super::decode::PageDecoder;
-use super::exec::{DataverseScanExec, PushedFilter};
+use super::exec::{DataverseScanExec, PushedFilter, SplitColumns};
 use super::split::{MAX_DEGREE, RANGE_CONDITIONS, SPLIT_COLUMN, SplitScan, pins_primary_key};
 use crate::client::{DataverseClient, MAX_URL_LENGTH};
 use crate::config::MAX_PAGE_SIZE;
@@ -265,7 +265,9 @@ impl TableProvider for DataverseTable {
         let query = ODataQuery { select, ..query };
         let exec = DataverseScanExec::new(self.client.clone(), query, decoder, limit, pushed);
         let exec: Arc<dyn ExecutionPlan> = Arc::new(match split {
-            Some((_, decoder, column)) => exec.with_split(SplitScan::new(degree), decoder, column),
+            Some((_, decoder, columns)) => {
+                exec.with_split(SplitScan::new(degree), decoder, columns)
+            }
             None => exec,
         });
         if local.is_empty() {
@@ -291,25 +293,36 @@ impl Candidate {
 }
 
 impl DataverseTable {
-    /// For a split scan: the request and decoder of `indices` with `createdon` among the
-    /// columns (appended when missing: the pieces are cut on it), and where it is.
-    fn split_decoder(&self, indices: &[usize]) -> (ODataQuery, PageDecoder, usize) {
+    /// For a split scan: the request and decoder of `indices` with `createdon` and the
+    /// primary key among the columns (appended when missing: pieces are cut on the one and
+    /// skip rows by the other), and where they are.
+    fn split_decoder(&self, indices: &[usize]) -> (ODataQuery, PageDecoder, SplitColumns) {
         let def = &self.definition;
-        let at = def
-            .columns
-            .iter()
-            .position(|c| c.name == SPLIT_COLUMN && !c.is_label())
-            .expect("a split table has createdon");
-        let mut with_column = indices.to_vec();
-        let column = match indices.iter().position(|&i| i == at) {
-            Some(p) => p,
-            None => {
-                with_column.push(at);
-                indices.len()
+        let mut with_columns = indices.to_vec();
+        let mut find = |name: &str| {
+            let at = def
+                .columns
+                .iter()
+                .position(|c| c.name == name && !c.is_label())
+                .expect("a split table has createdon and its key");
+            match with_columns.iter().position(|&i| i == at) {
+                Some(p) => p,
+                None => {
+                    with_columns.push(at);
+                    with_columns.len() - 1
+                }
             }
         };
-        let (query, decoder) = projection_request(def, &with_column, self.options.page_size);
-        (query, decoder, column)
+        let createdon = find(SPLIT_COLUMN);
+        let key = find(def.primary_id());
+        let key_name = def.columns[with_columns[key]].odata_name.clone();
+        let (query, decoder) = projection_request(def, &with_columns, self.options.page_size);
+        let columns = SplitColumns {
+            createdon,
+            key,
+            key_name,
+        };
+        (query, decoder, columns)
     }
 
     /// Whether the first request's URL leaves room for paging cookies and split ranges, and
