@@ -219,8 +219,12 @@ fn file_runs_statements_and_backslash_commands_in_order() {
         "{}",
         run.transcript()
     );
-    // `\timing off` drops the time from the last footer only.
-    let footers: Vec<&str> = run.stderr.lines().collect();
+    // `\timing off` drops the time from the last footer only, and says so.
+    let footers: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| *l != "Timing is off.")
+        .collect();
     assert_eq!(footers.len(), 3, "{}", run.transcript());
     assert!(footers[1].contains(" in "), "{}", run.transcript());
     assert_eq!(footers[2], "1 row, 0 requests");
@@ -579,14 +583,14 @@ fn pushdown_off_sends_no_filter_but_gives_the_same_rows() {
 }
 
 #[test]
-fn timing_off_drops_the_time_from_the_footer() {
+fn timing_toggles_and_says_its_state_and_off_drops_the_time_from_the_footer() {
     let run = demo(&[
         "--format",
         "csv",
         "-c",
         "SELECT count(*) AS n FROM account",
         "-c",
-        "\\timing off",
+        "\\timing",
         "-c",
         "SELECT count(*) AS n FROM account",
         "-c",
@@ -595,7 +599,14 @@ fn timing_off_drops_the_time_from_the_footer() {
         "SELECT 1 AS one",
     ]);
     run.assert_success();
-    let footers: Vec<&str> = run.stderr.lines().collect();
+    let lines: Vec<&str> = run.stderr.lines().collect();
+    // A bare `\timing` toggles (timing is on by default) and prints the new state.
+    assert_eq!(lines[1], "Timing is off.", "{}", run.transcript());
+    assert_eq!(lines[3], "Timing is on.", "{}", run.transcript());
+    let footers: Vec<&str> = lines
+        .into_iter()
+        .filter(|l| !l.starts_with("Timing is"))
+        .collect();
     assert_eq!(footers.len(), 3, "{}", run.transcript());
     assert!(footers[0].starts_with("1 row in "), "{}", run.stderr);
     assert!(footers[1].starts_with("1 row, "), "{}", run.stderr);
@@ -886,11 +897,36 @@ fn config_path_unreadable() {
 }
 
 #[test]
-fn no_config_and_no_environment_is_an_error() {
+fn no_config_and_no_environment_explains_the_three_ways_to_connect() {
     let run = run(&["-c", "SELECT 1"]);
-    run.assert_one_line_error();
-    assert!(run.stderr.contains("DATAVERSE_URL"), "{}", run.stderr);
+    assert_eq!(run.code, Some(1), "{}", run.transcript());
+    assert!(
+        run.stderr
+            .starts_with("Error: no Dataverse environment configured."),
+        "{}",
+        run.stderr
+    );
+    for way in ["dvsql --config FILE", "DATAVERSE_URL", "Try: dvsql demo"] {
+        assert!(run.stderr.contains(way), "{way}: {}", run.stderr);
+    }
     snapshot("config_none", &run, None);
+}
+
+#[test]
+fn some_connection_variables_without_the_rest_name_the_missing_one() {
+    let home = TempDir::new().unwrap();
+    let out = command(home.path())
+        .args(["-c", "SELECT 1"])
+        .env("DATAVERSE_URL", "https://contoso.crm.dynamics.com")
+        .output()
+        .unwrap();
+    let run = Run {
+        code: out.status.code(),
+        stdout: String::from_utf8(out.stdout).unwrap(),
+        stderr: String::from_utf8(out.stderr).unwrap(),
+    };
+    run.assert_one_line_error();
+    assert!(run.stderr.contains("AZURE_TENANT_ID"), "{}", run.stderr);
 }
 
 // ---------------------------------------------------------------------------------------

@@ -100,6 +100,23 @@ impl Pty {
         }
     }
 
+    /// Waits until the cursor waits on `prompt` (trailing spaces ignored) on the last row.
+    fn wait_for_row(&self, prompt: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let screen = self.screen();
+            if screen.current_row().trim_end() == prompt.trim_end() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {prompt:?}; the screen shows:\n{}",
+                screen.text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     fn wait_for_exit(&mut self) -> Option<i32> {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -228,8 +245,10 @@ fn repl_runs_a_multi_line_statement_and_backslash_commands_until_ctrl_d() {
         &format!("demo --rows 200 --state-dir '{}'", state.display()),
     );
     pty.wait_for_prompt(1);
-    // A statement over two lines: the first is incomplete without its `;`.
+    // A statement over two lines: the first is incomplete without its `;`, and the
+    // continuation prompt says so.
     pty.type_keys("SELECT name, revenue\r");
+    pty.wait_for_row("demo-> ");
     pty.type_keys("  FROM account ORDER BY name LIMIT 3;\r");
     pty.wait_for_prompt(2);
     pty.type_keys("\\d\r");
