@@ -31,7 +31,21 @@ impl Drop for Pty {
 
 impl Pty {
     fn start(home: &Path, dvsql_args: &str) -> Pty {
-        let command = format!("'{BIN}' {dvsql_args}");
+        Pty::start_with(home, dvsql_args, &[], None)
+    }
+
+    /// With extra environment variables, and a terminal of `(rows, columns)` (a new pty has
+    /// none: rustyline then takes 80 columns and endless rows).
+    fn start_with(
+        home: &Path,
+        dvsql_args: &str,
+        env: &[(&str, &str)],
+        size: Option<(u16, u16)>,
+    ) -> Pty {
+        let stty = size.map_or(String::new(), |(rows, cols)| {
+            format!("stty rows {rows} cols {cols}; ")
+        });
+        let command = format!("{stty}exec '{BIN}' {dvsql_args}");
         let mut child = Command::new("script")
             .args(["-q", "-f", "-e", "-c", &command, "/dev/null"])
             .env("HOME", home)
@@ -40,6 +54,8 @@ impl Pty {
             .env("RUST_BACKTRACE", "1")
             .env_remove("DVSQL_STATE_DIR")
             .env_remove("RUST_LOG")
+            .env_remove("PAGER")
+            .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -117,6 +133,35 @@ impl Pty {
         }
     }
 
+    /// Waits until the screen shows `text` somewhere.
+    fn wait_for_text(&self, text: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let screen = self.screen();
+            if screen.text().contains(text) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {text:?}; the screen shows:\n{}",
+                screen.text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The pid of `dvsql` (a descendant of `script`).
+    fn dvsql_pid(&self) -> u32 {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(pid) = descendant_named(self.child.id(), "dvsql") {
+                return pid;
+            }
+            assert!(Instant::now() < deadline, "no dvsql process under script");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     fn wait_for_exit(&mut self) -> Option<i32> {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -131,6 +176,73 @@ impl Pty {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+}
+
+/// (pid, parent pid, command name) of every process.
+fn processes() -> Vec<(u32, u32, String)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let name = stat[open + 1..close].to_string();
+        let ppid = stat[close + 1..]
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
+        out.push((pid, ppid, name));
+    }
+    out
+}
+
+fn descendant_named(root: u32, name: &str) -> Option<u32> {
+    let all = processes();
+    let mut frontier = vec![root];
+    while let Some(parent) = frontier.pop() {
+        for (pid, ppid, comm) in &all {
+            if *ppid == parent {
+                if comm == name {
+                    return Some(*pid);
+                }
+                frontier.push(*pid);
+            }
+        }
+    }
+    None
+}
+
+/// User plus system CPU time of a process so far.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("process alive");
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    let per_second: u64 = Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100);
+    Duration::from_millis(ticks * 1000 / per_second)
+}
+
+/// CPU time `pid` uses over `window`.
+fn cpu_over(pid: u32, window: Duration) -> Duration {
+    let before = cpu_time(pid);
+    std::thread::sleep(window);
+    cpu_time(pid) - before
 }
 
 /// Just enough of a terminal for rustyline's redraws: printable text, CR, LF, backspace, and
@@ -296,4 +408,200 @@ fn repl_quits_on_backslash_q() {
     assert_eq!(code, Some(0), "{screen}");
     assert!(screen.contains("| 42     |"), "{screen}");
     assert!(!screen.contains("1 row"), "{screen}");
+}
+
+/// Billions of row combinations: runs for minutes unless cancelled.
+const HEAVY: &str = "SELECT count(*) FROM account a, account b, contact c \
+                     WHERE a.revenue + b.revenue > c.annualincome;";
+
+#[test]
+fn ctrl_c_stops_a_cpu_bound_join_frees_the_cpu_and_the_prompt_still_quits() {
+    let home = TempDir::new().unwrap();
+    let mut pty = Pty::start(
+        home.path(),
+        &format!(
+            "demo --rows 2000 --no-activity -q --state-dir '{}'",
+            home.path().display()
+        ),
+    );
+    pty.wait_for_prompt(1);
+    let pid = pty.dvsql_pid();
+    pty.type_keys(HEAVY);
+    pty.type_keys("\r");
+    // Busy: at least 60% of a core over half a second.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while cpu_over(pid, Duration::from_millis(500)) < Duration::from_millis(300) {
+        assert!(Instant::now() < deadline, "the join never got busy");
+    }
+    let pressed = Instant::now();
+    pty.type_keys("\x03");
+    pty.wait_for_prompt(2);
+    let back = pressed.elapsed();
+    // The CPU is free within a second: over the next second the process uses next to none.
+    std::thread::sleep(Duration::from_millis(200));
+    let used = cpu_over(pid, Duration::from_secs(1));
+    eprintln!("prompt back after {back:?}; CPU over the next second: {used:?}");
+    assert!(back < Duration::from_secs(2), "prompt after {back:?}");
+    assert!(
+        used < Duration::from_millis(100),
+        "still busy: {used:?} of CPU in 1 s"
+    );
+    // The next statement runs, and \q ends the process at once.
+    pty.type_keys("SELECT 6 * 7 AS answer;\r");
+    pty.wait_for_prompt(3);
+    pty.type_keys("\\q\r");
+    let asked = Instant::now();
+    let code = pty.wait_for_exit();
+    let screen = pty.screen().text();
+    assert_eq!(code, Some(0), "{screen}");
+    assert!(
+        asked.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        asked.elapsed()
+    );
+    assert!(screen.contains("Error: query cancelled"), "{screen}");
+    assert!(screen.contains("| 42     |"), "{screen}");
+}
+
+#[test]
+fn a_second_ctrl_c_at_an_empty_prompt_exits() {
+    let home = TempDir::new().unwrap();
+    let mut pty = Pty::start(
+        home.path(),
+        &format!("demo --rows 50 -q --state-dir '{}'", home.path().display()),
+    );
+    pty.wait_for_prompt(1);
+    // Ctrl-C on a half-typed line clears it and stays.
+    pty.type_keys("SELECT 1");
+    pty.type_keys("\x03");
+    pty.wait_for_prompt(2);
+    pty.type_keys("\x03");
+    pty.wait_for_text("(Ctrl-C again, \\q or Ctrl-D to quit)");
+    pty.type_keys("\x03");
+    let code = pty.wait_for_exit();
+    assert_eq!(code, Some(0), "{}", pty.screen().text());
+}
+
+#[test]
+fn exit_quit_and_help_are_understood_and_the_banner_names_the_environment() {
+    let home = TempDir::new().unwrap();
+    let mut pty = Pty::start(
+        home.path(),
+        &format!(
+            "demo --rows 50 --no-activity --state-dir '{}'",
+            home.path().display()
+        ),
+    );
+    pty.wait_for_prompt(1);
+    let banner = pty.screen().text();
+    assert!(
+        banner.contains("Connected to demo (http://127.0.0.1:"),
+        "{banner}"
+    );
+    assert!(banner.contains(" tables. Type \\? for help"), "{banner}");
+    assert!(banner.contains("No background activity"), "{banner}");
+    pty.type_keys("help\r");
+    pty.wait_for_text("Backslash commands:");
+    pty.wait_for_prompt(2);
+    pty.type_keys("quit\r");
+    let code = pty.wait_for_exit();
+    let screen = pty.screen().text();
+    assert_eq!(code, Some(0), "{screen}");
+    assert!(!screen.contains("Error"), "{screen}");
+
+    let mut pty = Pty::start(
+        home.path(),
+        &format!("demo --rows 50 -q --state-dir '{}'", home.path().display()),
+    );
+    pty.wait_for_prompt(1);
+    pty.type_keys("exit\r");
+    assert_eq!(pty.wait_for_exit(), Some(0), "{}", pty.screen().text());
+}
+
+#[test]
+fn tab_lists_metadata_tables_columns_functions_and_backslash_commands() {
+    let home = TempDir::new().unwrap();
+    let mut pty = Pty::start(
+        home.path(),
+        &format!("demo --rows 50 -q --state-dir '{}'", home.path().display()),
+    );
+    pty.wait_for_prompt(1);
+    // `metadata.` then Tab twice: the common prefix, then the list.
+    pty.type_keys("SELECT * FROM metadata.\t\t");
+    pty.wait_for_text("relationship_n_1");
+    let screen = pty.screen().text();
+    for name in ["entity", "attribute", "optionsetvalue"] {
+        assert!(screen.contains(name), "{name}: {screen}");
+    }
+    // Clear the line; a backslash command completes too.
+    pty.type_keys("\x03");
+    pty.wait_for_prompt(2);
+    pty.type_keys("\\res\t");
+    pty.wait_for_text("\\reset_changes");
+    pty.type_keys("\x03");
+    pty.wait_for_prompt(3);
+    // A function name.
+    pty.type_keys("SELECT date_tr\t");
+    pty.wait_for_text("date_trunc");
+    pty.type_keys("\x03");
+    pty.wait_for_prompt(4);
+    pty.type_keys("\x04");
+    assert_eq!(pty.wait_for_exit(), Some(0), "{}", pty.screen().text());
+}
+
+#[test]
+fn long_results_go_through_the_pager_unless_it_is_off() {
+    let home = TempDir::new().unwrap();
+    let mut pty = Pty::start_with(
+        home.path(),
+        &format!("demo --rows 300 -q --state-dir '{}'", home.path().display()),
+        &[("PAGER", "sed 's/^/PAGED /'")],
+        Some((30, 100)),
+    );
+    pty.wait_for_prompt(1);
+    pty.type_keys("SELECT name FROM account ORDER BY name LIMIT 200;\r");
+    pty.wait_for_prompt(2);
+    assert!(
+        pty.screen().text().contains("PAGED | 100 Percent Natural"),
+        "{}",
+        pty.screen().text()
+    );
+    pty.type_keys("\\pset pager off\r");
+    pty.wait_for_prompt(3);
+    pty.type_keys("SELECT name AS unpaged FROM account ORDER BY name LIMIT 200;\r");
+    pty.wait_for_prompt(4);
+    let screen = pty.screen().text();
+    assert!(screen.contains("\n| unpaged "), "{screen}");
+    // A short result is never paged.
+    pty.type_keys("\\pset pager on\r");
+    pty.wait_for_prompt(5);
+    pty.type_keys("SELECT 1 AS short;\r");
+    pty.wait_for_prompt(6);
+    let screen = pty.screen().text();
+    assert!(screen.contains("\n| short |"), "{screen}");
+    pty.type_keys("\\q\r");
+    assert_eq!(pty.wait_for_exit(), Some(0));
+}
+
+#[test]
+fn the_demos_activity_gives_a_second_table_changes_real_changes() {
+    let home = TempDir::new().unwrap();
+    let mut pty = Pty::start(
+        home.path(),
+        &format!("demo --rows 100 -q --state-dir '{}'", home.path().display()),
+    );
+    pty.wait_for_prompt(1);
+    pty.type_keys("SELECT count(*) AS first_read FROM table_changes('account');\r");
+    pty.wait_for_prompt(2);
+    // Two rounds of activity (one every 3 s): an insert, and an update of the row before.
+    std::thread::sleep(Duration::from_millis(7000));
+    pty.type_keys(
+        "SELECT _change_type, count(*) AS n FROM table_changes('account') GROUP BY _change_type;\r",
+    );
+    pty.wait_for_prompt(3);
+    let screen = pty.screen().text();
+    assert!(screen.contains("| 100        |"), "{screen}");
+    assert!(screen.contains("| upsert       |"), "{screen}");
+    pty.type_keys("\\q\r");
+    assert_eq!(pty.wait_for_exit(), Some(0));
 }

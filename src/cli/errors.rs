@@ -84,6 +84,10 @@ pub fn close_matches(name: &str, known: &[String]) -> Vec<String> {
         })
         .collect();
     scored.sort();
+    // Near spellings first; names merely containing it only when there are none.
+    if scored.first().is_some_and(|(d, _)| *d <= 2) {
+        scored.retain(|(d, _)| *d <= 2);
+    }
     let mut out: Vec<String> = scored.into_iter().map(|(_, k)| k.clone()).collect();
     out.dedup();
     out

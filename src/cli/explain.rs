@@ -79,12 +79,19 @@ pub fn wrap(line: &str, width: usize) -> Vec<String> {
     }
     let indent = line.len() - line.trim_start().len();
     let hang = " ".repeat(indent + 4);
-    // Segments ending at a break point.
+    // Segments ending at a break point: a space, `&`, or a `,` outside parentheses (not
+    // inside `Decimal128(1000000.0000,38,4)`).
     let mut segments: Vec<String> = Vec::new();
     let mut current = String::new();
+    let mut depth = 0usize;
     for c in line.trim_start().chars() {
         current.push(c);
-        if matches!(c, ' ' | ',' | '&') {
+        match c {
+            '(' => depth += 1,
+            ')' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        if c == ' ' || c == '&' || (c == ',' && depth == 0) {
             segments.push(std::mem::take(&mut current));
         }
     }

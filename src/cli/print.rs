@@ -259,12 +259,17 @@ impl Cells {
         }
         for (i, row) in self.rows.iter().enumerate() {
             let title = format!("-[ RECORD {} ]", i + 1);
-            let rule = (name_width + 1).saturating_sub(width(&title));
-            out.push_str(&format!(
-                "{title}{}+{}\n",
-                "-".repeat(rule),
-                "-".repeat(value_width + 1)
-            ));
+            // The `+` marks the column of the `|` below, when the title leaves room for it.
+            if width(&title) <= name_width + 1 {
+                out.push_str(&format!(
+                    "{title}{}+{}\n",
+                    "-".repeat(name_width + 1 - width(&title)),
+                    "-".repeat(value_width + 1)
+                ));
+            } else {
+                let total = (name_width + 3 + value_width).max(width(&title));
+                out.push_str(&format!("{title}{}\n", "-".repeat(total - width(&title))));
+            }
             for (name, value) in self.header.iter().zip(row) {
                 out.push_str(format!("{} | {value}", pad(name, name_width)).trim_end());
                 out.push('\n');
@@ -415,7 +420,7 @@ mod tests {
         let text = print.render_table(&[batch()], 2).unwrap();
         assert_eq!(
             text,
-            "-[ RECORD 1 ]+--------\nid   | 1\nnote | a\\tb\\nc\n-[ RECORD 2 ]+--------\nid   | 22\nnote | NULL\n"
+            "-[ RECORD 1 ]-\nid   | 1\nnote | a\\tb\\nc\n-[ RECORD 2 ]-\nid   | 22\nnote | NULL\n"
         );
     }
 

@@ -5,10 +5,15 @@
 //! exits.
 
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use rustyline::error::ReadlineError;
 use rustyline::history::FileHistory;
-use rustyline::{CompletionType, Config, Editor};
+use rustyline::{
+    Cmd, CompletionType, ConditionalEventHandler, Config, Editor, Event, EventContext,
+    EventHandler, KeyEvent, RepeatCount,
+};
 
 use super::cancel::SIGTERM;
 use super::exec::{Outcome, Session, is_complete, one_line};
@@ -26,6 +31,12 @@ pub async fn run(
         .build();
     let mut editor: Editor<SqlHelper, FileHistory> =
         Editor::with_config(config).map_err(|e| e.to_string())?;
+    // Whether the line was empty when Ctrl-C was pressed: only then does a second one quit.
+    let empty_at_ctrl_c = Arc::new(AtomicBool::new(false));
+    editor.bind_sequence(
+        KeyEvent::ctrl('C'),
+        EventHandler::Conditional(Box::new(CtrlC(empty_at_ctrl_c.clone()))),
+    );
     editor.set_helper(Some(SqlHelper::new(
         session.dataverse.clone(),
         session.ctx.clone(),
@@ -48,13 +59,14 @@ pub async fn run(
         let line = match editor.readline(shown) {
             Ok(line) => line,
             Err(ReadlineError::Interrupted) => {
-                if buffer.is_empty() && interrupted {
+                let idle = buffer.is_empty() && empty_at_ctrl_c.load(Ordering::SeqCst);
+                if idle && interrupted {
                     break;
                 }
-                if buffer.is_empty() {
+                if idle {
                     eprintln!("(Ctrl-C again, \\q or Ctrl-D to quit)");
                 }
-                interrupted = buffer.is_empty();
+                interrupted = idle;
                 buffer.clear();
                 continue;
             }
@@ -111,6 +123,22 @@ pub async fn run(
         let _ = editor.save_history(h);
     }
     Ok(code)
+}
+
+/// Notes whether the line is empty when Ctrl-C is pressed, then lets rustyline interrupt.
+struct CtrlC(Arc<AtomicBool>);
+
+impl ConditionalEventHandler for CtrlC {
+    fn handle(
+        &self,
+        _event: &Event,
+        _count: RepeatCount,
+        _positive: bool,
+        ctx: &EventContext,
+    ) -> Option<Cmd> {
+        self.0.store(ctx.line().is_empty(), Ordering::SeqCst);
+        None
+    }
 }
 
 #[derive(Debug, PartialEq, Eq)]
