@@ -420,7 +420,7 @@ fn ctrl_c_stops_a_cpu_bound_join_frees_the_cpu_and_the_prompt_still_quits() {
     let mut pty = Pty::start(
         home.path(),
         &format!(
-            "demo --rows 2000 --no-activity -q --state-dir '{}'",
+            "demo --rows 2000 --no-activity --state-dir '{}'",
             home.path().display()
         ),
     );
@@ -433,10 +433,15 @@ fn ctrl_c_stops_a_cpu_bound_join_frees_the_cpu_and_the_prompt_still_quits() {
     while cpu_over(pid, Duration::from_millis(500)) < Duration::from_millis(300) {
         assert!(Instant::now() < deadline, "the join never got busy");
     }
+    // The progress line is up (it appears after half a second).
+    pty.wait_for_text("rows/s");
     let pressed = Instant::now();
     pty.type_keys("\x03");
     pty.wait_for_prompt(2);
     let back = pressed.elapsed();
+    // And gone: cancelling clears it.
+    let screen = pty.screen().text();
+    assert!(!screen.contains("rows/s"), "{screen}");
     // The CPU is free within a second: over the next second the process uses next to none.
     std::thread::sleep(Duration::from_millis(200));
     let used = cpu_over(pid, Duration::from_secs(1));
@@ -604,4 +609,62 @@ fn the_demos_activity_gives_a_second_table_changes_real_changes() {
     assert!(screen.contains("| upsert       |"), "{screen}");
     pty.type_keys("\\q\r");
     assert_eq!(pty.wait_for_exit(), Some(0));
+}
+
+#[test]
+fn connecting_with_a_config_file_shows_a_banner_with_the_tables_count() {
+    let home = TempDir::new().unwrap();
+    let config = home.path().join("sim.json");
+    let mut simulate = Command::new(BIN)
+        .args(["simulate", "--port", "0", "--rows", "50", "--write-config"])
+        .arg(&config)
+        .env("HOME", home.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start dvsql simulate");
+    struct Kill<'a>(&'a mut Child);
+    impl Drop for Kill<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut out = simulate.stdout.take().unwrap();
+    let _guard = Kill(&mut simulate);
+    // The config file is written before "Press Ctrl-C to stop."
+    let mut printed = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !String::from_utf8_lossy(&printed).contains("Press Ctrl-C") {
+        let n = out.read(&mut buf).unwrap();
+        assert!(
+            n > 0,
+            "simulate ended: {}",
+            String::from_utf8_lossy(&printed)
+        );
+        printed.extend_from_slice(&buf[..n]);
+    }
+    let mut pty = Pty::start(
+        home.path(),
+        &format!(
+            "--config '{}' --state-dir '{}'",
+            config.display(),
+            home.path().join("state").display()
+        ),
+    );
+    let prompt = "simulator> ";
+    pty.wait_for_row(prompt);
+    let screen = pty.screen().text();
+    let banner = screen.lines().next().unwrap_or_default().to_string();
+    assert!(
+        banner.starts_with("Connected to simulator (http://127.0.0.1:"),
+        "{screen}"
+    );
+    assert!(
+        banner.ends_with(": 7 tables. Type \\? for help, \\d for the tables, \\q to quit."),
+        "{screen}"
+    );
+    pty.type_keys("\\q\r");
+    assert_eq!(pty.wait_for_exit(), Some(0), "{}", pty.screen().text());
 }
