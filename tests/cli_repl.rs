@@ -584,6 +584,22 @@ fn long_results_go_through_the_pager_unless_it_is_off() {
     pty.wait_for_prompt(6);
     let screen = pty.screen().text();
     assert!(screen.contains("\n| short |"), "{screen}");
+    // Two rows of every account column are wider than 100 columns: paged, as in psql.
+    pty.type_keys("SELECT * FROM account ORDER BY name LIMIT 2;\r");
+    pty.wait_for_prompt(7);
+    let screen = pty.screen().text();
+    assert!(screen.contains("PAGED | accountid "), "{screen}");
+    // `\x auto`: a narrow result stays a table, a wide one is shown one record at a time.
+    pty.type_keys("\\x auto\r");
+    pty.wait_for_prompt(8);
+    pty.type_keys("SELECT 2 AS narrow;\r");
+    pty.wait_for_prompt(9);
+    pty.type_keys("SELECT * FROM account ORDER BY name LIMIT 1;\r");
+    pty.wait_for_prompt(10);
+    let screen = pty.screen().text();
+    assert!(screen.contains("\n| narrow |"), "{screen}");
+    assert!(screen.contains("PAGED -[ RECORD 1 ]"), "{screen}");
+    assert!(screen.contains("PAGED accountid "), "{screen}");
     pty.type_keys("\\q\r");
     assert_eq!(pty.wait_for_exit(), Some(0));
 }
@@ -598,15 +614,19 @@ fn the_demos_activity_gives_a_second_table_changes_real_changes() {
     pty.wait_for_prompt(1);
     pty.type_keys("SELECT count(*) AS first_read FROM table_changes('account');\r");
     pty.wait_for_prompt(2);
-    // Two rounds of activity (one every 3 s): an insert, and an update of the row before.
-    std::thread::sleep(Duration::from_millis(7000));
+    // One round of activity (every 3 s): an insert, an update of the row inserted before,
+    // and a delete of the oldest.
+    std::thread::sleep(Duration::from_millis(4000));
     pty.type_keys(
-        "SELECT _change_type, count(*) AS n FROM table_changes('account') GROUP BY _change_type;\r",
+        "SELECT _change_type, count(*) AS n FROM table_changes('account') \
+         GROUP BY _change_type ORDER BY _change_type;\r",
     );
     pty.wait_for_prompt(3);
     let screen = pty.screen().text();
-    assert!(screen.contains("| 100        |"), "{screen}");
-    assert!(screen.contains("| upsert       |"), "{screen}");
+    // The 100 generated accounts and the two the activity starts with.
+    assert!(screen.contains("| 102        |"), "{screen}");
+    assert!(screen.contains("| delete       | 1 |"), "{screen}");
+    assert!(screen.contains("| upsert       | 2 |"), "{screen}");
     pty.type_keys("\\q\r");
     assert_eq!(pty.wait_for_exit(), Some(0));
 }

@@ -307,19 +307,26 @@ pub fn escape(text: &str) -> String {
     out
 }
 
-/// Shows `text` through `$PAGER` (default `less -SFRX`) when it is longer than the screen.
-/// Returns false when no pager ran (the caller prints it).
+/// Shows `text` through `$PAGER` (default `less -SRX`: long lines chopped, scroll sideways)
+/// when it is taller or wider than the terminal, as psql does. Returns false when no pager
+/// ran and the caller is to print `text` itself.
 pub fn page(text: &str, print: &PrintOptions) -> bool {
-    let Some((_, rows)) = print.screen else {
+    let Some((cols, rows)) = print.screen else {
         return false;
     };
-    if !print.pager || !print.output.is_stdout() || text.lines().count() + 2 <= rows {
+    // A terminal without a size (a new pseudo-terminal) reports endless rows: not paged.
+    if !print.pager || !print.output.is_stdout() || rows >= usize::from(u16::MAX) {
+        return false;
+    }
+    let tall = text.lines().count() + 2 > rows;
+    let wide = text.lines().any(|l| l.chars().count() > cols);
+    if !tall && !wide {
         return false;
     }
     let pager = std::env::var("PAGER")
         .ok()
         .filter(|p| !p.trim().is_empty())
-        .unwrap_or_else(|| "less -SFRX".to_string());
+        .unwrap_or_else(|| "less -SRX".to_string());
     let Ok(mut child) = std::process::Command::new("sh")
         .args(["-c", &pager])
         .stdin(std::process::Stdio::piped())
@@ -331,8 +338,8 @@ pub fn page(text: &str, print: &PrintOptions) -> bool {
         // The pager may quit before reading everything (`q` in less): not an error.
         let _ = stdin.write_all(text.as_bytes());
     }
-    let _ = child.wait();
-    true
+    // 127: the shell found no such command; the text is printed instead.
+    !matches!(child.wait().map(|s| s.code()), Ok(Some(127)) | Err(_))
 }
 
 /// CSV, with a header line when `header` (streamed exports write it with the first batch only).
