@@ -1327,11 +1327,25 @@ fn d_describes_qualified_names_in_any_schema() {
         "\\d metadata.entity",
         "-c",
         "\\d dataverse.new_widget",
+        "-c",
+        "\\d metadata",
     ]);
     run.assert_success();
+    assert!(
+        run.stdout.contains("| relationship_n_1 |"),
+        "{}",
+        run.stdout
+    );
     assert!(run.stdout.contains("| logicalname "), "{}", run.stdout);
     assert!(run.stdout.contains("| new_widgetid "), "{}", run.stdout);
     snapshot("backslash_d_qualified", &run, None);
+    let info = demo(&["--format", "csv", "-c", "\\d information_schema.tables"]);
+    info.assert_success();
+    assert!(
+        info.stdout.contains("table_schema,Utf8,no"),
+        "{}",
+        info.stdout
+    );
     let unknown = demo(&["-c", "\\d metadata.entitty"]);
     unknown.assert_one_line_error();
     assert!(

@@ -270,13 +270,6 @@ fn not_found(session: &Session, name: &str) -> DataFusionError {
 /// `\d NAME`: a Dataverse table (plain or `dataverse.`), any other `schema.table` through
 /// DataFusion's catalog, or a schema's tables.
 async fn describe_any(session: &Session, name: &str) -> Result<()> {
-    let Some((schema, table)) = name.split_once('.') else {
-        return describe(session, name).await;
-    };
-    let schema = schema.to_lowercase();
-    if schema == datafusion_dataverse::SCHEMA_NAME {
-        return describe(session, table).await;
-    }
     let catalog_name = session
         .ctx
         .state()
@@ -284,32 +277,54 @@ async fn describe_any(session: &Session, name: &str) -> Result<()> {
         .catalog
         .default_catalog
         .clone();
-    let Some(provider) = session
-        .ctx
-        .catalog(&catalog_name)
-        .and_then(|c| c.schema(&schema))
-    else {
-        return Err(DataFusionError::Plan(format!(
-            "schema '{schema}' not found; the schemas are {}",
-            session
+    let Some((schema, table)) = name.split_once('.') else {
+        // `\d metadata`: a schema's tables (no Dataverse table is named like a schema).
+        if name != datafusion_dataverse::SCHEMA_NAME
+            && let Some(schema) = session
                 .ctx
                 .catalog(&catalog_name)
-                .map(|c| c.schema_names().join(", "))
-                .unwrap_or_default()
-        )));
+                .and_then(|c| c.schema(&name.to_lowercase()))
+        {
+            let mut names = schema.table_names();
+            names.sort();
+            return print_rows(
+                session,
+                &["table"],
+                names.into_iter().map(|n| vec![n]).collect(),
+            );
+        }
+        return describe(session, name).await;
     };
-    let Some(found) = provider.table(table).await? else {
-        let mut names = provider.table_names();
-        names.sort();
-        return Err(DataFusionError::Plan(match closest(table, &names) {
-            Some(hint) => {
-                format!("table '{schema}.{table}' not found; did you mean '{schema}.{hint}'?")
-            }
-            None => format!(
-                "table '{schema}.{table}' not found; its tables are {}",
-                names.join(", ")
-            ),
-        }));
+    let schema = schema.to_lowercase();
+    if schema == datafusion_dataverse::SCHEMA_NAME {
+        return describe(session, table).await;
+    }
+    // Through the context, which also knows `information_schema`.
+    let found = match session.ctx.table_provider(name.to_lowercase()).await {
+        Ok(found) => found,
+        Err(_) => {
+            let catalog = session.ctx.catalog(&catalog_name);
+            let Some(provider) = catalog.as_ref().and_then(|c| c.schema(&schema)) else {
+                let mut schemas = catalog.map(|c| c.schema_names()).unwrap_or_default();
+                schemas.push("information_schema".into());
+                schemas.sort();
+                return Err(DataFusionError::Plan(format!(
+                    "schema '{schema}' not found; the schemas are {}",
+                    schemas.join(", ")
+                )));
+            };
+            let mut names = provider.table_names();
+            names.sort();
+            return Err(DataFusionError::Plan(match closest(table, &names) {
+                Some(hint) => {
+                    format!("table '{schema}.{table}' not found; did you mean '{schema}.{hint}'?")
+                }
+                None => format!(
+                    "table '{schema}.{table}' not found; its tables are {}",
+                    names.join(", ")
+                ),
+            }));
+        }
     };
     let rows = found
         .schema()
