@@ -1459,4 +1459,24 @@ fn explain_analyze_shows_the_plan_without_cancel_checks() {
         "{}",
         run.stdout
     );
+    // In CSV too, where the plan is one unwrapped cell: each node at most one level (two
+    // spaces) deeper than the node before it, as DataFusion draws a plan.
+    let csv = demo(&[
+        "--format",
+        "csv",
+        "-c",
+        "EXPLAIN ANALYZE SELECT count(*) FROM account a JOIN contact c \
+         ON c.parentcustomerid = a.accountid WHERE a.revenue > 1000000",
+    ]);
+    csv.assert_success();
+    assert!(!csv.stdout.contains("CancelCheckExec"), "{}", csv.stdout);
+    let nodes: Vec<&str> = csv.stdout.lines().filter(|l| l.contains("Exec")).collect();
+    let depth = |l: &str| {
+        let l = l.trim_start_matches("Plan with Metrics,\"");
+        l.len() - l.trim_start().len()
+    };
+    assert!(nodes.len() >= 4, "{}", csv.stdout);
+    for pair in nodes.windows(2) {
+        assert!(depth(pair[1]) <= depth(pair[0]) + 2, "{}", csv.stdout);
+    }
 }

@@ -296,6 +296,11 @@ impl Sink {
 
     fn push(&mut self, batch: RecordBatch) -> Result<()> {
         self.rows += batch.num_rows();
+        let batch = if self.kind == StatementKind::Explain {
+            explain::clean_batch(batch)?
+        } else {
+            batch
+        };
         if self.kind == StatementKind::Copy {
             if let Some(col) = batch.columns().first()
                 && let Some(counts) = col.as_primitive_opt::<UInt64Type>()

@@ -43,6 +43,28 @@ pub fn render(batches: &[RecordBatch], width: usize) -> Result<String> {
     Ok(out)
 }
 
+/// `batch` (an EXPLAIN result) with [`without_cancel_checks`] applied to its `plan` column,
+/// for every output format.
+pub fn clean_batch(batch: RecordBatch) -> Result<RecordBatch> {
+    use datafusion::arrow::array::{Array, StringArray};
+    use datafusion::arrow::datatypes::DataType;
+    if batch.num_columns() < 2 || *batch.column(1).data_type() != DataType::Utf8 {
+        return Ok(batch);
+    }
+    let plans = batch.column(1).as_string::<i32>();
+    if !plans
+        .iter()
+        .flatten()
+        .any(|p| p.contains(CANCEL_CHECK_EXEC))
+    {
+        return Ok(batch);
+    }
+    let cleaned: StringArray = plans.iter().map(|p| p.map(without_cancel_checks)).collect();
+    let mut columns = batch.columns().to_vec();
+    columns[1] = std::sync::Arc::new(cleaned) as std::sync::Arc<dyn Array>;
+    Ok(RecordBatch::try_new(batch.schema(), columns)?)
+}
+
 /// EXPLAIN ANALYZE shows the plan that ran, which has the CLI's cancellation checks above
 /// every node (see `cancel.rs`); they are left out and the nodes below moved back up.
 pub fn without_cancel_checks(plan: &str) -> String {
