@@ -1400,11 +1400,25 @@ fn errors_in_a_file_name_the_file_and_line() {
     run.assert_one_line_error();
     assert_eq!(run.stdout, "a\n1\n");
     snapshot("file_error_location", &run, Some(dir.path()));
-    // A syntax error on a later line, and a bad backslash command.
+    // A bad backslash command.
     std::fs::write(&path, "SELECT 1 AS a;\n\\pset format xml\n").unwrap();
     let run = demo(&["-q", "-f", path.to_str().unwrap()]);
     run.assert_one_line_error();
     assert!(run.stderr.contains("report.sql:2: "), "{}", run.stderr);
+    // A syntax error after a backslash command: the parser's position is the file's too.
+    std::fs::write(
+        &path,
+        "SELECT 1 AS a;\n\\pset format csv\nSELECT 2 AS b,\n  3 AS c FRM account;\n",
+    )
+    .unwrap();
+    let run = demo(&["-q", "-f", path.to_str().unwrap()]);
+    run.assert_one_line_error();
+    assert!(
+        run.stderr.contains("report.sql:3: syntax error: ")
+            && run.stderr.contains("found: FRM at Line: 4, Column: 10"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]

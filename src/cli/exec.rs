@@ -116,8 +116,11 @@ impl Session {
 
     /// [`Session::run_sql`] for `sql` that starts on line `first_line` of the script.
     async fn run_sql_at(&mut self, sql: &str, first_line: usize) -> Result<()> {
+        // Blank lines in front make the parser's positions (`at Line: 4, Column: 10`) the
+        // script's own.
+        let padded = format!("{}{sql}", "\n".repeat(first_line.saturating_sub(1)));
         let dialect = GenericDialect {};
-        let mut parser = DFParserBuilder::new(sql)
+        let mut parser = DFParserBuilder::new(padded.as_str())
             .with_dialect(&dialect)
             .build()
             .map_err(syntax_error)
@@ -128,7 +131,7 @@ impl Session {
             if next == Token::EOF {
                 return Ok(());
             }
-            let line = first_line + (next.span.start.line as usize).max(1) - 1;
+            let line = (next.span.start.line as usize).max(first_line);
             let statement = parser
                 .parse_statement()
                 .map_err(syntax_error)
