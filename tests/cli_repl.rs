@@ -688,3 +688,35 @@ fn connecting_with_a_config_file_shows_a_banner_with_the_tables_count() {
     pty.type_keys("\\q\r");
     assert_eq!(pty.wait_for_exit(), Some(0), "{}", pty.screen().text());
 }
+
+#[test]
+fn sigterm_during_a_statement_at_the_prompt_stops_it_and_ends_with_143() {
+    let home = TempDir::new().unwrap();
+    let mut pty = Pty::start(
+        home.path(),
+        &format!(
+            "demo --rows 2000 --no-activity -q --state-dir '{}'",
+            home.path().display()
+        ),
+    );
+    pty.wait_for_prompt(1);
+    let pid = pty.dvsql_pid();
+    pty.type_keys(HEAVY);
+    pty.type_keys("\r");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while cpu_over(pid, Duration::from_millis(500)) < Duration::from_millis(300) {
+        assert!(Instant::now() < deadline, "the join never got busy");
+    }
+    let sent = Instant::now();
+    let status = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let code = pty.wait_for_exit();
+    let took = sent.elapsed();
+    let screen = pty.screen().text();
+    assert_eq!(code, Some(143), "{screen}");
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    assert!(screen.contains("Error: query cancelled"), "{screen}");
+}
