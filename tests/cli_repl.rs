@@ -631,10 +631,15 @@ fn the_demos_activity_gives_a_second_table_changes_real_changes() {
     );
     pty.wait_for_prompt(3);
     let screen = pty.screen().text();
-    // The 100 generated accounts and the two the activity starts with.
-    assert!(screen.contains("| 102        |"), "{screen}");
-    assert!(screen.contains("| delete       | 1 |"), "{screen}");
-    assert!(screen.contains("| upsert       | 2 |"), "{screen}");
+    // The 100 generated accounts and the two the activity starts with (unless a round came
+    // before the first read on a very slow machine).
+    assert!(
+        screen.contains("| 102        |") || screen.contains("| 103        |"),
+        "{screen}"
+    );
+    // Without the activity the second read would find no changes at all.
+    assert!(screen.contains("| delete       | "), "{screen}");
+    assert!(screen.contains("| upsert       | "), "{screen}");
     pty.type_keys("\\q\r");
     assert_eq!(pty.wait_for_exit(), Some(0));
 }
