@@ -13,8 +13,9 @@ use datafusion_dataverse::sim::{RowCounts, Simulator, SimulatorHandle, Simulator
 use datafusion_dataverse::{Config, ConnectOptions, Dataverse};
 
 use cli::args::{Cli, Command, Format, RunArgs, SimulateArgs};
+use cli::cancel::Interrupts;
 use cli::exec::{Outcome, Session, is_broken_pipe, one_line};
-use cli::print::PrintOptions;
+use cli::print::{Output, PrintOptions};
 
 fn main() -> ExitCode {
     allocator::tune();
@@ -27,8 +28,11 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => return fail(&format!("cannot start the async runtime: {e}")),
     };
-    match runtime.block_on(run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
+    let result = runtime.block_on(run(cli));
+    // Never wait for a task that does not finish: the process ends when the session does.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    match result {
+        Ok(code) => ExitCode::from(code),
         Err(message) => fail(&message),
     }
 }
@@ -48,38 +52,102 @@ fn init_tracing() {
         .try_init();
 }
 
-async fn run(cli: Cli) -> Result<(), String> {
+/// Runs the command line; `Ok` holds the exit code.
+async fn run(cli: Cli) -> Result<u8, String> {
     match cli.command {
-        Some(Command::Simulate(args)) => simulate(args).await,
-        Some(Command::Demo { rows, seed }) => {
-            let sim = start_demo_simulator(rows, seed).await?;
+        Some(Command::Simulate(args)) => {
+            let mut given = cli.connect.given();
+            given.extend(cli.run.given());
+            if !given.is_empty() {
+                return Err(format!(
+                    "`dvsql simulate` only serves a simulated environment; {} {} not apply \
+                     (connect to it with `dvsql --config FILE`, see --write-config, or use `dvsql demo`)",
+                    given.join(", "),
+                    if given.len() == 1 { "does" } else { "do" }
+                ));
+            }
+            simulate(args).await.map(|()| 0)
+        }
+        Some(Command::Demo(demo)) => {
+            let given = cli.connect.given();
+            if !given.is_empty() {
+                return Err(format!(
+                    "`dvsql demo` runs its own simulated environment; {} {} not apply \
+                     (`dvsql --config FILE` connects to a real one)",
+                    given.join(", "),
+                    if given.len() == 1 { "does" } else { "do" }
+                ));
+            }
+            let run = cli.run.merge(demo.run);
+            let sim = std::sync::Arc::new(start_demo_simulator(demo.rows, demo.seed).await?);
             let config = Config::for_simulator(&sim);
             let dataverse = Dataverse::connect(config).await.map_err(|e| one_line(&e))?;
-            if !cli.run.quiet && is_interactive(&cli.run) {
-                print_demo_banner(&sim, rows);
+            if !run.quiet && is_interactive(&run) {
+                print_demo_banner(&sim, demo.rows, !demo.no_activity);
+                eprintln!("{}", connected_banner(&dataverse, "demo", &sim.url()));
             }
+            // At the prompt only: scripts see the data as generated, so their output is stable.
+            let _activity = (!demo.no_activity && is_interactive(&run))
+                .then(|| cli::activity::start(sim.clone()));
             // Only the prompt's history is kept; the simulator's metadata is not worth caching.
-            session(dataverse, &cli.run, "demo", state_dir(&cli.run)).await
+            let state_dir = state_dir(&run);
+            session(dataverse, &run, "demo", state_dir).await
         }
         None => {
-            let config = match &cli.config {
-                Some(path) => Config::from_file(path),
-                None => Config::from_env(),
-            }
-            .map_err(|e| one_line(&e))?;
+            let config = match &cli.connect.config {
+                Some(path) => Config::from_file(path).map_err(|e| one_line(&e))?,
+                None if !any_connection_variable() => return Err(NOT_CONFIGURED.to_string()),
+                None => Config::from_env().map_err(|e| one_line(&e))?,
+            };
             let state_dir = state_dir(&cli.run);
             let options = ConnectOptions {
                 state_dir: state_dir.clone(),
-                refresh_metadata: cli.run.refresh_metadata,
+                refresh_metadata: cli.connect.refresh_metadata,
                 ..Default::default()
             };
             let name = config.environment_name();
+            let url = config.url.clone();
             let dataverse = Dataverse::connect_with(config, options)
                 .await
                 .map_err(|e| one_line(&e))?;
+            if !cli.run.quiet && is_interactive(&cli.run) {
+                eprintln!("{}", connected_banner(&dataverse, &name, &url));
+            }
             session(dataverse, &cli.run, &name, state_dir).await
         }
     }
+}
+
+/// What a bare `dvsql` says when nothing tells it where to connect.
+const NOT_CONFIGURED: &str = "\
+no Dataverse environment configured. Connect in one of three ways:
+  1. a config file:            dvsql --config FILE   (JSON: url, tenant_id, client_id, client_secret_value)
+  2. environment variables:    DATAVERSE_URL, AZURE_TENANT_ID, AZURE_CLIENT_ID, AZURE_CLIENT_SECRET
+  3. a simulated environment:  dvsql demo            (sample CRM data, no credentials needed)
+New here? Try: dvsql demo";
+
+fn any_connection_variable() -> bool {
+    [
+        "DATAVERSE_URL",
+        "AZURE_TENANT_ID",
+        "AZURE_CLIENT_ID",
+        "AZURE_CLIENT_SECRET",
+    ]
+    .iter()
+    .any(|v| std::env::var_os(v).is_some())
+}
+
+/// `Connected to contoso (https://…): 412 tables. \? for help, \q to quit.`
+fn connected_banner(dataverse: &Dataverse, name: &str, url: &str) -> String {
+    let tables = dataverse
+        .metadata()
+        .entities_loaded()
+        .map(|e| e.len())
+        .unwrap_or(0);
+    format!(
+        "Connected to {name} ({}): {tables} tables. Type \\? for help, \\d for the tables, \\q to quit.",
+        url.trim_end_matches('/')
+    )
 }
 
 /// `--state-dir`, else `DVSQL_STATE_DIR`, else the platform data directory.
@@ -100,11 +168,29 @@ async fn session(
     args: &RunArgs,
     name: &str,
     history_dir: Option<PathBuf>,
-) -> Result<(), String> {
+) -> Result<u8, String> {
+    let repl = is_interactive(args);
+    let interrupts = Interrupts::install(repl);
+    let result = session_inner(dataverse, args, name, history_dir, interrupts.clone()).await;
+    interrupts.shutting_down();
+    result
+}
+
+async fn session_inner(
+    dataverse: Dataverse,
+    args: &RunArgs,
+    name: &str,
+    history_dir: Option<PathBuf>,
+    interrupts: Interrupts,
+) -> Result<u8, String> {
     dataverse.set_pushdown(!args.no_pushdown);
-    dataverse.set_parallel(args.parallel);
+    dataverse.set_parallel(args.parallel.unwrap_or(0));
+    let output = match &args.output {
+        Some(path) => Output::file(path)?,
+        None => Output::default(),
+    };
     let ctx = dataverse.session_context().map_err(|e| one_line(&e))?;
-    let stdout_is_terminal = std::io::stdout().is_terminal();
+    let stdout_is_terminal = std::io::stdout().is_terminal() && output.is_stdout();
     let format = args.format.unwrap_or(if stdout_is_terminal {
         Format::Table
     } else {
@@ -114,27 +200,37 @@ async fn session(
         ctx,
         dataverse,
         print: PrintOptions {
-            format,
-            max_rows: args.max_rows,
+            max_rows: args.max_rows.unwrap_or(100),
             quiet: args.quiet,
-            timing: true,
+            tuples_only: args.tuples_only,
+            output,
+            ..PrintOptions::new(format)
         },
         progress: !args.quiet && std::io::stderr().is_terminal(),
+        interrupts: interrupts.clone(),
+        source: None,
     };
     if !args.commands.is_empty() || !args.files.is_empty() {
         for sql in &args.commands {
-            if finished(session.run_script(sql).await)? == Outcome::Quit {
-                return Ok(());
+            match finished(session.run_script(sql).await, &interrupts)? {
+                Finished::Continue => {}
+                Finished::Quit => return Ok(0),
+                Finished::Exit(code) => return Ok(code),
             }
         }
         for file in &args.files {
             let text = std::fs::read_to_string(file)
                 .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
-            if finished(session.run_script(&text).await)? == Outcome::Quit {
-                return Ok(());
+            session.source = Some(file.display().to_string());
+            let result = session.run_script(&text).await;
+            session.source = None;
+            match finished(result, &interrupts)? {
+                Finished::Continue => {}
+                Finished::Quit => return Ok(0),
+                Finished::Exit(code) => return Ok(code),
             }
         }
-        return Ok(());
+        return Ok(0);
     }
     if !std::io::stdin().is_terminal() {
         // Piped input is a script: run it all, stop at the first error.
@@ -142,8 +238,10 @@ async fn session(
         std::io::stdin()
             .read_to_string(&mut text)
             .map_err(|e| format!("cannot read standard input: {e}"))?;
-        finished(session.run_script(&text).await)?;
-        return Ok(());
+        return match finished(session.run_script(&text).await, &interrupts)? {
+            Finished::Exit(code) => Ok(code),
+            Finished::Continue | Finished::Quit => Ok(0),
+        };
     }
     if let Some(dir) = &history_dir {
         let _ = std::fs::create_dir_all(dir);
@@ -152,11 +250,30 @@ async fn session(
     cli::repl::run(&mut session, history.as_deref(), name).await
 }
 
-/// A script's outcome for the caller: a closed stdout (`dvsql … | head`) ends the run quietly.
-fn finished(result: datafusion::error::Result<Outcome>) -> Result<Outcome, String> {
+/// How a script ended, for the caller.
+enum Finished {
+    Continue,
+    Quit,
+    /// Cancelled by a signal: end with this code (128 + the signal, as shells expect).
+    Exit(u8),
+}
+
+/// A script's outcome: a closed stdout (`dvsql … | head`) ends the run quietly; a statement
+/// cancelled by SIGINT or SIGTERM ends it with 130 or 143.
+fn finished(
+    result: datafusion::error::Result<Outcome>,
+    interrupts: &Interrupts,
+) -> Result<Finished, String> {
     match result {
-        Ok(outcome) => Ok(outcome),
-        Err(e) if is_broken_pipe(&e) => Ok(Outcome::Quit),
+        Ok(Outcome::Continue) => Ok(Finished::Continue),
+        Ok(Outcome::Quit) => Ok(Finished::Quit),
+        Err(e) if is_broken_pipe(&e) => Ok(Finished::Quit),
+        Err(e) if cli::cancel::is_cancelled(&e) => {
+            eprintln!("Error: {}", one_line(&e));
+            Ok(Finished::Exit(
+                128 + interrupts.signal().unwrap_or(cli::cancel::SIGINT) as u8,
+            ))
+        }
         Err(e) => Err(one_line(&e)),
     }
 }
@@ -179,14 +296,23 @@ async fn start_demo_simulator(accounts: usize, seed: u64) -> Result<SimulatorHan
         .map_err(|e| format!("cannot start the simulator: {e}"))
 }
 
-fn print_demo_banner(sim: &SimulatorHandle, accounts: usize) {
+fn print_demo_banner(sim: &SimulatorHandle, accounts: usize, activity: bool) {
+    let activity = if activity {
+        "Every few seconds a few accounts are inserted, updated and deleted (--no-activity: none),\n\
+         so a second table_changes('account') shows what changed since the first."
+    } else {
+        "No background activity (--no-activity): the data stays as generated."
+    };
     eprintln!(
         "dvsql demo: a simulated Dataverse environment at {} with {accounts} accounts,\n\
-         contacts, opportunities, users and a custom new_widget table. Try:\n\
-         \n  SELECT name, revenue FROM account WHERE revenue > 1000000 ORDER BY revenue DESC LIMIT 5;\n\
-         \x20 SELECT industrycode, count(*) AS n, sum(revenue) FROM account GROUP BY industrycode ORDER BY n DESC;\n\
+         contacts, opportunities, users and a custom new_widget table.\n\
+         {activity}\n\
+         Try:\n\
+         \n  SELECT name, industrycodename, revenue FROM account WHERE revenue > 1000000 ORDER BY revenue DESC LIMIT 5;\n\
+         \x20 SELECT industrycodename, count(*) AS n, sum(revenue) FROM account GROUP BY industrycodename ORDER BY n DESC;\n\
          \x20 EXPLAIN SELECT fullname FROM contact WHERE lastname LIKE 'M%' AND annualincome > 50000;\n\
-         \n\\d lists tables, \\d account describes one, \\? shows all commands, \\q quits.",
+         \x20 SELECT _change_type, count(*) FROM table_changes('account') GROUP BY _change_type;  -- run it twice\n\
+         \n\\d account describes a table, \\x toggles expanded rows.",
         sim.url()
     );
 }

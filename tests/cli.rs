@@ -219,8 +219,12 @@ fn file_runs_statements_and_backslash_commands_in_order() {
         "{}",
         run.transcript()
     );
-    // `\timing off` drops the time from the last footer only.
-    let footers: Vec<&str> = run.stderr.lines().collect();
+    // `\timing off` drops the time from the last footer only, and says so.
+    let footers: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| *l != "Timing is off.")
+        .collect();
     assert_eq!(footers.len(), 3, "{}", run.transcript());
     assert!(footers[1].contains(" in "), "{}", run.transcript());
     assert_eq!(footers[2], "1 row, 0 requests");
@@ -579,14 +583,14 @@ fn pushdown_off_sends_no_filter_but_gives_the_same_rows() {
 }
 
 #[test]
-fn timing_off_drops_the_time_from_the_footer() {
+fn timing_toggles_and_says_its_state_and_off_drops_the_time_from_the_footer() {
     let run = demo(&[
         "--format",
         "csv",
         "-c",
         "SELECT count(*) AS n FROM account",
         "-c",
-        "\\timing off",
+        "\\timing",
         "-c",
         "SELECT count(*) AS n FROM account",
         "-c",
@@ -595,7 +599,14 @@ fn timing_off_drops_the_time_from_the_footer() {
         "SELECT 1 AS one",
     ]);
     run.assert_success();
-    let footers: Vec<&str> = run.stderr.lines().collect();
+    let lines: Vec<&str> = run.stderr.lines().collect();
+    // A bare `\timing` toggles (timing is on by default) and prints the new state.
+    assert_eq!(lines[1], "Timing is off.", "{}", run.transcript());
+    assert_eq!(lines[3], "Timing is on.", "{}", run.transcript());
+    let footers: Vec<&str> = lines
+        .into_iter()
+        .filter(|l| !l.starts_with("Timing is"))
+        .collect();
     assert_eq!(footers.len(), 3, "{}", run.transcript());
     assert!(footers[0].starts_with("1 row in "), "{}", run.stderr);
     assert!(footers[1].starts_with("1 row, "), "{}", run.stderr);
@@ -886,11 +897,36 @@ fn config_path_unreadable() {
 }
 
 #[test]
-fn no_config_and_no_environment_is_an_error() {
+fn no_config_and_no_environment_explains_the_three_ways_to_connect() {
     let run = run(&["-c", "SELECT 1"]);
-    run.assert_one_line_error();
-    assert!(run.stderr.contains("DATAVERSE_URL"), "{}", run.stderr);
+    assert_eq!(run.code, Some(1), "{}", run.transcript());
+    assert!(
+        run.stderr
+            .starts_with("Error: no Dataverse environment configured."),
+        "{}",
+        run.stderr
+    );
+    for way in ["dvsql --config FILE", "DATAVERSE_URL", "Try: dvsql demo"] {
+        assert!(run.stderr.contains(way), "{way}: {}", run.stderr);
+    }
     snapshot("config_none", &run, None);
+}
+
+#[test]
+fn some_connection_variables_without_the_rest_name_the_missing_one() {
+    let home = TempDir::new().unwrap();
+    let out = command(home.path())
+        .args(["-c", "SELECT 1"])
+        .env("DATAVERSE_URL", "https://contoso.crm.dynamics.com")
+        .output()
+        .unwrap();
+    let run = Run {
+        code: out.status.code(),
+        stdout: String::from_utf8(out.stdout).unwrap(),
+        stderr: String::from_utf8(out.stderr).unwrap(),
+    };
+    run.assert_one_line_error();
+    assert!(run.stderr.contains("AZURE_TENANT_ID"), "{}", run.stderr);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1062,4 +1098,399 @@ fn two_dvsql_processes_reading_changes_at_once_keep_the_token_store_whole() {
     let again = run(&args);
     again.assert_success();
     assert_eq!(again.stdout, "count(*)\n0\n", "nothing changed since");
+}
+
+// ---------------------------------------------------------------------------------------
+// Subcommands take only the options they use
+
+#[test]
+fn simulate_refuses_query_options_given_after_it() {
+    let run = run(&["simulate", "-q", "-c", "SELECT 1"]);
+    assert_eq!(run.code, Some(2), "{}", run.transcript());
+    assert!(
+        run.stderr.contains("unexpected argument '-q'"),
+        "{}",
+        run.transcript()
+    );
+    // Refused before anything is served.
+    assert!(!run.stdout.contains("listening"), "{}", run.transcript());
+}
+
+#[test]
+fn simulate_refuses_query_options_given_before_it() {
+    let run = run(&["-q", "-c", "SELECT 1", "simulate"]);
+    run.assert_one_line_error();
+    assert!(!run.stdout.contains("listening"), "{}", run.transcript());
+    snapshot("simulate_refuses_options", &run, None);
+}
+
+#[test]
+fn demo_refuses_a_config_file_before_or_after_it() {
+    let after = run(&["demo", "--config", "x.json"]);
+    assert_eq!(after.code, Some(2), "{}", after.transcript());
+    assert!(
+        after.stderr.contains("unexpected argument '--config'"),
+        "{}",
+        after.transcript()
+    );
+    let before = run(&["--config", "x.json", "demo"]);
+    before.assert_one_line_error();
+    snapshot("demo_refuses_config", &before, None);
+}
+
+#[test]
+fn demo_takes_query_options_before_and_after_the_word_demo() {
+    let run = run(&[
+        "-q",
+        "--format",
+        "csv",
+        "-c",
+        "SELECT 1 AS a",
+        "demo",
+        "--rows",
+        "50",
+        "-c",
+        "SELECT count(*) AS n FROM account",
+    ]);
+    run.assert_success();
+    assert_eq!(run.stdout, "a\n1\nn\n50\n", "{}", run.transcript());
+    assert_eq!(run.stderr, "", "{}", run.transcript());
+}
+
+#[test]
+fn help_shows_examples_and_the_new_flags() {
+    let run = run(&["--help"]);
+    run.assert_success();
+    for text in [
+        "Examples:",
+        "dvsql demo",
+        "-o, --output <FILE>",
+        "-t, --tuples-only",
+        "no-header",
+    ] {
+        assert!(run.stdout.contains(text), "{text}: {}", run.stdout);
+    }
+    let demo_help = self::run(&["demo", "--help"]);
+    assert!(
+        demo_help.stdout.contains("--no-activity"),
+        "{}",
+        demo_help.stdout
+    );
+    assert!(
+        !demo_help.stdout.contains("--config"),
+        "{}",
+        demo_help.stdout
+    );
+    let simulate_help = self::run(&["simulate", "--help"]);
+    assert!(
+        !simulate_help.stdout.contains("--command"),
+        "{}",
+        simulate_help.stdout
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// psql habits
+
+#[test]
+fn tuples_only_prints_rows_without_header_or_footer() {
+    let run = demo(&[
+        "-t",
+        "--format",
+        "table",
+        "-c",
+        "SELECT name, numberofemployees FROM account ORDER BY name LIMIT 3",
+        "-c",
+        "\\pset format csv",
+        "-c",
+        "SELECT name FROM account ORDER BY name LIMIT 2",
+    ]);
+    run.assert_success();
+    assert_eq!(run.stderr, "", "{}", run.transcript());
+    snapshot("tuples_only", &run, None);
+    let no_header = demo(&["--no-header", "--format", "csv", "-c", "SELECT 1 AS a"]);
+    assert_eq!(no_header.stdout, "1\n", "{}", no_header.transcript());
+}
+
+#[test]
+fn output_file_receives_the_results_and_stdout_stays_empty() {
+    let dir = TempDir::new().unwrap();
+    let path = dir.path().join("out.csv");
+    let run = demo(&[
+        "-o",
+        path.to_str().unwrap(),
+        "-c",
+        "SELECT name FROM account ORDER BY name LIMIT 2",
+        "-c",
+        "\\d new_widget",
+    ]);
+    run.assert_success();
+    assert_eq!(run.stdout, "", "{}", run.transcript());
+    let written = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        written.starts_with("name\n\"\"\n100 Percent Natural\n"),
+        "{written}"
+    );
+    assert!(written.contains("column,dataverse_type"), "{written}");
+}
+
+#[test]
+fn table_cells_show_tabs_and_line_breaks_escaped() {
+    let run = demo(&[
+        "--format",
+        "table",
+        "-c",
+        "SELECT 'a' || chr(9) || 'b' AS tabbed, description FROM account \
+         WHERE description IS NOT NULL ORDER BY name LIMIT 2",
+    ]);
+    run.assert_success();
+    // Every table line has the same width: nothing broke the layout.
+    let widths: Vec<usize> = run.stdout.lines().map(|l| l.chars().count()).collect();
+    assert!(widths.windows(2).all(|w| w[0] == w[1]), "{}", run.stdout);
+    assert!(run.stdout.contains("| a\\tb   "), "{}", run.stdout);
+    assert!(run.stdout.contains("Line one\\nline two"), "{}", run.stdout);
+    snapshot("escaped_cells", &run, None);
+}
+
+#[test]
+fn x_shows_one_record_per_block_and_says_so() {
+    let run = demo(&[
+        "--format",
+        "table",
+        "-c",
+        "\\x",
+        "-c",
+        "SELECT name, revenue, industrycodename FROM account ORDER BY name LIMIT 2",
+        "-c",
+        "\\x off",
+        "-c",
+        "SELECT 1 AS one",
+    ]);
+    run.assert_success();
+    assert!(
+        run.stderr.starts_with("Expanded display is on.\n"),
+        "{}",
+        run.transcript()
+    );
+    assert!(
+        run.stdout.starts_with("-[ RECORD 1 ]----"),
+        "{}",
+        run.transcript()
+    );
+    snapshot("backslash_x", &run, None);
+}
+
+#[test]
+fn pset_without_arguments_shows_the_settings() {
+    let run = demo(&[
+        "-c",
+        "\\pset max_rows 7",
+        "-c",
+        "\\pset",
+        "-c",
+        "\\pset pager",
+    ]);
+    run.assert_success();
+    snapshot("backslash_pset_show", &run, None);
+}
+
+#[test]
+fn pset_with_a_bad_value_names_the_setting_and_the_values() {
+    let bad = demo(&["-c", "\\pset expanded sideways"]);
+    bad.assert_one_line_error();
+    assert_eq!(
+        bad.stderr,
+        "Error: \\pset expanded: unknown value 'sideways'; use on or off\n"
+    );
+    let unknown = demo(&["-c", "\\pset colour red"]);
+    unknown.assert_one_line_error();
+    assert!(
+        unknown.stderr.contains("unknown setting 'colour'"),
+        "{}",
+        unknown.stderr
+    );
+    let max_rows = demo(&["-c", "\\pset max_rows lots"]);
+    max_rows.assert_one_line_error();
+    assert!(
+        max_rows.stderr.contains("'lots' is not a number"),
+        "{}",
+        max_rows.stderr
+    );
+}
+
+#[test]
+fn d_describes_qualified_names_in_any_schema() {
+    let run = demo(&[
+        "--format",
+        "table",
+        "-c",
+        "\\d metadata.entity",
+        "-c",
+        "\\d dataverse.new_widget",
+        "-c",
+        "\\d metadata",
+    ]);
+    run.assert_success();
+    assert!(
+        run.stdout.contains("| relationship_n_1 |"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("| logicalname "), "{}", run.stdout);
+    assert!(run.stdout.contains("| new_widgetid "), "{}", run.stdout);
+    snapshot("backslash_d_qualified", &run, None);
+    let info = demo(&["--format", "csv", "-c", "\\d information_schema.tables"]);
+    info.assert_success();
+    assert!(
+        info.stdout.contains("table_schema,Utf8,no"),
+        "{}",
+        info.stdout
+    );
+    let unknown = demo(&["-c", "\\d metadata.entitty"]);
+    unknown.assert_one_line_error();
+    assert!(
+        unknown.stderr.contains("did you mean 'metadata.entity'?"),
+        "{}",
+        unknown.stderr
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Errors a person can act on
+
+#[test]
+fn unknown_table_without_a_close_match_uses_the_name_as_written() {
+    let run = demo(&["-c", "SELECT * FROM nosuchthing"]);
+    run.assert_one_line_error();
+    assert_eq!(
+        run.stderr,
+        "Error: table 'nosuchthing' not found; \\d lists the tables\n"
+    );
+}
+
+#[test]
+fn unknown_column_without_a_close_match_points_to_d() {
+    let run = demo(&["-c", "SELECT zzz FROM account"]);
+    run.assert_one_line_error();
+    assert_eq!(
+        run.stderr,
+        "Error: column 'zzz' not found in account; \\d account lists its columns\n"
+    );
+}
+
+#[test]
+fn comparing_a_number_column_with_text_names_the_columns_sql_type() {
+    let run = demo(&["-c", "SELECT name FROM account WHERE revenue > 'abc'"]);
+    run.assert_one_line_error();
+    snapshot("error_type_mismatch", &run, None);
+    assert!(!run.stderr.contains("Optimizer"), "{}", run.stderr);
+    assert!(run.stderr.contains("DECIMAL(38, 4)"), "{}", run.stderr);
+}
+
+#[test]
+fn errors_in_a_file_name_the_file_and_line() {
+    let dir = TempDir::new().unwrap();
+    let path = dir.path().join("report.sql");
+    std::fs::write(
+        &path,
+        "-- a report\nSELECT 1 AS a;\n\nSELECT name\n  FROM account\n  WHERE nme = 'x';\nSELECT 3;\n",
+    )
+    .unwrap();
+    let run = demo(&["-q", "-f", path.to_str().unwrap()]);
+    run.assert_one_line_error();
+    assert_eq!(run.stdout, "a\n1\n");
+    snapshot("file_error_location", &run, Some(dir.path()));
+    // A bad backslash command.
+    std::fs::write(&path, "SELECT 1 AS a;\n\\pset format xml\n").unwrap();
+    let run = demo(&["-q", "-f", path.to_str().unwrap()]);
+    run.assert_one_line_error();
+    assert!(run.stderr.contains("report.sql:2: "), "{}", run.stderr);
+    // A syntax error after a backslash command: the parser's position is the file's too.
+    std::fs::write(
+        &path,
+        "SELECT 1 AS a;\n\\pset format csv\nSELECT 2 AS b,\n  3 AS c FRM account;\n",
+    )
+    .unwrap();
+    let run = demo(&["-q", "-f", path.to_str().unwrap()]);
+    run.assert_one_line_error();
+    assert!(
+        run.stderr.contains("report.sql:3: syntax error: ")
+            && run.stderr.contains("found: FRM at Line: 4, Column: 10"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn reset_changes_of_an_unknown_table_is_an_error() {
+    let run = demo(&["-c", "\\reset_changes acount"]);
+    run.assert_one_line_error();
+    assert_eq!(
+        run.stderr,
+        "Error: table 'acount' not found; did you mean 'account'?\n"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// EXPLAIN
+
+#[test]
+fn explain_fits_in_120_columns_with_the_scan_wrapped() {
+    let run = demo(&[
+        "--format",
+        "table",
+        "-c",
+        "EXPLAIN SELECT name, revenue, industrycodename, numberofemployees, createdon \
+         FROM account WHERE revenue > 1000000 AND name LIKE 'A%' ORDER BY revenue DESC LIMIT 5",
+    ]);
+    run.assert_success();
+    let longest = run.stdout.lines().map(|l| l.chars().count()).max().unwrap();
+    assert!(longest <= 120, "{longest} columns:\n{}", run.stdout);
+    assert!(run.stdout.contains("\nphysical_plan\n"), "{}", run.stdout);
+    snapshot("explain_wrapped", &run, None);
+}
+
+#[test]
+fn explain_analyze_shows_the_plan_without_cancel_checks() {
+    let run = demo(&[
+        "--format",
+        "table",
+        "-c",
+        "EXPLAIN ANALYZE SELECT count(*) FROM account a JOIN contact c \
+         ON c.parentcustomerid = a.accountid WHERE a.revenue > 1000000",
+    ]);
+    run.assert_success();
+    assert!(!run.stdout.contains("CancelCheckExec"), "{}", run.stdout);
+    assert!(run.stdout.contains("HashJoinExec"), "{}", run.stdout);
+    // Each node sits two spaces deeper than its parent, as DataFusion draws it.
+    let agg = run
+        .stdout
+        .lines()
+        .find(|l| l.contains("AggregateExec"))
+        .unwrap();
+    assert!(
+        agg.starts_with("  AggregateExec") || agg.starts_with("    AggregateExec"),
+        "{}",
+        run.stdout
+    );
+    // In CSV too, where the plan is one unwrapped cell: each node at most one level (two
+    // spaces) deeper than the node before it, as DataFusion draws a plan.
+    let csv = demo(&[
+        "--format",
+        "csv",
+        "-c",
+        "EXPLAIN ANALYZE SELECT count(*) FROM account a JOIN contact c \
+         ON c.parentcustomerid = a.accountid WHERE a.revenue > 1000000",
+    ]);
+    csv.assert_success();
+    assert!(!csv.stdout.contains("CancelCheckExec"), "{}", csv.stdout);
+    let nodes: Vec<&str> = csv.stdout.lines().filter(|l| l.contains("Exec")).collect();
+    let depth = |l: &str| {
+        let l = l.trim_start_matches("Plan with Metrics,\"");
+        l.len() - l.trim_start().len()
+    };
+    assert!(nodes.len() >= 4, "{}", csv.stdout);
+    for pair in nodes.windows(2) {
+        assert!(depth(pair[1]) <= depth(pair[0]) + 2, "{}", csv.stdout);
+    }
 }

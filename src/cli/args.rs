@@ -9,67 +9,161 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// With no -c/-f, opens an interactive SQL prompt. Connection settings come from --config
 /// (the Airbyte connector's JSON: url, tenant_id, client_id, client_secret_value,
 /// odata_maxpagesize, authority_host) or from DATAVERSE_URL, AZURE_TENANT_ID,
-/// AZURE_CLIENT_ID, AZURE_CLIENT_SECRET and AZURE_AUTHORITY_HOST.
+/// AZURE_CLIENT_ID, AZURE_CLIENT_SECRET and AZURE_AUTHORITY_HOST. No environment at hand?
+/// `dvsql demo` runs a simulated one.
 #[derive(Parser, Debug)]
-#[command(name = "dvsql", version, about, long_about)]
+#[command(name = "dvsql", version, about, long_about, after_help = EXAMPLES)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
     #[command(flatten)]
+    pub connect: ConnectArgs,
+    #[command(flatten)]
     pub run: RunArgs,
-    /// Connection settings file (JSON).
-    #[arg(long, global = true, value_name = "FILE")]
-    pub config: Option<PathBuf>,
 }
 
-/// What to run and how to print it; shared by the main command and `demo`.
-#[derive(Args, Debug, Clone)]
+pub const EXAMPLES: &str = "\
+Examples:
+  dvsql demo                                   try it on a simulated environment
+  dvsql --config prod.json                     the SQL prompt on a real environment
+  dvsql -c 'SELECT name, revenue FROM account ORDER BY revenue DESC LIMIT 10'
+  dvsql -t --format csv -c 'SELECT emailaddress1 FROM contact' -o emails.csv
+  dvsql -f report.sql --format json
+  dvsql -c \"COPY (SELECT * FROM table_changes('account')) TO 'changes.parquet'\"
+  dvsql simulate --port 8080 --write-config sim.json";
+
+/// How to reach a real environment; `demo` and `simulate` refuse these.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ConnectArgs {
+    /// Connection settings file (JSON).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Fetch metadata anew instead of using the cache.
+    #[arg(long)]
+    pub refresh_metadata: bool,
+}
+
+impl ConnectArgs {
+    /// The options given, as typed.
+    pub fn given(&self) -> Vec<&'static str> {
+        let mut given = Vec::new();
+        if self.config.is_some() {
+            given.push("--config");
+        }
+        if self.refresh_metadata {
+            given.push("--refresh-metadata");
+        }
+        given
+    }
+}
+
+/// What to run and how to print it; taken by the main command and by `demo` (before or
+/// after the word `demo`).
+#[derive(Args, Debug, Clone, Default)]
 pub struct RunArgs {
     /// Run this SQL (or backslash command) and exit; repeatable.
-    #[arg(short = 'c', long = "command", value_name = "SQL", global = true)]
+    #[arg(short = 'c', long = "command", value_name = "SQL")]
     pub commands: Vec<String>,
     /// Run the statements in this file and exit; repeatable.
-    #[arg(short = 'f', long = "file", value_name = "FILE", global = true)]
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
     pub files: Vec<PathBuf>,
+    /// Write results to FILE instead of standard output.
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<PathBuf>,
     /// Output format (default: table on a terminal, csv otherwise).
-    #[arg(long, value_enum, global = true)]
+    #[arg(long, value_enum)]
     pub format: Option<Format>,
+    /// Print rows only: no column names (table and csv) and no row-count footer.
+    #[arg(short = 't', long = "tuples-only", visible_alias = "no-header")]
+    pub tuples_only: bool,
     /// Where metadata caches and change tokens are kept (default: DVSQL_STATE_DIR, else the
     /// platform data directory).
-    #[arg(long, value_name = "DIR", global = true)]
+    #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
     /// Print only results: no banner, footer or progress.
-    #[arg(short, long, global = true)]
+    #[arg(short, long)]
     pub quiet: bool,
-    /// Most rows shown in table format (0 = all).
-    #[arg(long, default_value_t = 100, value_name = "N", global = true)]
-    pub max_rows: usize,
+    /// Most rows shown in table format (0 = all) [default: 100].
+    #[arg(long, value_name = "N")]
+    pub max_rows: Option<usize>,
     /// Evaluate every filter locally (send no $filter).
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub no_pushdown: bool,
-    /// Fetch metadata anew instead of using the cache.
-    #[arg(long, global = true)]
-    pub refresh_metadata: bool,
     /// Most concurrent range reads of one large table (0 = follow the server's hint, at most
-    /// 8; 1 = read every table sequentially).
-    #[arg(long, default_value_t = 0, value_name = "N", global = true)]
-    pub parallel: usize,
+    /// 8; 1 = read every table sequentially) [default: 0].
+    #[arg(long, value_name = "N")]
+    pub parallel: Option<usize>,
+}
+
+impl RunArgs {
+    /// These options, then `later`'s (given after the subcommand): lists are joined, a value
+    /// given after wins.
+    pub fn merge(mut self, later: RunArgs) -> RunArgs {
+        self.commands.extend(later.commands);
+        self.files.extend(later.files);
+        RunArgs {
+            commands: self.commands,
+            files: self.files,
+            output: later.output.or(self.output),
+            format: later.format.or(self.format),
+            tuples_only: self.tuples_only || later.tuples_only,
+            state_dir: later.state_dir.or(self.state_dir),
+            quiet: self.quiet || later.quiet,
+            max_rows: later.max_rows.or(self.max_rows),
+            no_pushdown: self.no_pushdown || later.no_pushdown,
+            parallel: later.parallel.or(self.parallel),
+        }
+    }
+
+    /// The options given, as typed (for refusing them where they do not apply).
+    pub fn given(&self) -> Vec<&'static str> {
+        let flags = [
+            (!self.commands.is_empty(), "-c"),
+            (!self.files.is_empty(), "-f"),
+            (self.output.is_some(), "-o"),
+            (self.format.is_some(), "--format"),
+            (self.tuples_only, "-t"),
+            (self.state_dir.is_some(), "--state-dir"),
+            (self.quiet, "-q"),
+            (self.max_rows.is_some(), "--max-rows"),
+            (self.no_pushdown, "--no-pushdown"),
+            (self.parallel.is_some(), "--parallel"),
+        ];
+        flags
+            .into_iter()
+            .filter(|(set, _)| *set)
+            .map(|(_, f)| f)
+            .collect()
+    }
 }
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Start the built-in simulator with sample CRM data and open the SQL prompt on it (no
     /// credentials needed).
-    Demo {
-        /// Number of accounts (contacts and opportunities scale with it).
-        #[arg(long, default_value_t = 2000)]
-        rows: usize,
-        /// Seed of the generated data.
-        #[arg(long, default_value_t = 42)]
-        seed: u64,
-    },
-    /// Run the simulator alone, for other tools to connect to.
+    Demo(DemoArgs),
+    /// Run the simulator alone, for other tools to connect to (takes no query options).
     Simulate(SimulateArgs),
+}
+
+#[derive(Args, Debug)]
+#[command(after_help = "\
+Examples:
+  dvsql demo
+  dvsql demo --no-activity -c 'SELECT count(*) FROM account'")]
+pub struct DemoArgs {
+    /// Number of accounts (contacts and opportunities scale with it).
+    #[arg(long, default_value_t = 2000)]
+    pub rows: usize,
+    /// Seed of the generated data.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// No background activity: the data stays as generated (by default a few rows are
+    /// inserted, updated and deleted every few seconds, so that table_changes finds changes).
+    #[arg(long)]
+    pub no_activity: bool,
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 #[derive(Args, Debug)]

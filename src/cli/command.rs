@@ -10,22 +10,28 @@ use datafusion_dataverse::provider::catalog::closest;
 
 use super::args::Format;
 use super::exec::{Outcome, Session};
+use super::print::Expanded;
 
 pub const HELP: &str = r"Backslash commands:
   \?                 this help
   \q                 quit (or Ctrl-D)
   \d                 list tables
   \d NAME            describe a table: columns, Dataverse and Arrow types
+                     (also schema.table: metadata.entity, information_schema.tables)
+  \x [on|off|auto]   expanded display: one column per line (auto: when wider than the screen)
+  \pset              show the print settings
   \pset format F     output format: table, csv, json, ndjson
   \pset max_rows N   rows shown in table format (0 = all)
-  \timing [on|off]   show elapsed time after each statement
+  \pset pager on|off page long results through $PAGER at the prompt
+  \pset tuples_only on|off  rows only: no column names, no footer
+  \timing [on|off]   show elapsed time after each statement (toggles without argument)
   \pushdown [on|off] push filters to the server (off = evaluate everything locally)
   \refresh           forget cached metadata and reload it
   \changes           saved change-tracking tokens (table_changes)
   \reset_changes T   forget T's change token: the next table_changes('T') is a full load
   \stats             requests, rows, bytes and retries so far
-SQL statements end with ';'. EXPLAIN shows the OData request each scan sends.
-Ctrl-C cancels the running statement.";
+SQL statements end with ';' and may span lines. EXPLAIN shows the OData request each scan
+sends. Tab lists completions. Ctrl-C cancels the running statement; exit, quit or Ctrl-D quits.";
 
 /// Runs one backslash command line.
 pub async fn run(session: &mut Session, line: &str) -> Result<Outcome> {
@@ -36,18 +42,35 @@ pub async fn run(session: &mut Session, line: &str) -> Result<Outcome> {
         ("\\q" | "\\quit", _) => return Ok(Outcome::Quit),
         ("\\?" | "\\h" | "\\help", _) => println!("{HELP}"),
         ("\\d", []) => list_tables(session).await?,
-        ("\\d", [table]) => describe(session, table).await?,
-        ("\\pset", ["format", f]) => {
-            session.print.format = f.parse().map_err(DataFusionError::Plan)?;
+        ("\\d", [table]) => describe_any(session, table).await?,
+        ("\\x", []) => {
+            session.print.expanded = match session.print.expanded {
+                Expanded::Off => Expanded::On,
+                Expanded::On | Expanded::Auto => Expanded::Off,
+            };
+            say_expanded(session);
         }
-        ("\\pset", ["max_rows", n]) => {
-            session.print.max_rows = n
-                .parse()
-                .map_err(|_| DataFusionError::Plan(format!("not a number: {n}")))?;
+        ("\\x", [value]) => {
+            session.print.expanded = expanded_value(value)?;
+            say_expanded(session);
         }
-        ("\\timing", []) => session.print.timing = !session.print.timing,
-        ("\\timing", ["on"]) => session.print.timing = true,
-        ("\\timing", ["off"]) => session.print.timing = false,
+        ("\\pset", []) => show_settings(session),
+        ("\\pset", [name]) => {
+            let settings = settings(session);
+            match settings.iter().find(|(n, _)| n == name) {
+                Some((n, v)) => println!("{n} is {v}"),
+                None => return Err(unknown_setting(name)),
+            }
+        }
+        ("\\pset", [name, value]) => set(session, name, value)?,
+        ("\\timing", []) => {
+            session.print.timing = !session.print.timing;
+            say_timing(session);
+        }
+        ("\\timing", [value]) => {
+            session.print.timing = on_off("timing", value)?;
+            say_timing(session);
+        }
         ("\\pushdown", []) => println!(
             "pushdown is {}",
             if session.dataverse.pushdown() {
@@ -64,6 +87,7 @@ pub async fn run(session: &mut Session, line: &str) -> Result<Outcome> {
                 .await?;
         }
         ("\\reset_changes", [table]) => {
+            known_table(session, table).await?;
             let had = session
                 .dataverse
                 .changes()
@@ -105,6 +129,16 @@ pub async fn run(session: &mut Session, line: &str) -> Result<Outcome> {
                 s.waited.as_secs_f64()
             );
         }
+        (
+            "\\d" | "\\x" | "\\pset" | "\\timing" | "\\pushdown" | "\\changes" | "\\reset_changes"
+            | "\\refresh" | "\\stats",
+            _,
+        ) => {
+            return Err(DataFusionError::Plan(format!(
+                "wrong arguments in {}; \\? shows how {name} is used",
+                line.trim()
+            )));
+        }
         _ => {
             return Err(DataFusionError::Plan(format!(
                 "unknown command {}; \\? lists the commands",
@@ -113,6 +147,198 @@ pub async fn run(session: &mut Session, line: &str) -> Result<Outcome> {
         }
     }
     Ok(Outcome::Continue)
+}
+
+fn on_off(name: &str, value: &str) -> Result<bool> {
+    match value.to_lowercase().as_str() {
+        "on" | "true" | "1" | "yes" => Ok(true),
+        "off" | "false" | "0" | "no" => Ok(false),
+        _ => Err(DataFusionError::Plan(format!(
+            "\\pset {name}: unknown value '{value}'; use on or off"
+        ))),
+    }
+}
+
+fn expanded_value(value: &str) -> Result<Expanded> {
+    match value.to_lowercase().as_str() {
+        "auto" => Ok(Expanded::Auto),
+        other => Ok(if on_off("expanded", other)? {
+            Expanded::On
+        } else {
+            Expanded::Off
+        }),
+    }
+}
+
+fn word(on: bool) -> &'static str {
+    if on { "on" } else { "off" }
+}
+
+fn say_expanded(session: &Session) {
+    if session.print.quiet {
+        return;
+    }
+    match session.print.expanded {
+        Expanded::Auto => eprintln!("Expanded display is used automatically."),
+        e => eprintln!("Expanded display is {}.", e.name()),
+    }
+}
+
+fn say_timing(session: &Session) {
+    if session.print.quiet {
+        return;
+    }
+    eprintln!("Timing is {}.", word(session.print.timing));
+}
+
+/// The print settings `\pset` shows and sets, as (name, value).
+fn settings(session: &Session) -> Vec<(&'static str, String)> {
+    let p = &session.print;
+    vec![
+        ("format", format!("{:?}", p.format).to_lowercase()),
+        ("max_rows", p.max_rows.to_string()),
+        ("expanded", p.expanded.name().to_string()),
+        ("pager", word(p.pager).to_string()),
+        ("tuples_only", word(p.tuples_only).to_string()),
+        ("timing", word(p.timing).to_string()),
+    ]
+}
+
+fn show_settings(session: &Session) {
+    for (name, value) in settings(session) {
+        println!("{name:<12} {value}");
+    }
+}
+
+fn unknown_setting(name: &str) -> DataFusionError {
+    DataFusionError::Plan(format!(
+        "\\pset: unknown setting '{name}'; the settings are format, max_rows, expanded, pager, tuples_only, timing"
+    ))
+}
+
+fn set(session: &mut Session, name: &str, value: &str) -> Result<()> {
+    let print = &mut session.print;
+    match name {
+        "format" => {
+            print.format = value
+                .parse()
+                .map_err(|e: String| DataFusionError::Plan(format!("\\pset format: {e}")))?
+        }
+        "max_rows" => {
+            print.max_rows = value.parse().map_err(|_| {
+                DataFusionError::Plan(format!(
+                    "\\pset max_rows: '{value}' is not a number of rows (0 = all)"
+                ))
+            })?
+        }
+        "expanded" => print.expanded = expanded_value(value)?,
+        "pager" => print.pager = on_off(name, value)?,
+        "tuples_only" => print.tuples_only = on_off(name, value)?,
+        "timing" => print.timing = on_off(name, value)?,
+        _ => return Err(unknown_setting(name)),
+    }
+    Ok(())
+}
+
+/// An error naming the close match unless `name` is a table of the environment.
+async fn known_table(session: &Session, name: &str) -> Result<()> {
+    let metadata = session.dataverse.metadata();
+    if metadata
+        .table(name)
+        .await
+        .map_err(|e| DataFusionError::External(Box::new(e)))?
+        .is_some()
+    {
+        return Ok(());
+    }
+    Err(not_found(session, name))
+}
+
+fn not_found(session: &Session, name: &str) -> DataFusionError {
+    let known: Vec<String> = session
+        .dataverse
+        .metadata()
+        .entities_loaded()
+        .map(|list| list.iter().map(|e| e.logical_name.clone()).collect())
+        .unwrap_or_default();
+    DataFusionError::Plan(match closest(name, &known) {
+        Some(hint) => format!("table '{name}' not found; did you mean '{hint}'?"),
+        None => format!("table '{name}' not found; \\d lists the tables"),
+    })
+}
+
+/// `\d NAME`: a Dataverse table (plain or `dataverse.`), any other `schema.table` through
+/// DataFusion's catalog, or a schema's tables.
+async fn describe_any(session: &Session, name: &str) -> Result<()> {
+    let catalog_name = session
+        .ctx
+        .state()
+        .config_options()
+        .catalog
+        .default_catalog
+        .clone();
+    let Some((schema, table)) = name.split_once('.') else {
+        // `\d metadata`: a schema's tables (no Dataverse table is named like a schema).
+        if name != datafusion_dataverse::SCHEMA_NAME
+            && let Some(schema) = session
+                .ctx
+                .catalog(&catalog_name)
+                .and_then(|c| c.schema(&name.to_lowercase()))
+        {
+            let mut names = schema.table_names();
+            names.sort();
+            return print_rows(
+                session,
+                &["table"],
+                names.into_iter().map(|n| vec![n]).collect(),
+            );
+        }
+        return describe(session, name).await;
+    };
+    let schema = schema.to_lowercase();
+    if schema == datafusion_dataverse::SCHEMA_NAME {
+        return describe(session, table).await;
+    }
+    // Through the context, which also knows `information_schema`.
+    let found = match session.ctx.table_provider(name.to_lowercase()).await {
+        Ok(found) => found,
+        Err(_) => {
+            let catalog = session.ctx.catalog(&catalog_name);
+            let Some(provider) = catalog.as_ref().and_then(|c| c.schema(&schema)) else {
+                let mut schemas = catalog.map(|c| c.schema_names()).unwrap_or_default();
+                schemas.push("information_schema".into());
+                schemas.sort();
+                return Err(DataFusionError::Plan(format!(
+                    "schema '{schema}' not found; the schemas are {}",
+                    schemas.join(", ")
+                )));
+            };
+            let mut names = provider.table_names();
+            names.sort();
+            return Err(DataFusionError::Plan(match closest(table, &names) {
+                Some(hint) => {
+                    format!("table '{schema}.{table}' not found; did you mean '{schema}.{hint}'?")
+                }
+                None => format!(
+                    "table '{schema}.{table}' not found; its tables are {}",
+                    names.join(", ")
+                ),
+            }));
+        }
+    };
+    let rows = found
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| {
+            vec![
+                f.name().clone(),
+                f.data_type().to_string(),
+                yes_no(f.is_nullable()),
+            ]
+        })
+        .collect();
+    print_rows(session, &["column", "arrow_type", "nullable"], rows)
 }
 
 async fn list_tables(session: &Session) -> Result<()> {
@@ -155,14 +381,7 @@ async fn describe(session: &Session, name: &str) -> Result<()> {
         .map_err(|e| DataFusionError::External(Box::new(e)))?
     else {
         // The same hint as `SELECT … FROM acount` gives.
-        let known: Vec<String> = metadata
-            .entities_loaded()
-            .map(|list| list.iter().map(|e| e.logical_name.clone()).collect())
-            .unwrap_or_default();
-        return Err(DataFusionError::Plan(match closest(name, &known) {
-            Some(hint) => format!("table '{name}' not found; did you mean '{hint}'?"),
-            None => format!("table '{name}' not found; \\d lists the tables"),
-        }));
+        return Err(not_found(session, name));
     };
     let rows = table
         .columns
@@ -250,5 +469,5 @@ fn print_rows(session: &Session, header: &[&str], rows: Vec<Vec<String>>) -> Res
     if print.format == Format::Table {
         print.max_rows = 0;
     }
-    print.print(&mut std::io::stdout().lock(), &[batch])
+    print.output.clone().with(|out| print.print(out, &[batch]))
 }

@@ -2,13 +2,14 @@
 //! execute each, stream the results to the printer, and report `N rows in X s, M requests`.
 //! Ctrl-C cancels the running statement, not the program.
 
-use std::io::Write;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use datafusion::arrow::array::{AsArray, RecordBatch};
 use datafusion::arrow::datatypes::{SchemaRef, UInt64Type};
 use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::LogicalPlan;
+use datafusion::physical_plan::execute_stream;
 use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::{DFParserBuilder, Statement};
 use datafusion::sql::sqlparser::dialect::GenericDialect;
@@ -17,8 +18,10 @@ use datafusion_dataverse::Dataverse;
 use futures::StreamExt;
 
 use super::args::Format;
+use super::cancel::{self, Interrupts};
 use super::command;
-use super::print::{self, PrintOptions};
+use super::explain;
+use super::print::{self, Output, PrintOptions};
 use super::progress::Progress;
 
 /// Whether `sql` holds only whole statements: nothing but whitespace and comments, or a last
@@ -50,6 +53,10 @@ pub struct Session {
     pub print: PrintOptions,
     /// Show progress on stderr (a terminal, not quiet).
     pub progress: bool,
+    /// SIGINT / SIGTERM: cancel the running statement.
+    pub interrupts: Interrupts,
+    /// The file being run (`-f`), named in errors with the line.
+    pub source: Option<String>,
 }
 
 impl Session {
@@ -57,53 +64,91 @@ impl Session {
     /// Stops at the first error.
     pub async fn run_script(&mut self, text: &str) -> Result<Outcome> {
         let mut sql = String::new();
-        for line in text.lines() {
+        // The line (1-based) `sql` starts on, for `file:line` in errors.
+        let mut first_line = 1;
+        for (i, line) in text.lines().enumerate() {
             let trimmed = line.trim();
             // A backslash line is a command when the statements before it are complete; they
             // run first, so `SELECT …;` then `\pset format csv` apply in order.
             if trimmed.starts_with('\\') && is_complete(&sql) {
                 if !sql.trim().is_empty() {
-                    self.run_sql(&sql).await?;
+                    self.run_sql_at(&sql, first_line).await?;
                     sql.clear();
                 }
-                if command::run(self, trimmed).await? == Outcome::Quit {
+                let outcome = command::run(self, trimmed)
+                    .await
+                    .map_err(|e| self.located(e, i + 1))?;
+                if outcome == Outcome::Quit {
                     return Ok(Outcome::Quit);
                 }
+                first_line = i + 2;
                 continue;
+            }
+            if sql.trim().is_empty() {
+                sql.clear();
+                first_line = i + 1;
             }
             sql.push_str(line);
             sql.push('\n');
         }
         if !sql.trim().is_empty() {
-            self.run_sql(&sql).await?;
+            self.run_sql_at(&sql, first_line).await?;
         }
         Ok(Outcome::Continue)
+    }
+
+    /// `error` prefixed with `file:line: ` when a file is running (see [`Session::source`]).
+    fn located(&self, error: DataFusionError, line: usize) -> DataFusionError {
+        match &self.source {
+            Some(file) if !is_broken_pipe(&error) && !cancel::is_cancelled(&error) => {
+                DataFusionError::Plan(format!("{file}:{line}: {}", one_line(&error)))
+            }
+            _ => error,
+        }
     }
 
     /// Parses and runs the statements in `sql` one at a time, so that those before a syntax
     /// error have run when it is reported (as in psql). The loop is `DFParser::parse_statements`
     /// with each statement run as soon as it is parsed and its end found.
     pub async fn run_sql(&mut self, sql: &str) -> Result<()> {
+        self.run_sql_at(sql, 1).await
+    }
+
+    /// [`Session::run_sql`] for `sql` that starts on line `first_line` of the script.
+    async fn run_sql_at(&mut self, sql: &str, first_line: usize) -> Result<()> {
+        // Blank lines in front make the parser's positions (`at Line: 4, Column: 10`) the
+        // script's own.
+        let padded = format!("{}{sql}", "\n".repeat(first_line.saturating_sub(1)));
         let dialect = GenericDialect {};
-        let mut parser = DFParserBuilder::new(sql)
+        let mut parser = DFParserBuilder::new(padded.as_str())
             .with_dialect(&dialect)
             .build()
-            .map_err(syntax_error)?;
+            .map_err(syntax_error)
+            .map_err(|e| self.located(e, first_line))?;
         loop {
             while parser.parser.consume_token(&Token::SemiColon) {}
-            if parser.parser.peek_token() == Token::EOF {
+            let next = parser.parser.peek_token();
+            if next == Token::EOF {
                 return Ok(());
             }
-            let statement = parser.parse_statement().map_err(syntax_error)?;
+            let line = (next.span.start.line as usize).max(first_line);
+            let statement = parser
+                .parse_statement()
+                .map_err(syntax_error)
+                .map_err(|e| self.located(e, line))?;
             // `SELECT 1 SELECT 2` is one bad statement, not a good one followed by an error.
             let next = parser.parser.peek_token();
             if next != Token::SemiColon && next != Token::EOF {
-                return Err(DataFusionError::Plan(format!(
-                    "syntax error: Expected: end of statement, found: {next}{}",
-                    next.span.start
-                )));
+                return Err(self.located(
+                    DataFusionError::Plan(format!(
+                        "syntax error: Expected: end of statement, found: {next}{}",
+                        next.span.start
+                    )),
+                    line,
+                ));
             }
-            self.run_statement(statement).await?;
+            let result = self.run_statement(statement).await;
+            result.map_err(|e| self.located(e, line))?;
         }
     }
 
@@ -125,29 +170,42 @@ impl Session {
     async fn run_statement_inner(&mut self, statement: Statement) -> Result<()> {
         let started = Instant::now();
         let before = self.dataverse.stats();
-        // table_changes() plans synchronously: load its metadata first, without blocking.
-        self.dataverse
-            .prepare(&statement.to_string())
-            .await
-            .map_err(|e| DataFusionError::External(Box::new(e)))?;
-        let plan = self.ctx.state().statement_to_plan(statement).await?;
-        let kind = StatementKind::of(&plan);
-        let df = self.ctx.execute_logical_plan(plan).await?;
+        let sql = statement.to_string();
+        let guard = self.interrupts.statement();
+        let cancel = guard.cancel().clone();
         let progress = Progress::start(self.progress, self.dataverse.clone());
         let run = async {
-            let mut stream = df.execute_stream().await?;
+            // table_changes() plans synchronously: load its metadata first, without blocking.
+            self.dataverse
+                .prepare(&sql)
+                .await
+                .map_err(|e| DataFusionError::External(Box::new(e)))?;
+            let plan = self.ctx.state().statement_to_plan(statement).await?;
+            let kind = StatementKind::of(&plan);
+            let df = self.ctx.execute_logical_plan(plan).await?;
+            let task_ctx = Arc::new(df.task_ctx());
+            let physical = df.create_physical_plan().await?;
+            let physical = cancel::with_cancel_checks(physical, &cancel)?;
+            let mut stream = execute_stream(physical, task_ctx)?;
             let mut sink = Sink::new(&self.print, kind, stream.schema());
             while let Some(batch) = stream.next().await {
                 sink.push(batch?)?;
             }
-            Ok::<_, DataFusionError>(sink)
+            Ok::<_, DataFusionError>((kind, sink))
         };
+        // Dropping `run` drops the stream (aborting the tasks at their next await); the
+        // cancel checks stop the ones that never await.
         let outcome = tokio::select! {
             r = run => r,
-            _ = tokio::signal::ctrl_c() => Err(DataFusionError::Execution("query cancelled (Ctrl-C)".into())),
+            _ = cancel.cancelled() => Err(cancel::cancelled_error()),
         };
         progress.finish();
-        let sink = outcome?;
+        drop(guard);
+        let (kind, sink) =
+            outcome.map_err(|e| match super::errors::reword(&e, &sql, &self.dataverse) {
+                Some(message) => DataFusionError::Plan(message),
+                None => e,
+            })?;
         let elapsed = started.elapsed();
         let stats = self.dataverse.stats().since(&before);
         sink.finish(&self.print)?;
@@ -157,7 +215,7 @@ impl Session {
             String::new()
         };
         let footer = match kind {
-            StatementKind::Query => Some(format!(
+            StatementKind::Query | StatementKind::Explain => Some(format!(
                 "{}{time}{}",
                 plural(sink.rows as u64, "row"),
                 requests_note(&stats)
@@ -172,6 +230,7 @@ impl Session {
         // The footer goes to stderr so that stdout holds only results.
         if let Some(footer) = footer
             && !self.print.quiet
+            && !self.print.tuples_only
         {
             eprintln!("{footer}");
         }
@@ -182,6 +241,8 @@ impl Session {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum StatementKind {
     Query,
+    /// EXPLAIN [ANALYZE]: printed as plan sections in table format.
+    Explain,
     Copy,
     Other,
 }
@@ -192,13 +253,14 @@ impl StatementKind {
             LogicalPlan::Copy(_) => StatementKind::Copy,
             LogicalPlan::Ddl(_) | LogicalPlan::Statement(_) => StatementKind::Other,
             LogicalPlan::Dml(_) => StatementKind::Copy,
+            LogicalPlan::Explain(_) | LogicalPlan::Analyze(_) => StatementKind::Explain,
             _ => StatementKind::Query,
         }
     }
 }
 
 /// Receives batches as they arrive: tables keep the first rows (and count the rest); CSV and
-/// JSON stream straight to stdout so large exports never sit in memory.
+/// JSON stream straight to the output so large exports never sit in memory.
 struct Sink {
     kind: StatementKind,
     /// Printed as an empty table (or a CSV header) when no batch arrives.
@@ -210,6 +272,8 @@ struct Sink {
     rows: usize,
     copied: u64,
     streamed: bool,
+    header: bool,
+    output: Output,
 }
 
 impl Sink {
@@ -220,15 +284,26 @@ impl Sink {
             format: print.format,
             kept: Vec::new(),
             kept_rows: 0,
-            max_rows: print.max_rows,
+            max_rows: if kind == StatementKind::Explain {
+                0
+            } else {
+                print.max_rows
+            },
             rows: 0,
             copied: 0,
             streamed: false,
+            header: !print.tuples_only,
+            output: print.output.clone(),
         }
     }
 
     fn push(&mut self, batch: RecordBatch) -> Result<()> {
         self.rows += batch.num_rows();
+        let batch = if self.kind == StatementKind::Explain {
+            explain::clean_batch(batch)?
+        } else {
+            batch
+        };
         if self.kind == StatementKind::Copy {
             if let Some(col) = batch.columns().first()
                 && let Some(counts) = col.as_primitive_opt::<UInt64Type>()
@@ -248,16 +323,21 @@ impl Sink {
             // JSON arrays need all batches through one writer; keep them (bounded by memory).
             Format::Json => self.kept.push(batch),
             Format::Csv | Format::Ndjson => {
-                let header = !self.streamed;
+                let header = self.header && !self.streamed;
                 self.streamed = true;
-                write_streamed(self.format, header, &batch)?;
+                let batches = std::slice::from_ref(&batch);
+                let format = self.format;
+                self.output.with(|out| match format {
+                    Format::Csv => print::write_csv(out, batches, header),
+                    _ => print::write_ndjson(out, batches),
+                })?;
             }
         }
         Ok(())
     }
 
     fn finish(&self, print: &PrintOptions) -> Result<()> {
-        if self.kind != StatementKind::Query {
+        if !matches!(self.kind, StatementKind::Query | StatementKind::Explain) {
             return Ok(());
         }
         let empty;
@@ -268,31 +348,32 @@ impl Sink {
         } else {
             &self.kept[..]
         };
-        let stdout = std::io::stdout();
-        let mut out = stdout.lock();
         match self.format {
-            // The printer caps the rows and needs the total to say how many were cut.
-            Format::Table => print.print_table_with_total(&mut out, kept, self.rows)?,
-            Format::Json => print.print(&mut out, kept)?,
+            Format::Table => {
+                let text = if self.kind == StatementKind::Explain {
+                    let width = print
+                        .screen
+                        .map_or(explain::WIDTH, |(cols, _)| cols.max(40));
+                    explain::render(kept, width)?
+                } else {
+                    // The printer caps the rows and needs the total to say how many were cut.
+                    print.render_table(kept, self.rows)?
+                };
+                if !print::page(&text, print) {
+                    self.output
+                        .with(|out| out.write_all(text.as_bytes()).map_err(print::io))?;
+                }
+                Ok(())
+            }
+            Format::Json => self.output.with(|out| print.print(out, kept)),
             Format::Csv | Format::Ndjson => {
                 if !self.streamed {
                     // An empty result still gets its CSV header.
-                    print.print(&mut out, kept)?;
+                    self.output.with(|out| print.print(out, kept))?;
                 }
+                Ok(())
             }
         }
-        out.flush()
-            .map_err(|e| DataFusionError::External(Box::new(e)))
-    }
-}
-
-fn write_streamed(format: Format, header: bool, batch: &RecordBatch) -> Result<()> {
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
-    let batches = std::slice::from_ref(batch);
-    match format {
-        Format::Csv => print::write_csv(&mut out, batches, header),
-        _ => print::write_ndjson(&mut out, batches),
     }
 }
 

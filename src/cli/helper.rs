@@ -1,5 +1,6 @@
-//! The rustyline helper: a statement is complete at `;` (or a backslash command), and Tab
-//! completes SQL keywords, table names and the columns of tables already described.
+//! The rustyline helper: Tab lists the candidates for the word before the cursor: SQL
+//! keywords, functions, schemas, tables (`metadata.` lists the metadata tables, `account.` the
+//! columns of a described table) and backslash commands.
 
 use std::borrow::Cow;
 
@@ -7,10 +8,10 @@ use datafusion_dataverse::Dataverse;
 use rustyline::completion::{Completer, Pair};
 use rustyline::highlight::Highlighter;
 use rustyline::hint::Hinter;
-use rustyline::validate::{ValidationContext, ValidationResult, Validator};
+use rustyline::validate::Validator;
 use rustyline::{Context, Helper};
 
-use super::exec::is_complete;
+use datafusion::prelude::SessionContext;
 
 const KEYWORDS: &[&str] = &[
     "SELECT",
@@ -66,15 +67,32 @@ const KEYWORDS: &[&str] = &[
     "NULL",
 ];
 
+/// The backslash commands, for completion (`\?` lists them with their arguments).
+const COMMANDS: &[&str] = &[
+    "\\?",
+    "\\q",
+    "\\d",
+    "\\x",
+    "\\pset",
+    "\\timing",
+    "\\pushdown",
+    "\\refresh",
+    "\\changes",
+    "\\reset_changes",
+    "\\stats",
+];
+
 pub struct SqlHelper {
     dataverse: Dataverse,
+    ctx: SessionContext,
 }
 
 impl SqlHelper {
-    pub fn new(dataverse: Dataverse) -> Self {
-        Self { dataverse }
+    pub fn new(dataverse: Dataverse, ctx: SessionContext) -> Self {
+        Self { dataverse, ctx }
     }
 
+    /// Tables, the columns of tables already loaded, schemas and functions.
     fn names(&self) -> Vec<String> {
         let metadata = self.dataverse.metadata();
         let mut names = Vec::new();
@@ -86,9 +104,48 @@ impl SqlHelper {
                 }
             }
         }
+        names.extend(self.schemas());
+        let state = self.ctx.state();
+        names.extend(state.scalar_functions().keys().cloned());
+        names.extend(state.aggregate_functions().keys().cloned());
+        names.extend(state.window_functions().keys().cloned());
+        names.extend(state.table_functions().keys().cloned());
         names.sort();
         names.dedup();
         names
+    }
+
+    fn schemas(&self) -> Vec<String> {
+        self.ctx
+            .catalog(&self.catalog_name())
+            .map(|c| c.schema_names())
+            .unwrap_or_default()
+    }
+
+    fn catalog_name(&self) -> String {
+        self.ctx
+            .state()
+            .config_options()
+            .catalog
+            .default_catalog
+            .clone()
+    }
+
+    /// What follows `qualifier.`: the tables of a schema, or the loaded columns of a table.
+    fn qualified(&self, qualifier: &str) -> Vec<String> {
+        let qualifier = qualifier.to_lowercase();
+        if let Some(schema) = self
+            .ctx
+            .catalog(&self.catalog_name())
+            .and_then(|c| c.schema(&qualifier))
+        {
+            return schema.table_names();
+        }
+        self.dataverse
+            .metadata()
+            .table_loaded(&qualifier)
+            .map(|t| t.columns.iter().map(|c| c.name.clone()).collect())
+            .unwrap_or_default()
     }
 }
 
@@ -102,22 +159,38 @@ impl Completer for SqlHelper {
         _ctx: &Context<'_>,
     ) -> rustyline::Result<(usize, Vec<Pair>)> {
         let start = line[..pos]
-            .rfind(|c: char| !(c.is_alphanumeric() || c == '_'))
+            .rfind(|c: char| !(c.is_alphanumeric() || c == '_' || c == '.' || c == '\\'))
             .map(|i| i + 1)
             .unwrap_or(0);
         let word = &line[start..pos];
         if word.is_empty() {
             return Ok((pos, Vec::new()));
         }
+        if word.starts_with('\\') {
+            let out = COMMANDS
+                .iter()
+                .filter(|c| c.starts_with(word))
+                .map(|c| pair(c))
+                .collect();
+            return Ok((start, out));
+        }
+        if let Some((qualifier, name)) = word.rsplit_once('.') {
+            let lower = name.to_lowercase();
+            let mut names = self.qualified(qualifier);
+            names.sort();
+            let out = names
+                .into_iter()
+                .filter(|n| n.starts_with(&lower))
+                .map(|n| pair(&n))
+                .collect();
+            return Ok((start + qualifier.len() + 1, out));
+        }
         let lower = word.to_lowercase();
         let mut out: Vec<Pair> = self
             .names()
             .into_iter()
             .filter(|n| n.starts_with(&lower))
-            .map(|n| Pair {
-                display: n.clone(),
-                replacement: n,
-            })
+            .map(|n| pair(&n))
             .collect();
         out.extend(
             KEYWORDS
@@ -136,6 +209,13 @@ impl Completer for SqlHelper {
     }
 }
 
+fn pair(name: &str) -> Pair {
+    Pair {
+        display: name.to_string(),
+        replacement: name.to_string(),
+    }
+}
+
 impl Hinter for SqlHelper {
     type Hint = String;
 }
@@ -146,19 +226,8 @@ impl Highlighter for SqlHelper {
     }
 }
 
-impl Validator for SqlHelper {
-    fn validate(&self, ctx: &mut ValidationContext<'_>) -> rustyline::Result<ValidationResult> {
-        Ok(statement_state(ctx.input()))
-    }
-}
-
-/// Complete when empty, a backslash command, or ending in `;` (comments after it allowed).
-pub fn statement_state(input: &str) -> ValidationResult {
-    if input.trim_start().starts_with('\\') || is_complete(input) {
-        ValidationResult::Valid(None)
-    } else {
-        ValidationResult::Incomplete
-    }
-}
+/// Every line is accepted: the prompt collects lines until a statement is complete, showing
+/// a continuation prompt meanwhile (rustyline's multi-line editing has none).
+impl Validator for SqlHelper {}
 
 impl Helper for SqlHelper {}
