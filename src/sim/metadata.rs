@@ -338,12 +338,8 @@ fn attributes(e: &EntityDef, cast: Option<&str>, o: &Opts) -> Result<Vec<Json>, 
     };
     let mut out = Vec::new();
     for (i, a) in e.attrs.iter().enumerate() {
-        if let Some(c) = cast {
-            let matches = a.ty.metadata_type() == c
-                || (c == "EnumAttributeMetadata" && a.ty.options().is_some());
-            if !matches {
-                continue;
-            }
+        if cast.is_some_and(|c| a.ty.metadata_type() != c) {
+            continue;
         }
         let b = base(e, a, i);
         let d = derived(a);
@@ -551,8 +547,12 @@ pub fn entity_definitions(model: &Model, path: &str, req: &WebRequest) -> Result
                 "UniqueIdentifierAttributeMetadata",
                 "ImageAttributeMetadata",
                 "EntityNameAttributeMetadata",
-                "EnumAttributeMetadata",
             ];
+            // The abstract base of the choice types is in the CSDL but cannot be cast to:
+            // real environments answer 500 (reference §1.5).
+            if c == "EnumAttributeMetadata" {
+                return Err(ApiError::unexpected_attribute_type(c));
+            }
             if !KNOWN.contains(&c) {
                 return Err(ApiError::segment_not_found(&format!(
                     "Microsoft.Dynamics.CRM.{c}"
