@@ -200,6 +200,42 @@ async fn concrete_choice_casts_return_exactly_their_own_attributes_with_options(
     }
 }
 
+#[tokio::test]
+async fn option_set_expansions_honour_their_select_and_exist_only_on_choice_types() {
+    let sim = common::simulator(RowCounts::accounts_only(5)).await;
+    let api = Api::new(&sim).await;
+    let base = "EntityDefinitions(LogicalName='account')/Attributes/Microsoft.Dynamics.CRM.";
+    let v = api
+        .ok(&format!("{base}PicklistAttributeMetadata?{OPTION_EXPAND}"))
+        .await;
+    for a in v["value"].as_array().unwrap() {
+        let mut keys: Vec<&String> = a["OptionSet"].as_object().unwrap().keys().collect();
+        keys.sort();
+        assert_eq!(keys, vec!["MetadataId", "Options"], "{a}");
+    }
+    let (code, message) = api
+        .error(
+            &format!("{base}BooleanAttributeMetadata?{OPTION_EXPAND}"),
+            400,
+        )
+        .await;
+    assert_eq!(code, "0x0");
+    assert_eq!(
+        message,
+        "Could not find a property named 'Options' on type 'Microsoft.Dynamics.CRM.BooleanOptionSetMetadata'."
+    );
+    let (_, message) = api
+        .error(
+            &format!("{base}StringAttributeMetadata?$select=LogicalName&$expand=OptionSet"),
+            400,
+        )
+        .await;
+    assert_eq!(
+        message,
+        "Could not find a property named 'OptionSet' on type 'Microsoft.Dynamics.CRM.StringAttributeMetadata'."
+    );
+}
+
 // --- 2. URL length -------------------------------------------------------------------------
 
 /// A GET URL on `accounts` whose path and query are exactly `len` characters long.
