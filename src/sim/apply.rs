@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use crate::sim::data::{Row, Store};
 use crate::sim::error::ApiError;
-use crate::sim::filter::{Binder, Pred, cell, value_to_text};
+use crate::sim::filter::{Binder, Pred, cell, check_condition_limit, value_to_text};
 use crate::sim::model::{AttrType, EntityDef};
 use crate::sim::odata::{parse_filter, split_top_level};
 use crate::sim::query::{Env, Reply, WebRequest, bind_filter};
@@ -127,6 +127,7 @@ pub fn run(
             )));
         }
     }
+    check_condition_limit(&preds)?;
     let rows: Vec<&Row> = store.tables[ei]
         .rows
         .iter()

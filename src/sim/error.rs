@@ -1,4 +1,5 @@
-//! Web API error responses in the `{"error":{"code","message"}}` shape (§7.1).
+//! Web API error responses in the `{"error":{"code","message"}}` shape (§7.1), and the few
+//! plain HTML pages that the web server in front of the Web API answers itself.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -17,7 +18,15 @@ pub struct ApiError {
     pub retry_after: Option<u64>,
     /// `WWW-Authenticate` value (401 only).
     pub www_authenticate: Option<String>,
+    /// An HTML page sent instead of the JSON body: the request was refused by the web server
+    /// (HTTP.sys) before it reached the Web API, so there is no Dataverse error code.
+    pub html_page: Option<&'static str>,
 }
+
+/// The page HTTP.sys answers a request whose URL is too long with, as observed from a
+/// Dataverse environment (microsoft/vscode-copilotstudio#122, 2026-03: "Dataverse request
+/// failed (414): <HTML><HEAD><TITLE>Request URL Too Long</TITLE>…").
+const URL_TOO_LONG_PAGE: &str = "<HTML><HEAD><TITLE>Request URL Too Long</TITLE></HEAD>\r\n<BODY><h2>Request URL Too Long</h2>\r\n<hr><p>HTTP Error 414. The request URL is too long.</p>\r\n</BODY></HTML>\r\n";
 
 impl ApiError {
     /// A generic error.
@@ -28,6 +37,7 @@ impl ApiError {
             message: message.into(),
             retry_after: None,
             www_authenticate: None,
+            html_page: None,
         }
     }
 
@@ -69,9 +79,92 @@ impl ApiError {
         Self::bad_request("0x80060888", message)
     }
 
-    /// The JSON body.
+    /// 400 `0x80060888` when the parser needs an operand and finds the end of the text
+    /// (the OData parser's `UriQueryExpressionParser_ExpressionExpected`).
+    pub fn expression_expected(position: usize, text: &str) -> Self {
+        Self::bad_request(
+            "0x80060888",
+            format!("Expression expected at position {position} in '{text}'."),
+        )
+    }
+
+    /// 400 `0x80060888` for text shaped like a DateTimeOffset that .NET cannot represent
+    /// (month 13, year 0, an offset that moves it past 9999-12-31): the OData parser's
+    /// `UriUtils_DateTimeOffsetInvalidFormat`, raised when its `PotentialDateTimeOffset`
+    /// pattern matched (odata.net `UriUtils.ConvertUriStringToDateTimeOffset`).
+    pub fn invalid_datetime_offset(literal: &str) -> Self {
+        Self::bad_request(
+            "0x80060888",
+            format!(
+                "The DateTimeOffset text '{literal}' should be in format 'yyyy-mm-ddThh:mm:ss('.'s+)?(zzzzzz)?' and each field value is within valid range."
+            ),
+        )
+    }
+
+    /// 400 `0x80040239` for a date before 1753-01-01, the floor of SQL `datetime` (§1.9).
+    /// Code and wording (including Microsoft's "minumum") as Dataverse answers such a value
+    /// through the Web API (microsoft/coe-starter-kit#6417, microsoft/powerapps-tools#427);
+    /// those are writes, the same `CrmDateTime` check on a query condition is inferred.
+    pub fn below_crm_datetime_minimum(unix_seconds: i64) -> Self {
+        let actual = chrono::DateTime::from_timestamp(unix_seconds, 0)
+            .map(|t| t.format("%m/%d/%Y %H:%M:%S").to_string())
+            .unwrap_or_default();
+        Self::bad_request(
+            "0x80040239",
+            format!(
+                "DateTime is less than minumum value supported by CrmDateTime. Actual value: {actual}, Minimum value supported: 01/01/1753 00:00:00"
+            ),
+        )
+    }
+
+    /// 400 for a number outside `System.Decimal`: .NET's `OverflowException` message, which
+    /// the OData parser lets through when it converts such a literal to `Edm.Decimal`
+    /// (odata.net test `ParseFilterDecimalValuesWithOptionalSuffix`, "double already
+    /// overflows decimal"). The code is the one of the simulator's other parser errors [inf].
+    pub fn decimal_overflow() -> Self {
+        Self::bad_request(
+            "0x80060888",
+            "Value was either too large or too small for a Decimal.",
+        )
+    }
+
+    /// 400 `0x8004430C` `TooManyConditionsInQuery` (reference §2.3 Limits, §7.3).
+    pub fn too_many_conditions() -> Self {
+        Self::bad_request(
+            "0x8004430C",
+            "Number of conditions in query exceeded maximum limit.",
+        )
+    }
+
+    /// 500 `0x8006088a` for a cast to an abstract attribute metadata type, as observed on
+    /// real environments for `EnumAttributeMetadata` (Microsoft's metadata docs: that type
+    /// cannot be cast to; reference §1.5).
+    pub fn unexpected_attribute_type(type_name: &str) -> Self {
+        Self::new(
+            500,
+            "0x8006088a",
+            format!("Unexpected attribute type {type_name}"),
+        )
+    }
+
+    /// 414 with HTTP.sys's HTML page: the URL (path and query as sent) is longer than the
+    /// 32,768 characters the Web API accepts (reference §2.1 "URL length"). Real
+    /// environments answer this from the web server, not from Dataverse, so the body is the
+    /// server's page rather than an OData error.
+    pub fn url_too_long() -> Self {
+        ApiError {
+            html_page: Some(URL_TOO_LONG_PAGE),
+            ..Self::new(414, "", "Request URL Too Long")
+        }
+    }
+
+    /// The body: the JSON error, or the web server's page.
     pub fn body(&self) -> String {
-        serde_json::json!({"error": {"code": self.code, "message": self.message}}).to_string()
+        match self.html_page {
+            Some(page) => page.to_string(),
+            None => serde_json::json!({"error": {"code": self.code, "message": self.message}})
+                .to_string(),
+        }
     }
 }
 
@@ -84,6 +177,14 @@ impl IntoResponse for ApiError {
         )
             .into_response();
         let h = resp.headers_mut();
+        if self.html_page.is_some() {
+            // HTTP.sys's own pages are `us-ascii` HTML, without OData headers [inf].
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=us-ascii"),
+            );
+            return resp;
+        }
         h.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json; odata.metadata=minimal"),

@@ -9,7 +9,7 @@
 //! * `contains`/`startswith`/`endswith` arguments are SQL `LIKE` patterns: `%`, `_`, `[...]`,
 //!   `[^...]` are wildcards and `[%]`, `[_]`, `[[]` escape them (§2.6);
 //! * GUIDs compare in SQL Server order (§2.7);
-//! * at most 500 conditions, each `In` value counting as one (§2.3).
+//! * at most 500 conditions in a query (§2.3 Limits), counted by [`Pred::conditions`].
 
 use std::borrow::Cow;
 use std::cmp::Ordering;
@@ -20,11 +20,24 @@ use crate::sim::error::ApiError;
 use crate::sim::model::{AttrDef, AttrType, Behavior, EntityDef, Storage};
 use crate::sim::odata::{CmpOp, Lit, Node, parse_literal};
 use crate::sim::value::{
-    Value, cmp_values, date_from_days, days_from_date, fold_chars, parse_scaled,
+    SQL_DATETIME_MIN_SECS, Value, cmp_values, date_from_days, days_from_date, fold_chars,
+    parse_scaled,
 };
 
 /// Maximum number of conditions in one query (§2.3, `0x8004430C`).
 pub const MAX_CONDITIONS: usize = 500;
+
+/// Refuses a query whose filters hold more than [`MAX_CONDITIONS`] conditions in total
+/// (`$filter` and every `$apply=filter(...)` together: they end up in one query).
+pub fn check_condition_limit<'p>(
+    preds: impl IntoIterator<Item = &'p Pred>,
+) -> Result<(), ApiError> {
+    let total: usize = preds.into_iter().map(Pred::conditions).sum();
+    if total > MAX_CONDITIONS {
+        return Err(ApiError::too_many_conditions());
+    }
+    Ok(())
+}
 
 /// A column reference with its type.
 #[derive(Clone, Debug)]
@@ -193,7 +206,6 @@ pub struct Binder<'a> {
     pub aliases: &'a HashMap<String, String>,
     /// §2.5 switch.
     pub null_inclusive_ne: bool,
-    conditions: usize,
 }
 
 fn op_kind(op: CmpOp) -> &'static str {
@@ -352,19 +364,7 @@ impl<'a> Binder<'a> {
             entity,
             aliases,
             null_inclusive_ne,
-            conditions: 0,
         }
-    }
-
-    fn count(&mut self, n: usize) -> Result<(), ApiError> {
-        self.conditions += n;
-        if self.conditions > MAX_CONDITIONS {
-            return Err(ApiError::bad_request(
-                "0x8004430C",
-                "Number of conditions in query exceeded maximum limit.",
-            ));
-        }
-        Ok(())
     }
 
     fn column(&self, name: &str) -> Result<ColRef, ApiError> {
@@ -415,14 +415,8 @@ impl<'a> Binder<'a> {
                     p => Ok(Pred::Not(Box::new(p))),
                 }
             }
-            Node::Cmp(op, l, r) => {
-                self.count(1)?;
-                self.bind_cmp(*op, &self.resolve(l)?, &self.resolve(r)?)
-            }
-            Node::Call(name, args) => {
-                self.count(1)?;
-                self.bind_call(name, args)
-            }
+            Node::Cmp(op, l, r) => self.bind_cmp(*op, &self.resolve(l)?, &self.resolve(r)?),
+            Node::Call(name, args) => self.bind_call(name, args),
             Node::CrmCall(name, params) => self.bind_crm(name, params),
             Node::Prop(p) => {
                 let c = self.column(p)?;
@@ -484,7 +478,7 @@ impl<'a> Binder<'a> {
             });
         }
         match lit_to_value(&c.ty, lit) {
-            Some(v) => Ok(Pred::CmpLit(c, op, v)),
+            Some(v) => Ok(Pred::CmpLit(c, op, within_sql_datetime(v)?)),
             None => Err(incompatible(c.ty.edm_type(), lit_edm(lit), op)),
         }
     }
@@ -573,19 +567,20 @@ impl<'a> Binder<'a> {
             .filter(|a| a.is_odata())
             .ok_or_else(|| ApiError::unknown_property(&prop, &self.entity.logical_name))?;
         let c = ColRef::of(attr);
-        self.count(values.len().max(1))?;
         let bad = |v: &str| {
             ApiError::bad_request(
                 "0x0",
                 format!("The value '{v}' is not valid for attribute '{prop}'."),
             )
         };
+        let value = |v: &String| {
+            text_to_value(&c.ty, v)
+                .ok_or_else(|| bad(v))
+                .and_then(within_sql_datetime)
+        };
         match kind {
             "in" => {
-                let vals = values
-                    .iter()
-                    .map(|v| text_to_value(&c.ty, v).ok_or_else(|| bad(v)))
-                    .collect::<Result<Vec<_>, _>>()?;
+                let vals = values.iter().map(value).collect::<Result<Vec<_>, _>>()?;
                 Ok(Pred::In(c, vals, negated))
             }
             "between" => {
@@ -597,8 +592,7 @@ impl<'a> Binder<'a> {
                         ),
                     ));
                 }
-                let lo = text_to_value(&c.ty, &values[0]).ok_or_else(|| bad(&values[0]))?;
-                let hi = text_to_value(&c.ty, &values[1]).ok_or_else(|| bad(&values[1]))?;
+                let (lo, hi) = (value(&values[0])?, value(&values[1])?);
                 Ok(Pred::Between(c, lo, hi, negated))
             }
             _ => {
@@ -620,6 +614,20 @@ impl<'a> Binder<'a> {
     }
 }
 
+/// Refuses a date before 1753-01-01: Dataverse stores dates as SQL `datetime` and checks a
+/// condition's value against that floor when it builds the query (reference §1.9).
+fn within_sql_datetime(v: Value) -> Result<Value, ApiError> {
+    let secs = match v {
+        Value::DateTime(t) => t,
+        Value::Date(d) => d as i64 * 86_400,
+        other => return Ok(other),
+    };
+    if secs < SQL_DATETIME_MIN_SECS {
+        return Err(ApiError::below_crm_datetime_minimum(secs));
+    }
+    Ok(v)
+}
+
 fn unsupported_function(name: &str) -> ApiError {
     ApiError::not_supported(format!(
         "The function '{name}' is not supported. Only contains, startswith and endswith are supported in $filter."
@@ -638,6 +646,25 @@ fn test_op(op: CmpOp, ord: Ordering) -> bool {
 }
 
 impl Pred {
+    /// Conditions as Dataverse counts them against its limit (§2.3 Limits): every comparison
+    /// and every function call is one, each value of `In`/`NotIn` is one (the
+    /// query-antipatterns doc), `and`/`or`/`not` and parentheses are none.
+    pub fn conditions(&self) -> usize {
+        match self {
+            Pred::And(ps) | Pred::Or(ps) => ps.iter().map(Pred::conditions).sum(),
+            Pred::Not(p) => p.conditions(),
+            Pred::In(_, values, _) => values.len().max(1),
+            // `Const` only comes from a comparison with null (`x gt null`).
+            Pred::Const(_)
+            | Pred::IsNull(..)
+            | Pred::CmpLit(..)
+            | Pred::CmpCol(..)
+            | Pred::Like(..)
+            | Pred::Between(..)
+            | Pred::Contain(..) => 1,
+        }
+    }
+
     /// Evaluates the predicate on a row: `Some(true)`, `Some(false)` or unknown (`None`).
     pub fn eval(&self, row: &Row, null_inclusive_ne: bool) -> Option<bool> {
         match self {

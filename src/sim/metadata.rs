@@ -338,12 +338,8 @@ fn attributes(e: &EntityDef, cast: Option<&str>, o: &Opts) -> Result<Vec<Json>, 
     };
     let mut out = Vec::new();
     for (i, a) in e.attrs.iter().enumerate() {
-        if let Some(c) = cast {
-            let matches = a.ty.metadata_type() == c
-                || (c == "EnumAttributeMetadata" && a.ty.options().is_some());
-            if !matches {
-                continue;
-            }
+        if cast.is_some_and(|c| a.ty.metadata_type() != c) {
+            continue;
         }
         let b = base(e, a, i);
         let d = derived(a);
@@ -376,18 +372,8 @@ fn attributes(e: &EntityDef, cast: Option<&str>, o: &Opts) -> Result<Vec<Json>, 
         let mut item = apply_select(full, &o.select, &allowed, type_name)?;
         for (nav, nested) in &o.expand {
             match nav.as_str() {
-                "OptionSet" if cast.is_some() => {
-                    let os = if a.ty.options().is_some() || matches!(a.ty, AttrType::Boolean { .. })
-                    {
-                        option_set(e, a)
-                    } else {
-                        Json::Null
-                    };
-                    let _ = nested;
-                    item.insert("OptionSet".into(), os);
-                }
-                "GlobalOptionSet" if cast.is_some() => {
-                    item.insert("GlobalOptionSet".into(), Json::Null);
+                "OptionSet" | "GlobalOptionSet" if cast.is_some_and(has_option_sets) => {
+                    item.insert(nav.clone(), expand_option_set(e, a, nav, nested)?);
                 }
                 other => {
                     return Err(ApiError::bad_request(
@@ -402,6 +388,45 @@ fn attributes(e: &EntityDef, cast: Option<&str>, o: &Opts) -> Result<Vec<Json>, 
         out.push(Json::Object(item));
     }
     Ok(out)
+}
+
+/// Whether attributes of a metadata type have the `OptionSet` and `GlobalOptionSet`
+/// navigation properties: the concrete choice types (derived from `EnumAttributeMetadata`)
+/// and `BooleanAttributeMetadata`.
+fn has_option_sets(type_name: &str) -> bool {
+    matches!(
+        type_name,
+        "PicklistAttributeMetadata"
+            | "StateAttributeMetadata"
+            | "StatusAttributeMetadata"
+            | "MultiSelectPicklistAttributeMetadata"
+            | "EntityNameAttributeMetadata"
+            | "BooleanAttributeMetadata"
+    )
+}
+
+/// One expanded option set with its nested `$select` applied. The navigation's type is
+/// `BooleanOptionSetMetadata` (TrueOption, FalseOption) for two-option columns and
+/// `OptionSetMetadata` (Options) otherwise, so selecting `Options` of a Boolean column is an
+/// unknown property, as on a real environment. The simulator binds no column to a global
+/// option set: `GlobalOptionSet` is null, its `$select` still checked.
+fn expand_option_set(
+    e: &EntityDef,
+    a: &AttrDef,
+    nav: &str,
+    nested: &str,
+) -> Result<Json, ApiError> {
+    let set_type = match a.ty {
+        AttrType::Boolean { .. } => "BooleanOptionSetMetadata",
+        _ => "OptionSetMetadata",
+    };
+    let full = option_set(e, a).as_object().cloned().unwrap_or_default();
+    let nested = parse_opts(&nested_pairs(nested), false)?;
+    let selected = apply_select(full.clone(), &nested.select, &full, set_type)?;
+    Ok(match nav {
+        "OptionSet" => Json::Object(selected),
+        _ => Json::Null,
+    })
 }
 
 fn entity_item(e: &EntityDef, o: &Opts) -> Result<Map<String, Json>, ApiError> {
@@ -551,8 +576,12 @@ pub fn entity_definitions(model: &Model, path: &str, req: &WebRequest) -> Result
                 "UniqueIdentifierAttributeMetadata",
                 "ImageAttributeMetadata",
                 "EntityNameAttributeMetadata",
-                "EnumAttributeMetadata",
             ];
+            // The abstract base of the choice types is in the CSDL but cannot be cast to:
+            // real environments answer 500 (reference §1.5).
+            if c == "EnumAttributeMetadata" {
+                return Err(ApiError::unexpected_attribute_type(c));
+            }
             if !KNOWN.contains(&c) {
                 return Err(ApiError::segment_not_found(&format!(
                     "Microsoft.Dynamics.CRM.{c}"

@@ -15,7 +15,8 @@
 //!
 //! Layout (one concept per file): [`model`] (entity and attribute definitions), [`value`]
 //! (typed cell values, collation and SQL Server GUID order), [`data`] (the generator and the
-//! in-memory store), [`odata`] (lexer and parser of `$filter`/`$apply` text), [`filter`]
+//! in-memory store), [`odata`] (lexer and parser of `$filter`/`$apply` text), [`literal`]
+//! (bare literals and their ranges), [`filter`]
 //! (binding and evaluation), [`query`] (query options, ordering, paging), [`render`] (JSON
 //! writer), [`apply`] (aggregation), [`metadata`] (EntityDefinitions and CSDL), [`changes`]
 //! (delta queries), [`auth`], [`throttle`], [`faults`], [`log`], [`server`] (HTTP routing).
@@ -28,6 +29,7 @@ pub mod data;
 pub mod error;
 pub mod faults;
 pub mod filter;
+pub mod literal;
 pub mod log;
 pub mod metadata;
 pub mod model;
@@ -137,6 +139,10 @@ pub struct SimulatorOptions {
     /// `ne`, `not contains/startswith/endswith`, `NotIn`, `DoesNotContainValues` match NULL
     /// (default true, the FetchXML behaviour of §2.5).
     pub null_inclusive_ne: bool,
+    /// Longest URL (path and query as sent, percent-encoded) answered; longer ones get 414
+    /// from the web server before authentication (default 32,768, reference §2.1 "URL
+    /// length").
+    pub max_url_length: usize,
 }
 
 impl Default for SimulatorOptions {
@@ -157,6 +163,7 @@ impl Default for SimulatorOptions {
             request_limit: 6000,
             dop_hint: 4,
             null_inclusive_ne: true,
+            max_url_length: 32_768,
         }
     }
 }

@@ -4,12 +4,13 @@
 //! `not`, parentheses, literals, `contains`/`startswith`/`endswith`, and
 //! `Microsoft.Dynamics.CRM.*` functions with named parameters (§2.4). The OData 4.01 `in`
 //! operator and arithmetic operators are recognised only to be refused with Dataverse's
-//! errors. Binding to columns and types happens in [`crate::sim::filter`].
+//! errors. Bare literals (GUIDs, dates, numbers) are read by [`crate::sim::literal`]; binding
+//! to columns and types happens in [`crate::sim::filter`].
 
 use uuid::Uuid;
 
 use crate::sim::error::ApiError;
-use crate::sim::value::days_from_date;
+use crate::sim::literal;
 
 /// Comparison operator.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -133,31 +134,12 @@ fn lex(text: &str) -> Result<Vec<(usize, Tok)>, ApiError> {
                 i = j;
             }
             _ if c.is_ascii_digit() || c == '-' => {
-                if let Some((lit, next)) = lex_guid_or_date(&chars, i) {
-                    out.push((start, Tok::Lit(lit)));
-                    i = next;
-                    continue;
-                }
-                let mut j = i + 1;
-                while j < chars.len()
-                    && (chars[j].is_ascii_digit()
-                        || chars[j] == '.'
-                        || chars[j] == 'e'
-                        || chars[j] == 'E'
-                        || ((chars[j] == '-' || chars[j] == '+')
-                            && matches!(chars[j - 1], 'e' | 'E')))
-                {
-                    j += 1;
-                }
-                let num: String = chars[i..j].iter().collect();
-                if num == "-" || num.parse::<f64>().is_err() {
-                    return Err(ApiError::syntax(start, text));
-                }
-                out.push((start, Tok::Lit(Lit::Num(num))));
-                i = j;
+                let (lit, next) = literal::numeric_or_temporal(&chars, i, text)?;
+                out.push((start, Tok::Lit(lit)));
+                i = next;
             }
             _ if c.is_alphabetic() || c == '_' || c == '$' => {
-                if let Some((lit, next)) = lex_guid_or_date(&chars, i) {
+                if let Some((lit, next)) = literal::guid(&chars, i) {
                     out.push((start, Tok::Lit(lit)));
                     i = next;
                     continue;
@@ -245,84 +227,6 @@ fn lex_json(chars: &[char], open: usize) -> Result<(Vec<String>, usize), ApiErro
         })
         .collect();
     Ok((strings, j + 1))
-}
-
-fn is_hex_run(chars: &[char], at: usize, n: usize) -> bool {
-    at + n <= chars.len() && chars[at..at + n].iter().all(|c| c.is_ascii_hexdigit())
-}
-
-fn digits(chars: &[char], at: usize, n: usize) -> Option<u32> {
-    if at + n > chars.len() || !chars[at..at + n].iter().all(|c| c.is_ascii_digit()) {
-        return None;
-    }
-    chars[at..at + n].iter().collect::<String>().parse().ok()
-}
-
-/// Recognises a bare GUID, an ISO date-time with offset, or a date at `i`.
-fn lex_guid_or_date(chars: &[char], i: usize) -> Option<(Lit, usize)> {
-    let end_ok = |j: usize| j >= chars.len() || !(chars[j].is_alphanumeric() || chars[j] == '_');
-    if is_hex_run(chars, i, 8)
-        && chars.get(i + 8) == Some(&'-')
-        && is_hex_run(chars, i + 9, 4)
-        && chars.get(i + 13) == Some(&'-')
-        && is_hex_run(chars, i + 14, 4)
-        && chars.get(i + 18) == Some(&'-')
-        && is_hex_run(chars, i + 19, 4)
-        && chars.get(i + 23) == Some(&'-')
-        && is_hex_run(chars, i + 24, 12)
-        && end_ok(i + 36)
-    {
-        let s: String = chars[i..i + 36].iter().collect();
-        return s.parse().ok().map(|u| (Lit::Guid(u), i + 36));
-    }
-    let y = digits(chars, i, 4)?;
-    if chars.get(i + 4) != Some(&'-') || chars.get(i + 7) != Some(&'-') {
-        return None;
-    }
-    let m = digits(chars, i + 5, 2)?;
-    let d = digits(chars, i + 8, 2)?;
-    let date = chrono::NaiveDate::from_ymd_opt(y as i32, m, d)?;
-    let mut j = i + 10;
-    if chars.get(j) != Some(&'T') {
-        return end_ok(j).then(|| (Lit::Date(days_from_date(date)), j));
-    }
-    let hh = digits(chars, j + 1, 2)?;
-    if chars.get(j + 3) != Some(&':') {
-        return None;
-    }
-    let mi = digits(chars, j + 4, 2)?;
-    j += 6;
-    let mut ss = 0;
-    if chars.get(j) == Some(&':') {
-        ss = digits(chars, j + 1, 2)?;
-        j += 3;
-        if chars.get(j) == Some(&'.') {
-            j += 1;
-            while j < chars.len() && chars[j].is_ascii_digit() {
-                j += 1;
-            }
-        }
-    }
-    let offset_secs: i64 = match chars.get(j) {
-        Some('Z') => {
-            j += 1;
-            0
-        }
-        // A '+' sent unencoded arrives as a space after form decoding (§2.3).
-        Some(&sign @ ('+' | '-' | ' ')) => {
-            let oh = digits(chars, j + 1, 2)? as i64;
-            if chars.get(j + 3) != Some(&':') {
-                return None;
-            }
-            let om = digits(chars, j + 4, 2)? as i64;
-            j += 6;
-            let o = oh * 3600 + om * 60;
-            if sign == '-' { -o } else { o }
-        }
-        _ => return None,
-    };
-    let t = date.and_hms_opt(hh, mi, ss)?.and_utc().timestamp() - offset_secs;
-    end_ok(j).then_some((Lit::DateTime(t), j))
 }
 
 /// Recursive-descent parser over the tokens.
@@ -437,7 +341,11 @@ impl Parser<'_> {
     }
 
     fn primary(&mut self) -> Result<Node, ApiError> {
-        let (_, tok) = self.toks.get(self.pos).cloned().ok_or_else(|| self.err())?;
+        let (_, tok) = self
+            .toks
+            .get(self.pos)
+            .cloned()
+            .ok_or_else(|| ApiError::expression_expected(self.at(), self.text))?;
         self.pos += 1;
         match tok {
             Tok::LParen => {

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 
 use crate::sim::data::{Row, Store, Table};
 use crate::sim::error::ApiError;
-use crate::sim::filter::{Binder, Pred, cell, text_to_value, value_to_text};
+use crate::sim::filter::{Binder, Pred, cell, check_condition_limit, text_to_value, value_to_text};
 use crate::sim::model::{AttrType, EntityDef, Model, Storage};
 use crate::sim::odata::parse_filter;
 use crate::sim::paging::{Cookie, CookieKey, percent_encode};
@@ -254,7 +254,9 @@ pub fn bind_filter(
     let node = parse_filter(text)?;
     let aliases = req.aliases();
     let mut b = Binder::new(entity, &aliases, env.null_inclusive_ne);
-    Ok(Some(b.bind(&node)?))
+    let pred = b.bind(&node)?;
+    check_condition_limit([&pred])?;
+    Ok(Some(pred))
 }
 
 /// One `$orderby` item.

@@ -337,6 +337,7 @@ fn build(reply: &Reply, fault: Fault, state: &AppState, remaining: Option<usize>
 
 async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response {
     let method = req.method().as_str().to_string();
+    let url_length = request_target_length(req.uri());
     let path = req.uri().path().to_string();
     let raw_query = req.uri().query().unwrap_or("").to_string();
     let headers = req.headers().clone();
@@ -362,6 +363,12 @@ async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response {
         response_bytes: 0,
         rows_returned: 0,
     };
+    // HTTP.sys refuses an overlong URL before Dataverse (or an injected fault) sees it.
+    if url_length > state.options.max_url_length {
+        let resp = finish_error(&state, ApiError::url_too_long(), &mut entry);
+        state.log.push(entry);
+        return resp;
+    }
     let fault = state.faults.next();
     let resp = match fault {
         Fault::Throttle(secs) => {
@@ -398,12 +405,22 @@ async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response {
     resp
 }
 
+/// Length of the request target as sent: path and query, still percent-encoded (the
+/// measure of the 32,768-character limit, reference §2.1 "URL length").
+fn request_target_length(uri: &axum::http::Uri) -> usize {
+    uri.path_and_query().map_or(0, |pq| pq.as_str().len())
+}
+
 fn finish_error(state: &AppState, e: ApiError, entry: &mut LoggedRequest) -> Response {
     entry.status = e.status;
     entry.response_bytes = e.body().len();
+    // The web server's own pages come without the Web API's headers.
+    let from_web_api = e.html_page.is_none();
     let mut r = e.into_response();
-    r.headers_mut()
-        .insert("x-ms-dop-hint", HeaderValue::from(state.options.dop_hint));
+    if from_web_api {
+        r.headers_mut()
+            .insert("x-ms-dop-hint", HeaderValue::from(state.options.dop_hint));
+    }
     r
 }
 

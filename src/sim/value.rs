@@ -210,6 +210,14 @@ pub fn parse_scaled(text: &str, scale: u8) -> Option<i64> {
     Some(if neg { -m } else { m })
 }
 
+/// 1753-01-01T00:00:00Z, the lowest SQL `datetime`, where every Dataverse date is stored
+/// (reference §1.9), in Unix seconds.
+pub const SQL_DATETIME_MIN_SECS: i64 = -6_847_804_800;
+
+/// 9999-12-31T23:59:59Z, the highest whole second of SQL `datetime` and of .NET `DateTime`
+/// (reference §1.9), in Unix seconds.
+pub const SQL_DATETIME_MAX_SECS: i64 = 253_402_300_799;
+
 /// Days since 1970-01-01 to `chrono::NaiveDate`.
 pub fn date_from_days(days: i32) -> chrono::NaiveDate {
     chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch")
