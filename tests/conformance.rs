@@ -278,6 +278,52 @@ async fn label_columns_come_from_formatted_value_annotations() {
 }
 
 #[tokio::test]
+async fn select_star_over_real_account_metadata_reads_a_published_page() {
+    let (replay, _sim, dataverse) = connected_real_account(ConnectOptions::default()).await;
+    replay.mount("data/accounts-formatted-values.json");
+    let ctx = dataverse.session_context().unwrap();
+    let batches = ctx
+        .sql("SELECT * FROM account")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    let schema = batches[0].schema();
+    let rows = common::rows(&batches);
+    assert_eq!(rows.len(), 1);
+    let value = |name: &str| rows[0][schema.index_of(name).unwrap()].clone();
+    assert_eq!(value("accountid"), "78914942-34cb-ed11-b596-0022481d68cd");
+    assert_eq!(value("customertypecodename"), "Competitor");
+    assert_eq!(value("revenue"), "20000.0000");
+    assert_eq!(value("telephone1"), "NULL");
+    // Every label annotation `SELECT *` needs, and only those, is asked for.
+    let prefer = replay.data_requests()[0].prefer.clone().unwrap_or_default();
+    assert!(
+        prefer.contains("OData.Community.Display.V1.FormattedValue"),
+        "{prefer}"
+    );
+    assert!(
+        prefer.contains("Microsoft.Dynamics.CRM.lookuplogicalname"),
+        "{prefer}"
+    );
+    let select = replay.data_requests()[0]
+        .param("$select")
+        .unwrap()
+        .to_string();
+    for companion in [
+        "masteraccountidyominame",
+        "customertypecodename",
+        "owneridtype",
+    ] {
+        assert!(
+            !select.split(',').any(|p| p == companion),
+            "{companion} is not a Web API property: {select}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn owner_type_comes_from_the_lookuplogicalname_annotation() {
     let (replay, _sim, dataverse) = connected_real_account(ConnectOptions::default()).await;
     replay.mount("data/accounts-owner-lookup-annotations.json");
