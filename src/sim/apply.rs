@@ -11,7 +11,7 @@ use crate::sim::filter::{Binder, Pred, cell, check_condition_limit, value_to_tex
 use crate::sim::model::{AttrType, EntityDef};
 use crate::sim::odata::{parse_filter, split_top_level};
 use crate::sim::query::{Env, Reply, WebRequest, bind_filter};
-use crate::sim::render::{json_str, write_value};
+use crate::sim::render::{Annotations, RowWriter, json_str, write_value};
 use crate::sim::value::{Value, cmp_nulls_first, cmp_values, format_scaled};
 
 /// Input rows above which aggregation fails (§6.2).
@@ -179,6 +179,14 @@ pub fn run(
             .unwrap_or(Ordering::Equal)
     });
     let formatted = req.prefer.annotation_set().formatted;
+    // Formats aggregated values as row values of the same column are formatted.
+    let writer = RowWriter {
+        model: env.model,
+        store,
+        entity,
+        attrs: Vec::new(),
+        annotations: Annotations::default(),
+    };
     let mut buf = Vec::new();
     buf.extend_from_slice(b"{\"@odata.context\":");
     json_str(
@@ -205,11 +213,23 @@ pub fn run(
                 continue;
             }
             let attr = &entity.attrs[a];
+            // Group keys are annotated like row values ("statuscode@…FormattedValue":"Active").
+            if formatted && let Some(f) = members.first().and_then(|r| writer.formatted(attr, v, r))
+            {
+                field(
+                    &mut buf,
+                    &format!(
+                        "{}@OData.Community.Display.V1.FormattedValue",
+                        attr.odata_name()
+                    ),
+                );
+                json_str(&mut buf, &f);
+            }
             field(&mut buf, &attr.odata_name());
             write_value(&mut buf, v, &attr.ty);
         }
         for agg in &aggs {
-            let (text, fmt) = aggregate(entity, agg, members);
+            let (text, fmt) = aggregate(&writer, agg, members);
             if formatted && let Some(f) = fmt {
                 field(
                     &mut buf,
@@ -228,7 +248,8 @@ pub fn run(
 }
 
 /// Computes one aggregate; returns its JSON text and an optional formatted value.
-fn aggregate(entity: &EntityDef, agg: &Agg, rows: &[&Row]) -> (String, Option<String>) {
+fn aggregate(writer: &RowWriter<'_>, agg: &Agg, rows: &[&Row]) -> (String, Option<String>) {
+    let entity = writer.entity;
     let Some(a) = agg.attr else {
         return (rows.len().to_string(), Some(rows.len().to_string()));
     };
@@ -263,7 +284,10 @@ fn aggregate(entity: &EntityDef, agg: &Agg, rows: &[&Row]) -> (String, Option<St
                 Some(v) => write_value(&mut b, v, &attr.ty),
                 None => b.extend_from_slice(b"null"),
             }
-            (String::from_utf8(b).unwrap_or_default(), None)
+            let fmt = pick
+                .zip(rows.first())
+                .and_then(|(v, r)| writer.formatted(attr, v, r));
+            (String::from_utf8(b).unwrap_or_default(), fmt)
         }
         Func::Sum | Func::Average => {
             if vals.is_empty() {
@@ -289,7 +313,13 @@ fn aggregate(entity: &EntityDef, agg: &Agg, rows: &[&Row]) -> (String, Option<St
                     } else {
                         scaled / n
                     };
-                    (format_i128(v, out_scale), None)
+                    // Formatted at the column's own scale ("$440,000.00").
+                    let at_scale = v / 10i128.pow((out_scale - scale.min(out_scale)) as u32);
+                    let fmt = i64::try_from(at_scale)
+                        .ok()
+                        .zip(rows.first())
+                        .and_then(|(m, r)| writer.formatted(attr, &Value::Dec(m), r));
+                    (format_i128(v, out_scale), fmt)
                 }
                 AttrType::Double { .. } => {
                     let s: f64 = vals

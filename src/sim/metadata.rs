@@ -149,10 +149,16 @@ fn derived(a: &AttrDef) -> Map<String, Json> {
 
 fn base(e: &EntityDef, a: &AttrDef, col: usize) -> Map<String, Json> {
     let mut m = Map::new();
-    m.insert(
-        "@odata.type".into(),
-        json!(format!("#Microsoft.Dynamics.CRM.{}", a.ty.metadata_type())),
-    );
+    // Items of the base type carry no `@odata.type` (minimal metadata names only derived
+    // types): a real listing has none on Uniqueidentifier keys and Virtual companions
+    // (tests/conformance/metadata/account-attributes-value.json).
+    let derived_type = a.ty.metadata_type();
+    if !matches!(a.ty, AttrType::Uniqueidentifier) && derived_type != "AttributeMetadata" {
+        m.insert(
+            "@odata.type".into(),
+            json!(format!("#Microsoft.Dynamics.CRM.{derived_type}")),
+        );
+    }
     m.insert("MetadataId".into(), json!(a.metadata_id.to_string()));
     m.insert("LogicalName".into(), json!(a.logical_name));
     m.insert("SchemaName".into(), json!(a.logical_name));
