@@ -186,10 +186,10 @@ async fn next_link_with_a_paging_cookie_is_followed_unchanged() {
     assert_eq!(data[1].raw_query, published_query);
 }
 
-#[tokio::test]
 /// The link is followed as the server wrote it. `url::Url` writes `'` in a query as `%27`
 /// (the WHATWG special-query set), which the server reads as the same character, so the
 /// comparison is of the decoded queries.
+#[tokio::test]
 async fn next_link_with_quotes_in_its_filter_is_sent_unchanged() {
     let retry = RetryConfig {
         init_backoff: Duration::from_millis(1),

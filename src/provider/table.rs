@@ -299,24 +299,13 @@ impl DataverseTable {
     fn split_decoder(&self, indices: &[usize]) -> (ODataQuery, PageDecoder, SplitColumns) {
         let def = &self.definition;
         let mut with_columns = indices.to_vec();
-        let mut find = |name: &str| {
-            let at = def
-                .columns
-                .iter()
-                .position(|c| c.name == name && !c.is_label())
-                .expect("a split table has createdon and its key");
-            match with_columns.iter().position(|&i| i == at) {
-                Some(p) => p,
-                None => {
-                    with_columns.push(at);
-                    with_columns.len() - 1
-                }
-            }
-        };
-        let createdon = find(SPLIT_COLUMN);
-        let key = find(def.primary_id());
+        let createdon = find_or_add(def, &mut with_columns, SPLIT_COLUMN);
+        // The key is not selected: the server returns it with every row (reference §2.2).
+        // Should it be missing, a cut reads the rows on its second again instead.
+        let (query, _) = projection_request(def, &with_columns, self.options.page_size);
+        let key = find_or_add(def, &mut with_columns, def.primary_id());
         let key_name = def.columns[with_columns[key]].odata_name.clone();
-        let (query, decoder) = projection_request(def, &with_columns, self.options.page_size);
+        let (_, decoder) = projection_request(def, &with_columns, self.options.page_size);
         let columns = SplitColumns {
             createdon,
             key,
@@ -331,6 +320,22 @@ impl DataverseTable {
         query.relative_url().is_ok_and(|relative| {
             self.client.api_url(&relative).as_str().len() + URL_HEADROOM <= MAX_URL_LENGTH
         })
+    }
+}
+
+/// Where the data column `name` is among `indices`, appending it when missing.
+fn find_or_add(def: &TableDefinition, indices: &mut Vec<usize>, name: &str) -> usize {
+    let at = def
+        .columns
+        .iter()
+        .position(|c| c.name == name && !c.is_label())
+        .expect("a split table has createdon and its key");
+    match indices.iter().position(|&i| i == at) {
+        Some(p) => p,
+        None => {
+            indices.push(at);
+            indices.len() - 1
+        }
     }
 }
 
