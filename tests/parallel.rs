@@ -219,6 +219,12 @@ async fn a_skewed_forty_page_scan_transfers_only_its_rows_and_partitions_balance
     // Every row is transferred once: a cut keeps its page and the next piece skips the rows
     // on the cut's second by key. Before, a split dropped its whole first page.
     assert_eq!(transferred, N, "rows transferred: {requests:?}");
+    // The first page's estimate of the total (the progress line's "of ~N rows").
+    let expected = dv.stats().expected_rows as usize;
+    assert!(
+        (N / 2..=2 * N).contains(&expected),
+        "expected {expected} rows of {N}"
+    );
 }
 
 #[tokio::test]

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use datafusion_dataverse::Dataverse;
+use datafusion_dataverse::{Dataverse, StatsSnapshot};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 pub struct Progress {
@@ -29,14 +29,7 @@ impl Progress {
             tokio::time::sleep(Duration::from_millis(500)).await;
             loop {
                 let now = dataverse.stats().since(&before);
-                let secs = started.elapsed().as_secs_f64().max(0.001);
-                shown.set_message(format!(
-                    "{} requests · {} rows · {:.0} rows/s · {:.1} MB",
-                    now.requests,
-                    now.rows,
-                    now.rows as f64 / secs,
-                    now.bytes as f64 / 1e6
-                ));
+                shown.set_message(message(&now, started.elapsed()));
                 shown.tick();
                 tokio::time::sleep(Duration::from_millis(120)).await;
             }
@@ -54,5 +47,51 @@ impl Progress {
         if let Some(bar) = self.bar {
             bar.finish_and_clear();
         }
+    }
+}
+
+/// The progress line: requests, rows (of the expected total, when a parallel scan could
+/// estimate it from its first page), rows/s and megabytes.
+fn message(now: &StatsSnapshot, elapsed: Duration) -> String {
+    let secs = elapsed.as_secs_f64().max(0.001);
+    let rows = if now.expected_rows > 0 {
+        let share = (now.rows as f64 / now.expected_rows as f64 * 100.0).min(99.0);
+        format!("{} of ~{} rows ({share:.0}%)", now.rows, now.expected_rows)
+    } else {
+        format!("{} rows", now.rows)
+    };
+    format!(
+        "{} requests · {rows} · {:.0} rows/s · {:.1} MB",
+        now.requests,
+        now.rows as f64 / secs,
+        now.bytes as f64 / 1e6
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_line_shows_the_expected_total_when_a_scan_estimated_one() {
+        let mut now = StatsSnapshot {
+            requests: 4,
+            rows: 10_000,
+            bytes: 2_500_000,
+            ..Default::default()
+        };
+        let second = Duration::from_secs(2);
+        assert_eq!(
+            message(&now, second),
+            "4 requests · 10000 rows · 5000 rows/s · 2.5 MB"
+        );
+        now.expected_rows = 40_000;
+        assert_eq!(
+            message(&now, second),
+            "4 requests · 10000 of ~40000 rows (25%) · 5000 rows/s · 2.5 MB"
+        );
+        // An estimate that falls short never shows more than 99%.
+        now.rows = 50_000;
+        assert!(message(&now, second).contains("(99%)"));
     }
 }

@@ -85,6 +85,9 @@ pub struct RequestStats {
     pub bytes: AtomicU64,
     pub retries: AtomicU64,
     pub wait_micros: AtomicU64,
+    /// Rows the scans so far expect to read in all: split scans add their estimate from
+    /// their first page (progress shows it as a total; 0 when no scan could tell).
+    pub expected_rows: AtomicU64,
 }
 
 /// A copy of [`RequestStats`] at one moment.
@@ -95,6 +98,8 @@ pub struct StatsSnapshot {
     pub bytes: u64,
     pub retries: u64,
     pub waited: Duration,
+    /// See [`RequestStats::expected_rows`].
+    pub expected_rows: u64,
 }
 
 impl RequestStats {
@@ -105,6 +110,7 @@ impl RequestStats {
             bytes: self.bytes.load(Ordering::Relaxed),
             retries: self.retries.load(Ordering::Relaxed),
             waited: Duration::from_micros(self.wait_micros.load(Ordering::Relaxed)),
+            expected_rows: self.expected_rows.load(Ordering::Relaxed),
         }
     }
 }
@@ -118,6 +124,7 @@ impl StatsSnapshot {
             bytes: self.bytes - earlier.bytes,
             retries: self.retries - earlier.retries,
             waited: self.waited.saturating_sub(earlier.waited),
+            expected_rows: self.expected_rows - earlier.expected_rows,
         }
     }
 }

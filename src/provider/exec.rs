@@ -395,6 +395,10 @@ where
         let page_size = reader.query.page_size;
         let rows = page.batch.num_rows() as u64;
         split.set_target_rows(target_rows(rows, rest, split.degree(), page_size));
+        reader.client.stats().expected_rows.fetch_add(
+            rows.saturating_add(rest),
+            std::sync::atomic::Ordering::Relaxed,
+        );
     }
     let most = 3 * split.degree();
     match after_first_page(
