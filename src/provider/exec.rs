@@ -28,7 +28,7 @@ use url::Url;
 use super::decode::{PageDecoder, parse_timestamp_micros};
 use super::split::{
     FirstPage, Piece, SPLIT_COLUMN, SplitScan, after_first_page, expected_rows, largest_query,
-    target_rows,
+    rest_of, target_rows,
 };
 use crate::changes::{ChangeFeed, ChangeRead};
 use crate::client::DataverseClient;
@@ -359,7 +359,8 @@ where
         query: piece.query(&template.query, &columns.key_name),
         ..template.clone()
     };
-    if *piece == Piece::Nulls {
+    if reader.query.order_by.is_none() {
+        // The NULLs, or the rest of a piece: read plainly to the end.
         return reader.run(emit).await.map(|_| true);
     }
     let first_piece = *piece == Piece::everything();
@@ -411,6 +412,10 @@ where
         FirstPage::ReadOn => {
             if !reader.emit_page(page.batch, &emit).await {
                 return Ok(false);
+            }
+            if let Some(rest) = rest_of(piece, (&createdon, &keys)) {
+                split.add(rest);
+                return Ok(true);
             }
             let url = reader.follow(&next, 1)?;
             let rest = PageReader {

@@ -18,12 +18,14 @@
 //!    times the width up to the largest `createdon` (one probe, `$top=1`, sent beside the
 //!    first page of a whole table).
 //! 3. Each piece is read the same way: its first page in `createdon` order; if the piece
-//!    turns out much larger than expected, its remainder is cut again; otherwise the piece is
-//!    read to its end. Partitions take pieces from one queue, so none idles while another has
-//!    work queued.
+//!    turns out much larger than expected, its remainder is cut again; otherwise the rest of
+//!    it is read without ordering. Partitions take pieces from one queue, so none idles while
+//!    another has work queued.
 //!
-//! Only first pages need the server to sort much: a piece whose remainder is small follows
-//! its ordered next links to the end, and a large one is cut before it is read.
+//! Only first pages ask the server to sort (a `$top`-sized sort over one piece); the bulk of
+//! every piece is read in the server's own key order, as an unsplit scan is. The rows of a
+//! page on the second where it was cut are kept, and the next piece skips them by primary
+//! key, so no row is fetched twice.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -57,6 +59,13 @@ pub enum Piece {
         hi: Option<i64>,
         skip: Vec<uuid::Uuid>,
     },
+    /// The rest of a piece after its first page, `createdon` in `[lo, hi)` less the `skip`ped
+    /// keys, read without ordering (see [`rest_of`]).
+    Rest {
+        lo: i64,
+        hi: Option<i64>,
+        skip: Vec<uuid::Uuid>,
+    },
     /// The rows whose `createdon` is NULL, when the first page could not show that they were
     /// all read already (NULLs sort first ascending on SQL Server, but nothing here relies on
     /// it: if the first page holds no NULL, this piece asks for them).
@@ -83,6 +92,12 @@ impl Piece {
         let at = |op, micros| Filter::compare(SPLIT_COLUMN, op, Literal::DateTime(micros));
         match self {
             Piece::Nulls => Some(Filter::compare(SPLIT_COLUMN, CompareOp::Eq, Literal::Null)),
+            Piece::Rest { lo, hi, skip } => Piece::Range {
+                lo: Some(*lo),
+                hi: *hi,
+                skip: skip.clone(),
+            }
+            .condition(primary_key),
             Piece::Range { lo, hi, skip } => {
                 // The key is never NULL, so `ne` is exact here.
                 let skipped = skip
@@ -133,6 +148,37 @@ pub fn largest_query(base: &ODataQuery) -> ODataQuery {
         }),
         ..ODataQuery::new(&base.entity_set, vec![], base.page_size)
     }
+}
+
+/// The rest of a piece whose first page was read in order and kept: from the page's last
+/// `createdon` on, skipping the page's rows on that second by key, read without ordering so
+/// that the server sorts only first pages (plus the NULLs when the page could not show them
+/// all). `None` when the rest cannot be told apart that way (the page ends in NULLs, sits
+/// on the piece's first second, or has too many rows on its last one): then the ordered next
+/// links are followed.
+pub fn rest_of(piece: &Piece, page: (&[Option<i64>], &[Option<uuid::Uuid>])) -> Option<Vec<Piece>> {
+    let (createdon, keys) = page;
+    let Piece::Range { lo, hi, .. } = *piece else {
+        return None;
+    };
+    let last = (*createdon.last()?)?;
+    if lo == Some(last) {
+        return None;
+    }
+    let skip: Vec<uuid::Uuid> = createdon
+        .iter()
+        .zip(keys)
+        .filter(|(c, _)| **c == Some(last))
+        .map(|(_, k)| *k)
+        .collect::<Option<_>>()?;
+    if skip.len() > MAX_SKIPPED {
+        return None;
+    }
+    let mut rest = vec![Piece::Rest { lo: last, hi, skip }];
+    if lo.is_none() && !createdon.iter().any(Option::is_none) {
+        rest.push(Piece::Nulls);
+    }
+    Some(rest)
 }
 
 /// What a piece's first page (which has a next link) says about the rest of the piece.
@@ -541,6 +587,39 @@ mod tests {
 
     /// A partition that fails (or is aborted: its taken piece is given back as failed) stops
     /// the others instead of leaving them waiting for pieces that will never come.
+    #[test]
+    fn the_rest_of_a_piece_skips_the_rows_on_its_last_second() {
+        let createdon = [Some(0), Some(S), Some(2 * S), Some(2 * S)];
+        let keys = keys(4);
+        let piece = Piece::range(Some(0), Some(10 * S));
+        assert_eq!(
+            rest_of(&piece, (&createdon, &keys)),
+            Some(vec![Piece::Rest {
+                lo: 2 * S,
+                hi: Some(10 * S),
+                skip: vec![uuid::Uuid::from_u128(2), uuid::Uuid::from_u128(3)],
+            }])
+        );
+        assert_eq!(
+            text(&[Piece::Rest {
+                lo: 2 * S,
+                hi: None,
+                skip: vec![uuid::Uuid::from_u128(3)]
+            }]),
+            [
+                "createdon ge 1970-01-01T00:00:02Z and accountid ne 00000000-0000-0000-0000-000000000003"
+            ]
+        );
+        // The whole scan, no NULL seen: the NULLs are a piece of their own.
+        let rest = rest_of(&Piece::everything(), (&createdon, &keys)).unwrap();
+        assert_eq!(rest.last(), Some(&Piece::Nulls));
+        // A page on the piece's first second, a key missing, or too many ties: read on.
+        assert_eq!(rest_of(&piece, (&[Some(0); 3], &keys[..3])), None);
+        assert_eq!(rest_of(&piece, (&createdon, &[None; 4])), None);
+        let ties = [Some(S); MAX_SKIPPED + 2];
+        assert_eq!(rest_of(&piece, (&ties, &self::keys(MAX_SKIPPED + 2))), None);
+    }
+
     #[tokio::test]
     async fn a_failed_piece_ends_the_scan_for_every_partition() {
         let split = std::sync::Arc::new(SplitScan::new(2));
