@@ -209,6 +209,7 @@ async fn a_skewed_forty_page_scan_transfers_only_its_rows_and_partitions_balance
         *per_partition.iter().min().unwrap(),
         *per_partition.iter().max().unwrap(),
     );
+    eprintln!("rows per partition: {per_partition:?}");
     assert!(most <= 2 * least, "partitions read {per_partition:?}");
 
     let requests = api_requests(&sim);
