@@ -94,60 +94,45 @@ impl Pty {
         stdin.flush().unwrap();
     }
 
-    /// Waits until the screen shows `n` prompts and the cursor waits on an empty one.
-    fn wait_for_prompt(&self, n: usize) {
+    /// Waits up to 30 s until `ready` holds for the screen; `what` names it in the failure.
+    fn wait_until(&self, what: &str, ready: impl Fn(&Screen) -> bool) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let screen = self.screen();
+            if ready(&screen) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {what}; the screen shows:\n{}",
+                screen.text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits until the screen shows `n` prompts and the cursor waits on an empty one.
+    fn wait_for_prompt(&self, n: usize) {
+        self.wait_until(&format!("prompt #{n}"), |screen| {
             let prompts = screen
                 .text()
                 .lines()
                 .filter(|r| r.starts_with(PROMPT.trim_end()))
                 .count();
-            if prompts >= n && screen.current_row().trim_end() == PROMPT.trim_end() {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no prompt #{n}; the screen shows:\n{}",
-                screen.text()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+            prompts >= n && screen.current_row().trim_end() == PROMPT.trim_end()
+        });
     }
 
     /// Waits until the cursor waits on `prompt` (trailing spaces ignored) on the last row.
     fn wait_for_row(&self, prompt: &str) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let screen = self.screen();
-            if screen.current_row().trim_end() == prompt.trim_end() {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no {prompt:?}; the screen shows:\n{}",
-                screen.text()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.wait_until(&format!("{prompt:?}"), |screen| {
+            screen.current_row().trim_end() == prompt.trim_end()
+        });
     }
 
     /// Waits until the screen shows `text` somewhere.
     fn wait_for_text(&self, text: &str) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let screen = self.screen();
-            if screen.text().contains(text) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no {text:?}; the screen shows:\n{}",
-                screen.text()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.wait_until(&format!("{text:?}"), |screen| screen.text().contains(text));
     }
 
     /// The pid of `dvsql` (a descendant of `script`).

@@ -78,7 +78,7 @@ pub fn close_matches(name: &str, known: &[String]) -> Vec<String> {
     let mut scored: Vec<(usize, &String)> = known
         .iter()
         .filter_map(|k| {
-            let d = edit_distance(&lower, &k.to_lowercase());
+            let d = strsim::levenshtein(&lower, &k.to_lowercase());
             let related = lower.len() >= 3 && (k.contains(&lower) || lower.contains(k.as_str()));
             (d <= 2 || related).then_some((d, k))
         })
@@ -91,23 +91,6 @@ pub fn close_matches(name: &str, known: &[String]) -> Vec<String> {
     let mut out: Vec<String> = scored.into_iter().map(|(_, k)| k.clone()).collect();
     out.dedup();
     out
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for j in 0..b.len() {
-            let current = row[j + 1];
-            row[j + 1] = (prev + usize::from(ca != b[j]))
-                .min(row[j] + 1)
-                .min(current + 1);
-            prev = current;
-        }
-    }
-    row[b.len()]
 }
 
 /// The text between `start` and the next `end`.
