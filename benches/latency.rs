@@ -25,11 +25,11 @@
 //!   the N of the target (one per page);
 //! * `parallel`: the same query with `set_parallel(0)`, the degree chosen from the server's
 //!   `x-ms-dop-hint` (4 by default), as EXPLAIN shows (`parallel=N (createdon ranges)`). Its
-//!   requests include the split's cost: the first page, fetched and dropped, and two probes
-//!   for the smallest and largest `createdon`. The simulator's request log of the last run
-//!   gives the pages of each range: the longest range bounds the scan from below at
-//!   (1 + its pages) round trips, since a whole-table scan sends its probes beside the first
-//!   page.
+//!   requests include the split's cost: one probe for the largest `createdon` (sent beside
+//!   the first page, which is kept) and the partial last pages of its pieces. The simulator's
+//!   request log of the last run gives the pages of each piece; partitions take pieces from
+//!   one queue, so the scan needs at least 1 + ⌈pages after the first / partitions⌉ round
+//!   trips.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -264,6 +264,9 @@ fn print_row(label: &str, samples: &[Sample]) {
 
 /// How the parallel scan's requests were spent, and the least time its longest range needs;
 /// returns the round trips on its critical path.
+/// The simulator's default `x-ms-dop-hint`, the degree the parallel scan reads with.
+const PARTITIONS: usize = 4;
+
 fn print_split(split: &SplitPages, parallel: &[Sample]) -> Option<usize> {
     let last = parallel.last()?;
     let ranges: Vec<(&String, &usize)> = split
@@ -280,7 +283,7 @@ fn print_split(split: &SplitPages, parallel: &[Sample]) -> Option<usize> {
     println!();
     println!(
         "parallel run (last): {} requests = {} probes + {} page(s) without a range (the first \
-         page, dropped when the scan is split) + {} pages in {} createdon ranges",
+         page, kept) + {} pages in {} createdon pieces",
         last.requests,
         split.probes,
         unsplit_pages,
@@ -290,12 +293,13 @@ fn print_split(split: &SplitPages, parallel: &[Sample]) -> Option<usize> {
     for (filter, pages) in &ranges {
         println!("  {pages:>3} page(s)  $filter={filter}");
     }
-    let longest = ranges.iter().map(|(_, n)| **n).max()?;
-    // The probes of a whole-table scan go out with the first page: one round trip for both.
-    let rounds = 1 + longest;
+    // The probe of a whole-table scan goes out with the first page: one round trip for both.
+    // Then the partitions share the pieces' pages.
+    let pages: usize = ranges.iter().map(|(_, n)| **n).sum();
+    let rounds = 1 + pages.div_ceil(PARTITIONS);
     println!(
-        "  critical path: first page (probes beside it) + the longest range = {rounds} round trips \
-         ≥ {:.3} s",
+        "  critical path: first page (probe beside it) + the pieces' pages shared by {PARTITIONS} \
+         partitions = {rounds} round trips ≥ {:.3} s",
         rounds as f64 * LATENCY.as_secs_f64()
     );
     Some(rounds)
