@@ -410,12 +410,14 @@ where
         most,
     ) {
         FirstPage::ReadOn => {
-            if !reader.emit_page(page.batch, &emit).await {
-                return Ok(false);
-            }
+            // Queue the rest before handing the page on, so an idle partition starts on it
+            // while this one waits for its consumer.
             if let Some(rest) = rest_of(piece, (&createdon, &keys)) {
                 split.add(rest);
-                return Ok(true);
+                return Ok(reader.emit_page(page.batch, &emit).await);
+            }
+            if !reader.emit_page(page.batch, &emit).await {
+                return Ok(false);
             }
             let url = reader.follow(&next, 1)?;
             let rest = PageReader {
