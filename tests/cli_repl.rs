@@ -411,13 +411,12 @@ fn repl_quits_on_backslash_q() {
 const HEAVY: &str = "SELECT count(*) FROM account a, account b, contact c \
                      WHERE a.revenue + b.revenue > c.annualincome;";
 
-#[test]
-fn ctrl_c_stops_a_cpu_bound_join_frees_the_cpu_and_the_prompt_still_quits() {
-    let home = TempDir::new().unwrap();
+/// The demo at its prompt, running [`HEAVY`] until it is busy; `options` go after `demo`.
+fn demo_busy_with_heavy_query(home: &TempDir, options: &str) -> (Pty, u32) {
     let mut pty = Pty::start(
         home.path(),
         &format!(
-            "demo --rows 2000 --no-activity --state-dir '{}'",
+            "demo --rows 2000 --no-activity {options} --state-dir '{}'",
             home.path().display()
         ),
     );
@@ -426,6 +425,13 @@ fn ctrl_c_stops_a_cpu_bound_join_frees_the_cpu_and_the_prompt_still_quits() {
     pty.type_keys(HEAVY);
     pty.type_keys("\r");
     wait_until_busy(pid);
+    (pty, pid)
+}
+
+#[test]
+fn ctrl_c_stops_a_cpu_bound_join_frees_the_cpu_and_the_prompt_still_quits() {
+    let home = TempDir::new().unwrap();
+    let (mut pty, pid) = demo_busy_with_heavy_query(&home, "");
     // The progress line is up (it appears after half a second).
     pty.wait_for_text("rows/s");
     let pressed = Instant::now();
@@ -690,18 +696,7 @@ fn connecting_with_a_config_file_shows_a_banner_with_the_tables_count() {
 #[test]
 fn sigterm_during_a_statement_at_the_prompt_stops_it_and_ends_with_143() {
     let home = TempDir::new().unwrap();
-    let mut pty = Pty::start(
-        home.path(),
-        &format!(
-            "demo --rows 2000 --no-activity -q --state-dir '{}'",
-            home.path().display()
-        ),
-    );
-    pty.wait_for_prompt(1);
-    let pid = pty.dvsql_pid();
-    pty.type_keys(HEAVY);
-    pty.type_keys("\r");
-    wait_until_busy(pid);
+    let (mut pty, pid) = demo_busy_with_heavy_query(&home, "-q");
     let sent = Instant::now();
     let status = Command::new("kill")
         .args(["-TERM", &pid.to_string()])

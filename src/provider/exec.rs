@@ -448,18 +448,17 @@ fn piece_needs_largest(piece: &Piece) -> bool {
 /// The largest `createdon` under the scan's filter (one `$top=1` request); `scan` reads the
 /// scan's own query.
 async fn largest_createdon(scan: &PageReader) -> Result<Option<i64>> {
-    let reader = scan;
-    let probe = largest_query(&reader.query);
-    let url = reader
+    let probe = largest_query(&scan.query);
+    let url = scan
         .client
         .api_url(&probe.relative_url().map_err(external)?);
     let what = format!("the largest {SPLIT_COLUMN} of {}", probe.entity_set);
-    let (page, response) = reader
+    let (page, response) = scan
         .client
         .get_json::<LargestPage>(&url, &what)
         .await
         .map_err(external)?;
-    reader.metrics.record(&response);
+    scan.metrics.record(&response);
     Ok(page
         .value
         .first()
