@@ -74,7 +74,6 @@ fn fetch_pages() -> Vec<Page> {
             let rows = decoder
                 .decode(&response.body)
                 .expect("page decodes")
-                .batch
                 .num_rows();
             assert_eq!(rows, MAX_PAGE_SIZE as usize, "{table}: a full page");
             pages.push(Page {

@@ -16,19 +16,33 @@ pub const DEFAULT_AUTHORITY_HOST: &str = "https://login.microsoftonline.com";
 
 /// Errors in the connection settings. Each names the field and what is wrong with it.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
+    /// The config file could not be read.
+    #[error("cannot read config file {path}")]
     Read {
+        /// The file.
         path: String,
+        /// What the file system said.
         source: std::io::Error,
     },
-    #[error("invalid config {origin}: {message}")]
-    Parse { origin: String, message: String },
+    /// The config is not the JSON expected.
+    #[error("invalid config {origin}")]
+    Parse {
+        /// The file, or `the environment`.
+        origin: String,
+        /// The parser's complaint (it names fields, never values).
+        source: serde_json::Error,
+    },
+    /// A field has a value that cannot work.
     #[error("config field `{field}` {problem}")]
     Invalid {
+        /// The field's name.
         field: &'static str,
+        /// What is wrong with it.
         problem: String,
     },
+    /// A required environment variable is not set.
     #[error("missing environment variable {0} (or pass --config FILE)")]
     MissingEnv(&'static str),
 }
@@ -92,9 +106,9 @@ fn default_page_size() -> u32 {
 impl Config {
     /// Parses and validates a JSON config. `origin` names the source in error messages.
     pub fn from_json(text: &str, origin: &str) -> Result<Self, ConfigError> {
-        let config: Config = serde_json::from_str(text).map_err(|e| ConfigError::Parse {
+        let config: Config = serde_json::from_str(text).map_err(|source| ConfigError::Parse {
             origin: origin.to_string(),
-            message: e.to_string(),
+            source,
         })?;
         config.validate()?;
         Ok(config)
@@ -395,10 +409,11 @@ mod tests {
 
     #[test]
     fn missing_fields_are_named() {
-        let err = Config::from_json(r#"{"url":"https://x.crm.dynamics.com"}"#, "f.json")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("tenant_id"), "{err}");
+        let err =
+            Config::from_json(r#"{"url":"https://x.crm.dynamics.com"}"#, "f.json").unwrap_err();
+        let report = crate::error_report(&err);
+        assert!(report.contains("f.json"), "{report}");
+        assert!(report.contains("tenant_id"), "{report}");
     }
 
     #[test]

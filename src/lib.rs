@@ -25,7 +25,6 @@
 //! [`odata`] → [`provider`]. The [`sim`] module (feature `simulator`) is a local Web API for
 //! tests, demos and benchmarks.
 
-pub mod auth;
 pub mod changes;
 pub mod client;
 pub mod config;
@@ -55,12 +54,16 @@ pub const SCHEMA_NAME: &str = "dataverse";
 
 /// Errors connecting to an environment.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
-    #[error("{0}")]
+    /// The configuration is incomplete or invalid.
+    #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error("{0}")]
+    /// The entity list or a table's columns could not be loaded.
+    #[error(transparent)]
     Metadata(#[from] MetadataError),
-    #[error("{0}")]
+    /// Registering or planning failed.
+    #[error(transparent)]
     DataFusion(#[from] datafusion::error::DataFusionError),
 }
 
@@ -181,6 +184,17 @@ impl Dataverse {
         Ok(())
     }
 
+    /// [`Dataverse::prepare`] for a statement parsed already (with DataFusion's `DFParser`).
+    pub async fn prepare_statement(
+        &self,
+        statement: &datafusion::sql::parser::Statement,
+    ) -> Result<(), Error> {
+        for entity in changes::table_changes_in(statement) {
+            self.metadata.table(&entity).await?;
+        }
+        Ok(())
+    }
+
     /// `prepare` then `ctx.sql`: the convenient way to run SQL that may use `table_changes`.
     pub async fn sql(
         &self,
@@ -256,4 +270,22 @@ impl Dataverse {
     pub fn config(&self) -> &Config {
         &self.config
     }
+}
+
+/// An error and its causes as one line: each `source()` appended after `: `, unless its text
+/// is already part of what came before (wrappers such as DataFusion's `External error: …`
+/// repeat their cause). Errors of this crate keep their causes as sources and say only their
+/// own part in `Display`; this is how to show all of it.
+pub fn error_report(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let piece = cause.to_string();
+        if !piece.is_empty() && !text.contains(&piece) {
+            text.push_str(": ");
+            text.push_str(&piece);
+        }
+        source = cause.source();
+    }
+    text
 }

@@ -448,10 +448,9 @@ async fn wrong_credentials_and_unreachable_servers_are_one_clear_error() {
         },
         ..Default::default()
     };
-    let err = Dataverse::connect_with(config, options)
-        .await
-        .unwrap_err()
-        .to_string();
+    let err = datafusion_dataverse::error_report(
+        &Dataverse::connect_with(config, options).await.unwrap_err(),
+    );
     assert!(
         err.contains("connection failed") || err.contains("cannot reach"),
         "{err}"

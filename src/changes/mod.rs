@@ -10,9 +10,10 @@
 //! failed `COPY` does not advance the token either).
 //!
 //! `TableFunctionImpl` is synchronous, so the entity's metadata must be loaded before planning:
-//! [`crate::Dataverse::prepare`] finds `table_changes('…')` calls in SQL text and loads them
-//! asynchronously, without blocking the runtime.
+//! [`crate::Dataverse::prepare`] finds `table_changes('…')` calls in the parsed statement
+//! ([`table_changes_references`]) and loads them asynchronously, without blocking the runtime.
 
+mod exec;
 pub mod store;
 
 use std::collections::HashMap;
@@ -34,13 +35,14 @@ use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::PartitionStream;
+use datafusion::sql::parser::{DFParser, Statement};
 use futures::Stream;
 
-use crate::client::DataverseClient;
+use crate::client::{ClientError, DataverseClient};
 use crate::metadata::{ColumnKind, MetadataStore, TableDefinition};
 use crate::odata::ODataQuery;
 use crate::provider::decode::{ChangeColumns, PageDecoder};
-use crate::provider::exec::DataverseScanExec;
+pub use exec::TableChangesExec;
 use store::DeltaTokenStore;
 
 /// The two columns a change feed adds to the entity's own.
@@ -144,35 +146,70 @@ impl ChangeFeed {
     }
 }
 
-/// The error for a failed delta read: an expired or rejected token names the way out.
-pub fn explain_delta_error(
-    error: DataFusionError,
-    entity: &str,
-    had_token: bool,
-) -> DataFusionError {
-    let expired = match &error {
-        DataFusionError::External(e) => {
-            e.downcast_ref::<crate::client::ClientError>()
-                .is_some_and(|c| {
-                    c.service_code() == Some(EXPIRED_VERSION_STAMP)
-                        || (had_token
-                            && c.status()
-                                .is_some_and(|s| (400..500).contains(&s) && s != 401 && s != 429))
-                })
+/// Why a change feed could not be read or its token not saved.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ChangesError {
+    /// The server refused the saved or given token (expired, or not one of its tokens).
+    #[error(
+        "the change token for {entity} has expired or was rejected; no changes were read. \
+         Reset it with \\reset_changes {entity} (or SELECT * FROM reset_change_token('{entity}')), \
+         then read table_changes('{entity}') again for a full load"
+    )]
+    TokenRejected {
+        /// The entity's logical name.
+        entity: String,
+        /// The server's answer.
+        #[source]
+        source: ClientError,
+    },
+    /// The feed ended without the link that carries the next token.
+    #[error("the last page of {entity}'s changes had no delta link; the saved token is unchanged")]
+    NoDeltaLink {
+        /// The entity's logical name.
+        entity: String,
+    },
+    /// The delta link is not a URL.
+    #[error("the delta link is not a URL")]
+    DeltaLinkNotUrl(#[source] url::ParseError),
+    /// The delta link has no `$deltatoken` parameter.
+    #[error("the delta link has no $deltatoken")]
+    NoDeltaToken,
+    /// The token store could not be written.
+    #[error("cannot save the change token of {entity}")]
+    Store {
+        /// The entity's logical name.
+        entity: String,
+        /// What the file system said.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl ChangesError {
+    /// The error for a failed delta read: an expired or rejected token names the way out;
+    /// anything else is returned as it is.
+    fn explain(error: DataFusionError, entity: &str, had_token: bool) -> DataFusionError {
+        let DataFusionError::External(inner) = error else {
+            return error;
+        };
+        let client = match inner.downcast::<ClientError>() {
+            Ok(client) => *client,
+            Err(other) => return DataFusionError::External(other),
+        };
+        let rejected = client.service_code() == Some(EXPIRED_VERSION_STAMP)
+            || (had_token
+                && client
+                    .status()
+                    .is_some_and(|s| (400..500).contains(&s) && s != 401 && s != 429));
+        if !rejected {
+            return DataFusionError::External(Box::new(client));
         }
-        _ => false,
-    };
-    if !expired {
-        return error;
+        DataFusionError::External(Box::new(ChangesError::TokenRejected {
+            entity: entity.to_string(),
+            source: client,
+        }))
     }
-    DataFusionError::External(
-        format!(
-            "the change token for {entity} has expired or was rejected ({error}); no changes were read. \
-             Reset it with \\reset_changes {entity} (or SELECT * FROM reset_change_token('{entity}')), \
-             then read table_changes('{entity}') again for a full load"
-        )
-        .into(),
-    )
 }
 
 /// Wraps a change feed's stream: when the consumer reaches its end, the delta token of the last
@@ -215,20 +252,21 @@ impl Stream for CommitOnEnd {
                 if !self.read.saves_token {
                     return Poll::Ready(None);
                 }
-                let result = match link.as_deref().map(delta_token_of) {
-                    Some(Ok(token)) => self
-                        .feed
-                        .completed(&self.read.entity, token)
-                        .map_err(|e| DataFusionError::External(Box::new(e))),
-                    Some(Err(e)) => Err(e),
-                    None => Err(DataFusionError::External(
-                        format!(
-                            "the last page of {}'s changes had no delta link; the saved token is unchanged",
-                            self.read.entity
-                        )
-                        .into(),
-                    )),
-                };
+                let entity = &self.read.entity;
+                let result =
+                    match link.as_deref().map(delta_token_of) {
+                        Some(Ok(token)) => self.feed.completed(entity, token).map_err(|source| {
+                            ChangesError::Store {
+                                entity: entity.clone(),
+                                source,
+                            }
+                        }),
+                        Some(Err(e)) => Err(e),
+                        None => Err(ChangesError::NoDeltaLink {
+                            entity: entity.clone(),
+                        }),
+                    }
+                    .map_err(|e| DataFusionError::External(Box::new(e)));
                 self.done = true;
                 match result {
                     Ok(()) => Poll::Ready(None),
@@ -247,40 +285,73 @@ impl RecordBatchStream for CommitOnEnd {
 }
 
 /// The `$deltatoken` of a delta link.
-pub fn delta_token_of(link: &str) -> Result<String> {
-    let url = url::Url::parse(link).map_err(|e| {
-        DataFusionError::External(format!("the delta link is not a URL ({e})").into())
-    })?;
+pub fn delta_token_of(link: &str) -> Result<String, ChangesError> {
+    let url = url::Url::parse(link).map_err(ChangesError::DeltaLinkNotUrl)?;
     url.query_pairs()
         .find(|(k, _)| k == "$deltatoken")
         .map(|(_, v)| v.into_owned())
-        .ok_or_else(|| DataFusionError::External("the delta link has no $deltatoken".into()))
+        .ok_or(ChangesError::NoDeltaToken)
 }
 
-/// Logical names used as `table_changes('name' …)` in `sql` (a scan of the text; extra names are
-/// harmless, they only cause metadata to be loaded).
+/// Logical names used as `table_changes('name' …)` anywhere in the statements of `sql`
+/// (subqueries, joins, `COPY (…)`, `EXPLAIN`). SQL that does not parse has none: planning it
+/// will report the syntax error.
 pub fn table_changes_references(sql: &str) -> Vec<String> {
-    let lower = sql.to_ascii_lowercase();
-    let mut out = Vec::new();
-    let mut rest = lower.as_str();
-    let mut offset = 0;
-    while let Some(i) = rest.find("table_changes") {
-        let after = &sql[offset + i + "table_changes".len()..];
-        let trimmed = after.trim_start();
-        if let Some(args) = trimmed.strip_prefix('(') {
-            let args = args.trim_start();
-            if let Some(quoted) = args.strip_prefix('\'')
-                && let Some(end) = quoted.find('\'')
+    let statements = DFParser::parse_sql(sql).unwrap_or_default();
+    let mut names: Vec<String> = statements.iter().flat_map(table_changes_in).collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// Logical names used as `table_changes('name' …)` anywhere in one parsed statement, found
+/// by walking its syntax tree.
+pub fn table_changes_in(statement: &Statement) -> Vec<String> {
+    use datafusion::sql::parser::CopyToSource;
+    use datafusion::sql::sqlparser::ast::{
+        Expr as SqlExpr, FunctionArg, FunctionArgExpr, TableFactor, Value, Visit, Visitor,
+    };
+    use std::ops::ControlFlow;
+
+    struct Finder(Vec<String>);
+    impl Visitor for Finder {
+        type Break = ();
+        fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<()> {
+            if let TableFactor::Table {
+                name,
+                args: Some(args),
+                ..
+            } = factor
+                && name.0.len() == 1
+                && name.to_string().eq_ignore_ascii_case("table_changes")
+                && let Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(SqlExpr::Value(v)))) =
+                    args.args.first()
+                && let Value::SingleQuotedString(entity) = &v.value
             {
-                out.push(quoted[..end].to_string());
+                self.0.push(entity.clone());
             }
+            ControlFlow::Continue(())
         }
-        offset += i + "table_changes".len();
-        rest = &lower[offset..];
     }
-    out.sort();
-    out.dedup();
-    out
+
+    fn visit(statement: &Statement, finder: &mut Finder) {
+        match statement {
+            Statement::Statement(s) => {
+                let _ = s.visit(finder);
+            }
+            Statement::CopyTo(copy) => {
+                if let CopyToSource::Query(query) = &copy.source {
+                    let _ = query.visit(finder);
+                }
+            }
+            Statement::Explain(explain) => visit(&explain.statement, finder),
+            _ => {}
+        }
+    }
+
+    let mut finder = Finder(Vec::new());
+    visit(statement, &mut finder);
+    finder.0
 }
 
 fn string_arg(exprs: &[Expr], i: usize, function: &str, what: &str) -> Result<Option<String>> {
@@ -461,7 +532,7 @@ impl TableProvider for TableChangesProvider {
             },
         };
         let decoder = PageDecoder::for_changes(schema, &wire, changes);
-        Ok(Arc::new(DataverseScanExec::for_changes(
+        Ok(Arc::new(TableChangesExec::new(
             self.feed.client.clone(),
             query,
             decoder,
@@ -597,8 +668,14 @@ mod tests {
 
     #[test]
     fn references_are_found_in_sql_text() {
-        let sql = "COPY (SELECT * FROM TABLE_CHANGES( 'account')) TO 'x'; SELECT * FROM table_changes('new_widget', 'tok') JOIN table_changes ('account')";
+        let sql = "COPY (SELECT * FROM TABLE_CHANGES( 'account')) TO 'x'; SELECT * FROM table_changes('new_widget', 'tok') JOIN table_changes ('account') ON true";
         assert_eq!(table_changes_references(sql), vec!["account", "new_widget"]);
+        let nested = "EXPLAIN SELECT * FROM contact WHERE contactid IN \
+                      (SELECT contactid FROM table_changes('contact'))";
+        assert_eq!(table_changes_references(nested), vec!["contact"]);
+        // Text that only looks like a call is not one.
+        let quoted = "SELECT 'table_changes(''lead'')' AS note, x.table_changes FROM account x";
+        assert!(table_changes_references(quoted).is_empty());
         assert!(table_changes_references("SELECT 1").is_empty());
     }
 

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use datafusion::arrow::array::{RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::error::{DataFusionError, Result};
-use datafusion_dataverse::odata::translate::pushdown_support;
 use datafusion_dataverse::provider::catalog::closest;
+use datafusion_dataverse::provider::translate::pushdown_support;
 
 use super::args::Format;
 use super::exec::{Outcome, Session};

@@ -177,7 +177,7 @@ impl Session {
         let run = async {
             // table_changes() plans synchronously: load its metadata first, without blocking.
             self.dataverse
-                .prepare(&sql)
+                .prepare_statement(&statement)
                 .await
                 .map_err(|e| DataFusionError::External(Box::new(e)))?;
             let plan = self.ctx.state().statement_to_plan(statement).await?;
@@ -427,9 +427,11 @@ pub fn is_broken_pipe(error: &DataFusionError) -> bool {
     io.is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
 }
 
-/// One line for a user: DataFusion's nesting ("External error: …") and line breaks removed.
-pub fn one_line(error: &dyn std::fmt::Display) -> String {
-    let text = error.to_string();
+/// One line for a user: the error and its causes, DataFusion's nesting ("External error: …")
+/// and line breaks removed.
+pub fn one_line(error: &(dyn std::error::Error + 'static)) -> String {
+    // The library keeps causes as sources; here, where the error is printed, they are joined.
+    let text = datafusion_dataverse::error_report(error);
     let mut text = text.as_str();
     for prefix in [
         "External error: ",
@@ -462,7 +464,9 @@ mod tests {
     #[test]
     fn errors_become_one_line() {
         assert_eq!(
-            one_line(&"External error: cannot reach\n  http://x"),
+            one_line(&DataFusionError::External(
+                "cannot reach\n  http://x".into()
+            )),
             "cannot reach http://x"
         );
     }

@@ -5,9 +5,12 @@
 //! The bearer token is only ever attached to URLs on the configured origin: a `nextLink` or
 //! `deltaLink` elsewhere is refused before any request is made.
 
+pub mod auth;
+mod pages;
 pub mod retry;
 pub mod throttle;
 
+use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -17,42 +20,150 @@ use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap, HeaderValue};
 use serde::Deserialize;
 use url::Url;
 
-use crate::auth::{AuthError, TokenCache};
 use crate::config::Config;
+use crate::odata::{Preferences, UnwritableLiteral};
+pub use auth::AuthError;
+use auth::TokenCache;
+pub use pages::{Page, Pages};
 use retry::{RetryConfig, Retryable};
 
-/// Errors talking to the Web API. `Display` is one line a user can act on.
+/// Errors talking to the Web API. `Display` is one line a user can act on; the cause, when
+/// there is one, is the error's `source()`.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("{0}")]
+    /// Signing in failed.
+    #[error(transparent)]
     Auth(#[from] AuthError),
     /// The server answered with a Dataverse error body.
     #[error("Dataverse error {code} (HTTP {status}) for {what}: {message}")]
     Service {
+        /// The HTTP status.
         status: u16,
+        /// The Dataverse error code (`0x80044352`), or `none` for a body without one.
         code: String,
+        /// The first line of the server's message.
         message: String,
+        /// The request, as errors name it ("page 3 of accounts").
         what: String,
     },
-    #[error("cannot reach {origin}: {message}")]
-    Transport { origin: String, message: String },
-    #[error("gave up on {what} after {attempts} attempts and {waited:.1?} waiting: {last}")]
+    /// The server could not be reached, or its answer was cut short.
+    #[error("cannot reach {origin}")]
+    Transport {
+        /// The environment's origin.
+        origin: String,
+        /// What went wrong on the way.
+        #[source]
+        source: TransportError,
+    },
+    /// Retries did not help; the last failure is the source.
+    #[error("gave up on {what} after {attempts} attempts and {waited:.1?} waiting")]
     RetriesExhausted {
+        /// The request.
         what: String,
+        /// Attempts made, the first included.
         attempts: u32,
+        /// Time slept between them.
         waited: Duration,
-        last: String,
+        /// The last attempt's error.
+        #[source]
+        last: Box<ClientError>,
     },
+    /// A `nextLink` or `deltaLink` pointed elsewhere; the bearer token stays home.
     #[error(
         "refusing to follow a link to {link_origin}: only {origin} is trusted with the bearer token"
     )]
-    ForeignOrigin { origin: String, link_origin: String },
+    ForeignOrigin {
+        /// The configured origin.
+        origin: String,
+        /// Where the link pointed.
+        link_origin: String,
+    },
+    /// A successful response that is not what the Web API sends.
     #[error("unexpected response for {what}: {message}")]
-    Malformed { what: String, message: String },
+    Malformed {
+        /// The request.
+        what: String,
+        /// What was wrong with it.
+        message: String,
+    },
+    /// A response body that is not the JSON document expected.
+    #[error("unexpected response for {what}: invalid JSON")]
+    InvalidJson {
+        /// The request.
+        what: String,
+        /// The parser's complaint.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A GET URL over the server's limit: never sent.
     #[error(
         "not sending {what}: its URL has {length} characters, more than the {MAX_URL_LENGTH} the server accepts"
     )]
-    UrlTooLong { what: String, length: usize },
+    UrlTooLong {
+        /// The request.
+        what: String,
+        /// The URL's length.
+        length: usize,
+    },
+    /// A request holding a literal the server would not read exactly: never sent.
+    #[error("not sending a request for {what}")]
+    Unwritable {
+        /// The request.
+        what: String,
+        /// The literal.
+        #[source]
+        source: UnwritableLiteral,
+    },
+    /// Change tracking was asked for and the server did not apply it: reading on would
+    /// silently miss deletions.
+    #[error(
+        "the server did not apply change tracking to {what} (is Track changes enabled for the table?)"
+    )]
+    ChangeTrackingNotApplied {
+        /// The entity set.
+        what: String,
+    },
+}
+
+/// A request that failed below HTTP: connect, timeout, a body cut short. Its `Display` says
+/// which in a few words; the source chain holds the details (never the URL, whose query
+/// may carry filter values).
+#[derive(Debug)]
+pub struct TransportError {
+    kind: &'static str,
+    error: reqwest::Error,
+}
+
+impl TransportError {
+    pub(crate) fn new(error: reqwest::Error) -> Self {
+        let kind = if error.is_timeout() {
+            "timed out"
+        } else if error.is_connect() {
+            "connection failed"
+        } else if error.is_body() || error.is_decode() {
+            "response body cut short"
+        } else {
+            "request failed"
+        };
+        Self {
+            kind,
+            error: error.without_url(),
+        }
+    }
+}
+
+impl fmt::Display for TransportError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.kind)
+    }
+}
+
+impl std::error::Error for TransportError {
+    /// The causes below reqwest's own wrapper ("error sending request"), which says nothing
+    /// `kind` does not.
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        std::error::Error::source(&self.error)
+    }
 }
 
 /// The longest GET URL the server accepts (reference §2.1): longer ones are answered 414.
@@ -126,30 +237,6 @@ impl StatsSnapshot {
             waited: self.waited.saturating_sub(earlier.waited),
             expected_rows: self.expected_rows - earlier.expected_rows,
         }
-    }
-}
-
-/// Extra `Prefer` preferences for one request (reference §1.2).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Preferences {
-    pub max_page_size: Option<u32>,
-    pub include_annotations: Option<String>,
-    pub track_changes: bool,
-}
-
-impl Preferences {
-    fn header(&self) -> Option<String> {
-        let mut parts = Vec::new();
-        if self.track_changes {
-            parts.push("odata.track-changes".to_string());
-        }
-        if let Some(n) = self.max_page_size {
-            parts.push(format!("odata.maxpagesize={n}"));
-        }
-        if let Some(a) = &self.include_annotations {
-            parts.push(format!("odata.include-annotations=\"{a}\""));
-        }
-        (!parts.is_empty()).then(|| parts.join(","))
     }
 }
 
@@ -317,7 +404,7 @@ impl DataverseClient {
                     what: what.to_string(),
                     attempts: attempt + 1,
                     waited,
-                    last: last.to_string(),
+                    last: Box::new(last),
                 });
             }
             tracing::debug!(what, attempt, ?delay, error = %last, "retrying");
@@ -369,7 +456,7 @@ impl DataverseClient {
             .headers(headers)
             .send()
             .await
-            .map_err(|e| Failure::Retry((Retryable::Transport, self.transport(&e))))?;
+            .map_err(|e| Failure::Retry((Retryable::Transport, self.transport(e))))?;
         let status = response.status().as_u16();
         let header = |name: &str| {
             response
@@ -385,7 +472,7 @@ impl DataverseClient {
         let body = response
             .bytes()
             .await
-            .map_err(|e| Failure::Retry((Retryable::Transport, self.transport(&e))))?;
+            .map_err(|e| Failure::Retry((Retryable::Transport, self.transport(e))))?;
         self.stats
             .bytes
             .fetch_add(body.len() as u64, Ordering::Relaxed);
@@ -411,10 +498,10 @@ impl DataverseClient {
         }
     }
 
-    fn transport(&self, e: &reqwest::Error) -> ClientError {
+    fn transport(&self, e: reqwest::Error) -> ClientError {
         ClientError::Transport {
             origin: self.origin.origin().ascii_serialization(),
-            message: describe_reqwest_error(e),
+            source: TransportError::new(e),
         }
     }
 
@@ -432,10 +519,11 @@ impl DataverseClient {
         what: &str,
     ) -> Result<(T, Response), ClientError> {
         let response = self.get(url, &Preferences::default(), what).await?;
-        let value = serde_json::from_slice(&response.body).map_err(|e| ClientError::Malformed {
-            what: what.to_string(),
-            message: format!("invalid JSON ({e})"),
-        })?;
+        let value =
+            serde_json::from_slice(&response.body).map_err(|source| ClientError::InvalidJson {
+                what: what.to_string(),
+                source,
+            })?;
         Ok((value, response))
     }
 }
@@ -443,7 +531,7 @@ impl DataverseClient {
 enum Failure {
     Final(ClientError),
     Retry((Retryable, ClientError)),
-    Unauthorized(ClientError, crate::auth::AccessToken),
+    Unauthorized(ClientError, auth::AccessToken),
 }
 
 #[derive(Deserialize)]
@@ -505,51 +593,9 @@ fn default_reason(status: u16) -> &'static str {
     }
 }
 
-/// A one-line description of a reqwest error, including its cause chain (reqwest's own
-/// `Display` often says only "error sending request").
-pub fn describe_reqwest_error(e: &reqwest::Error) -> String {
-    let mut text = if e.is_timeout() {
-        "timed out".to_string()
-    } else if e.is_connect() {
-        "connection failed".to_string()
-    } else if e.is_body() || e.is_decode() {
-        "response body cut short".to_string()
-    } else {
-        "request failed".to_string()
-    };
-    let mut source = std::error::Error::source(e);
-    let mut last = String::new();
-    while let Some(s) = source {
-        let piece = s.to_string();
-        if piece != last {
-            text.push_str(": ");
-            text.push_str(&piece);
-        }
-        last = piece;
-        source = s.source();
-    }
-    // Never echo a URL's query (it may hold a filter value) — reqwest errors carry only the
-    // URL in `e.url()`, which is not printed here.
-    text
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn prefer_header_combines_preferences() {
-        let p = Preferences {
-            max_page_size: Some(100),
-            include_annotations: Some("*".into()),
-            track_changes: true,
-        };
-        assert_eq!(
-            p.header().unwrap(),
-            "odata.track-changes,odata.maxpagesize=100,odata.include-annotations=\"*\""
-        );
-        assert_eq!(Preferences::default().header(), None);
-    }
 
     #[test]
     fn dataverse_error_bodies_keep_code_and_message() {

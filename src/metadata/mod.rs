@@ -14,10 +14,9 @@ use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
-use crate::client::{ClientError, DataverseClient};
-pub use model::{
-    Annotation, AttributeInfo, Column, ColumnKind, EntityInfo, LabelSource, TableDefinition,
-};
+use crate::client::{ClientError, DataverseClient, Pages};
+use crate::odata::{CompareOp, Expand, Filter, Literal, ODataQuery, Resource};
+pub use model::{AttributeInfo, Column, ColumnKind, EntityInfo, LabelSource, TableDefinition};
 
 /// Bumped whenever the cache format changes; older files are ignored.
 const CACHE_VERSION: u32 = 1;
@@ -34,9 +33,11 @@ pub struct OptionValue {
 
 #[derive(Debug, thiserror::Error)]
 pub enum MetadataError {
-    #[error("{0}")]
+    /// The Web API request failed.
+    #[error(transparent)]
     Client(#[from] ClientError),
-    #[error("metadata cache {path}: {source}")]
+    /// The disk cache could not be written or removed.
+    #[error("metadata cache {path}")]
     Cache {
         path: String,
         source: std::io::Error,
@@ -211,7 +212,8 @@ struct OptionSetCast {
     attribute_type: &'static str,
     /// `AttributeTypeName` when `AttributeType` alone does not tell (multi-select is `Virtual`).
     type_name_value: Option<&'static str>,
-    expand: &'static str,
+    /// The option-set properties to expand: `Options`, or a boolean's two.
+    options: &'static [&'static str],
 }
 
 impl OptionSetCast {
@@ -223,42 +225,67 @@ impl OptionSetCast {
     }
 }
 
-const OPTIONS: &str = "OptionSet($select=Options),GlobalOptionSet($select=Options)";
+const OPTIONS: &[&str] = &["Options"];
 const OPTION_SET_CASTS: [OptionSetCast; 5] = [
     OptionSetCast {
         type_name: "PicklistAttributeMetadata",
         attribute_type: "Picklist",
         type_name_value: None,
-        expand: OPTIONS,
+        options: OPTIONS,
     },
     OptionSetCast {
         type_name: "StateAttributeMetadata",
         attribute_type: "State",
         type_name_value: None,
-        expand: OPTIONS,
+        options: OPTIONS,
     },
     OptionSetCast {
         type_name: "StatusAttributeMetadata",
         attribute_type: "Status",
         type_name_value: None,
-        expand: OPTIONS,
+        options: OPTIONS,
     },
     OptionSetCast {
         type_name: "MultiSelectPicklistAttributeMetadata",
         attribute_type: "Virtual",
         type_name_value: Some("MultiSelectPicklistType"),
-        expand: OPTIONS,
+        options: OPTIONS,
     },
     OptionSetCast {
         type_name: "BooleanAttributeMetadata",
         attribute_type: "Boolean",
         type_name_value: None,
-        expand: "OptionSet($select=TrueOption,FalseOption),GlobalOptionSet($select=TrueOption,FalseOption)",
+        options: &["TrueOption", "FalseOption"],
     },
 ];
 
+impl OptionSetCast {
+    /// The request for this type's attributes of `entity`, with their option sets (a column
+    /// bound to a global option set may carry its options on either side).
+    fn query(&self, entity: &str) -> ODataQuery {
+        ODataQuery {
+            select: vec!["LogicalName".into()],
+            expand: vec![
+                Expand::new("OptionSet", self.options),
+                Expand::new("GlobalOptionSet", self.options),
+            ],
+            ..ODataQuery::of(Resource::Attributes {
+                entity: entity.to_string(),
+                cast: Some(self.type_name.to_string()),
+            })
+        }
+    }
+}
+
 /// The entity properties we read; the list request asks for these only.
-const ENTITY_SELECT: &str = "LogicalName,EntitySetName,PrimaryIdAttribute,PrimaryNameAttribute,ChangeTrackingEnabled,IsCustomEntity";
+const ENTITY_SELECT: [&str; 6] = [
+    "LogicalName",
+    "EntitySetName",
+    "PrimaryIdAttribute",
+    "PrimaryNameAttribute",
+    "ChangeTrackingEnabled",
+    "IsCustomEntity",
+];
 
 impl MetadataStore {
     pub fn new(client: Arc<DataverseClient>, state_dir: Option<&Path>) -> Self {
@@ -412,15 +439,17 @@ impl MetadataStore {
     }
 
     async fn fetch_entities(&self) -> Result<Vec<EntityInfo>, MetadataError> {
-        let url = self.client.api_url(&format!(
-            "EntityDefinitions?$select={ENTITY_SELECT}&$filter=IsPrivate%20eq%20false"
-        ));
-        let (list, _) = self
-            .client
-            .get_json::<Collection<RawEntity>>(&url, "the entity list (EntityDefinitions)")
-            .await?;
+        let query = ODataQuery {
+            select: ENTITY_SELECT.iter().map(|s| s.to_string()).collect(),
+            filter: Some(Filter::compare(
+                "IsPrivate",
+                CompareOp::Eq,
+                Literal::Bool(false),
+            )),
+            ..ODataQuery::of(Resource::EntityDefinitions)
+        };
+        let list: Vec<RawEntity> = self.list(&query).await?;
         let mut entities: Vec<EntityInfo> = list
-            .value
             .into_iter()
             .filter_map(|e| {
                 // Entities without an entity set are not reachable through the Web API.
@@ -445,16 +474,12 @@ impl MetadataStore {
         &self,
         logical_name: &str,
     ) -> Result<Vec<AttributeInfo>, MetadataError> {
-        let escaped = logical_name.replace('\'', "''");
-        let url = self.client.api_url(&format!(
-            "EntityDefinitions(LogicalName='{}')/Attributes",
-            crate::odata::encode_component(&escaped)
-        ));
-        let (list, _) = self
-            .client
-            .get_json::<Collection<RawAttribute>>(&url, &format!("the columns of {logical_name}"))
-            .await?;
-        Ok(list.value.into_iter().map(AttributeInfo::from).collect())
+        let query = ODataQuery::of(Resource::Attributes {
+            entity: logical_name.to_string(),
+            cast: None,
+        });
+        let list: Vec<RawAttribute> = self.list(&query).await?;
+        Ok(list.into_iter().map(AttributeInfo::from).collect())
     }
 
     /// Option sets hang off the concrete attribute types (reference §1.5). Real environments
@@ -466,23 +491,12 @@ impl MetadataStore {
         table: &TableDefinition,
     ) -> Result<Vec<OptionValue>, MetadataError> {
         let logical_name = table.entity.logical_name.as_str();
-        let escaped = crate::odata::encode_component(&logical_name.replace('\'', "''"));
-        let what = format!("the choices of {logical_name}");
         let requests = OPTION_SET_CASTS
             .iter()
             .filter(|cast| table.attributes.iter().any(|a| cast.matches(a)))
-            .map(|cast| {
-                let url = self.client.api_url(&format!(
-                    "EntityDefinitions(LogicalName='{escaped}')/Attributes/Microsoft.Dynamics.CRM.{}?$select=LogicalName&$expand={}",
-                    cast.type_name, cast.expand
-                ));
-                let what = &what;
-                async move {
-                    self.client
-                        .get_json::<Collection<RawEnumAttribute>>(&url, what)
-                        .await
-                        .map(|(list, _)| list.value)
-                }
+            .map(|cast| async move {
+                self.list::<RawEnumAttribute>(&cast.query(logical_name))
+                    .await
             });
         let lists = futures::future::try_join_all(requests).await?;
         let mut out = Vec::new();
@@ -503,6 +517,20 @@ impl MetadataStore {
         out.sort_by(|a, b| (&a.attribute, a.value).cmp(&(&b.attribute, b.value)));
         out.dedup();
         Ok(out)
+    }
+
+    /// Every item of a metadata listing, following next links should the server page it.
+    async fn list<T: DeserializeOwned>(&self, query: &ODataQuery) -> Result<Vec<T>, ClientError> {
+        let mut pages = Pages::new(self.client.clone(), query)?;
+        let mut items = Vec::new();
+        while let Some(page) = pages.next_page().await {
+            let page = page?;
+            let what = pages.name().to_string();
+            let list: Collection<T> = serde_json::from_slice(&page.body)
+                .map_err(|source| ClientError::InvalidJson { what, source })?;
+            items.extend(list.value);
+        }
+        Ok(items)
     }
 
     fn read_cache<T: DeserializeOwned>(&self, file: &str) -> Option<Vec<T>> {

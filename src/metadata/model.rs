@@ -5,6 +5,8 @@ use std::sync::Arc;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use serde::{Deserialize, Serialize};
 
+use crate::odata::Annotation;
+
 /// One table of the environment, from `EntityDefinitions` (reference §1.6).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EntityInfo {
@@ -133,25 +135,6 @@ pub struct LabelSource {
     /// The SQL name of the data column the label belongs to (`AttributeOf`).
     pub parent: String,
     pub annotation: Annotation,
-}
-
-/// The annotations label columns are read from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Annotation {
-    /// Choice and boolean labels, lookup primary names.
-    FormattedValue,
-    /// The table a (polymorphic) lookup points to.
-    LookupLogicalName,
-}
-
-impl Annotation {
-    /// The name used in `Prefer: odata.include-annotations` and after `@` in a row.
-    pub fn name(self) -> &'static str {
-        match self {
-            Annotation::FormattedValue => "OData.Community.Display.V1.FormattedValue",
-            Annotation::LookupLogicalName => "Microsoft.Dynamics.CRM.lookuplogicalname",
-        }
-    }
 }
 
 impl Column {

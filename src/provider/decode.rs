@@ -1,4 +1,4 @@
-//! Page decoding: one Web API response body (`{"value":[…], "@odata.nextLink": …}`) straight
+//! Page decoding: the rows of one Web API response body (`{"value":[…], …}`) straight
 //! into Arrow builders, in a single pass, without building a JSON tree per row.
 //!
 //! Values are read exactly: decimals and money from their JSON text (never through `f64`),
@@ -22,15 +22,27 @@ use crate::metadata::ColumnKind;
 
 /// A page that could not be read.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot read a page from the server: {0}")]
-pub struct DecodeError(pub String);
-
-/// What one page held.
-#[derive(Debug)]
-pub struct DecodedPage {
-    pub batch: RecordBatch,
-    pub next_link: Option<String>,
-    pub delta_link: Option<String>,
+#[non_exhaustive]
+pub enum DecodeError {
+    /// The body is not UTF-8.
+    #[error("cannot read a page from the server: the response is not UTF-8 text")]
+    NotUtf8(#[source] std::str::Utf8Error),
+    /// An HTML page where JSON was expected.
+    #[error(
+        "cannot read a page from the server: the server answered HTML, not JSON (a proxy or sign-in page?)"
+    )]
+    Html,
+    /// Not JSON, or a value that does not fit its column.
+    #[error("cannot read a page from the server: invalid JSON")]
+    Json(#[source] serde_json::Error),
+    /// A JSON object that is not a collection.
+    #[error(
+        "cannot read a page from the server: the response has no \"value\" array (is this a Web API collection?)"
+    )]
+    NoValue,
+    /// The columns read do not make a batch of the schema.
+    #[error("cannot read a page from the server")]
+    Batch(#[source] datafusion::arrow::error::ArrowError),
 }
 
 /// Decodes pages for one projected schema. Cheap to clone; one per scan.
@@ -88,8 +100,8 @@ impl PageDecoder {
         &self.schema
     }
 
-    /// Decodes one response body.
-    pub fn decode(&self, body: &[u8]) -> Result<DecodedPage, DecodeError> {
+    /// Decodes the rows of one response body (its paging links are the page stream's).
+    pub fn decode(&self, body: &[u8]) -> Result<RecordBatch, DecodeError> {
         let mut builders: Vec<ColumnBuilder> =
             self.kinds.iter().map(|k| ColumnBuilder::new(*k)).collect();
         let mut state = PageState {
@@ -98,45 +110,33 @@ impl PageDecoder {
             keys: KeyCache::default(),
             changes: self.changes,
             rows: 0,
-            next_link: None,
-            delta_link: None,
             saw_value: false,
         };
         // One UTF-8 check of the whole body is much cheaper than serde_json's check of every
         // string it reads from bytes (the text reader trusts its input).
-        let text = std::str::from_utf8(body)
-            .map_err(|e| DecodeError(format!("the response is not UTF-8 text ({e})")))?;
+        let text = std::str::from_utf8(body).map_err(DecodeError::NotUtf8)?;
         let mut de = serde_json::Deserializer::from_str(text);
         PageSeed(&mut state)
             .deserialize(&mut de)
             .and_then(|()| de.end())
-            .map_err(|e| DecodeError(describe_json_error(&e, body)))?;
+            .map_err(|e| json_error(e, body))?;
         if !state.saw_value {
-            return Err(DecodeError(
-                "the response has no \"value\" array (is this a Web API collection?)".into(),
-            ));
+            return Err(DecodeError::NoValue);
         }
         let rows = state.rows;
-        let next_link = state.next_link.take();
-        let delta_link = state.delta_link.take();
         let arrays: Vec<ArrayRef> = builders.into_iter().map(ColumnBuilder::finish).collect();
         let options = RecordBatchOptions::new().with_row_count(Some(rows));
-        let batch = RecordBatch::try_new_with_options(self.schema.clone(), arrays, &options)
-            .map_err(|e| DecodeError(e.to_string()))?;
-        Ok(DecodedPage {
-            batch,
-            next_link,
-            delta_link,
-        })
+        RecordBatch::try_new_with_options(self.schema.clone(), arrays, &options)
+            .map_err(DecodeError::Batch)
     }
 }
 
-fn describe_json_error(e: &serde_json::Error, body: &[u8]) -> String {
+fn json_error(e: serde_json::Error, body: &[u8]) -> DecodeError {
     let start = body.iter().position(|b| !b.is_ascii_whitespace());
     if start.is_some_and(|i| body[i] == b'<') {
-        return "the server answered HTML, not JSON (a proxy or sign-in page?)".into();
+        return DecodeError::Html;
     }
-    format!("invalid JSON ({e})")
+    DecodeError::Json(e)
 }
 
 struct PageState<'a> {
@@ -145,8 +145,6 @@ struct PageState<'a> {
     keys: KeyCache,
     changes: Option<ChangeColumns>,
     rows: usize,
-    next_link: Option<String>,
-    delta_link: Option<String>,
     saw_value: bool,
 }
 
@@ -171,8 +169,6 @@ impl<'de> Visitor<'de> for PageSeed<'_, '_> {
                     self.0.saw_value = true;
                     map.next_value_seed(RowsSeed(self.0))?;
                 }
-                "@odata.nextLink" => self.0.next_link = map.next_value()?,
-                "@odata.deltaLink" => self.0.delta_link = map.next_value()?,
                 _ => {
                     map.next_value::<IgnoredAny>()?;
                 }
@@ -847,10 +843,8 @@ mod tests {
             {"@odata.etag":"W/\"1\"","accountid":"49B0BE2E-D01C-ED11-B83E-000D3A572421","name":"Z\u00fcrich \"HQ\"","revenue":45000.1200,"n":-3,"big":9007199254740993,"ratio":0.25,"flag":true,"createdon":"2023-04-07T21:59:01Z","birth":"2024-05-01","tags":"1,9","_parentaccountid_value":null,"extra":{"nested":[1,2]}},
             {"accountid":"00000000-0000-0000-0000-000000000001","name":null,"revenue":null,"n":null,"big":null,"ratio":1,"flag":false,"createdon":null,"birth":null,"tags":null}
         ],"@odata.nextLink":"http://x/next"}"#;
-        let page = d.decode(body).unwrap();
-        let b = &page.batch;
+        let b = &d.decode(body).unwrap();
         assert_eq!(b.num_rows(), 2);
-        assert_eq!(page.next_link.as_deref(), Some("http://x/next"));
         assert_eq!(
             b.column(0).as_string_view().value(0),
             "49b0be2e-d01c-ed11-b83e-000d3a572421"
@@ -908,12 +902,7 @@ mod tests {
             {"@odata.etag":"W/\"915244\"","name":"Monte","accountid":"60c4e274-0d87-e711-80e5-00155db19e6d"},
             {"@odata.context":"x/$metadata#accounts/$deletedEntity","id":"2E451703-C686-E711-80E5-00155DB19E6D","reason":"deleted"}
         ],"@odata.deltaLink":"http://x/accounts?$deltatoken=1"}"#;
-        let page = d.decode(body).unwrap();
-        assert_eq!(
-            page.delta_link.as_deref(),
-            Some("http://x/accounts?$deltatoken=1")
-        );
-        let b = &page.batch;
+        let b = &d.decode(body).unwrap();
         assert_eq!(b.column(2).as_string_view().value(0), "upsert");
         assert_eq!(b.column(2).as_string_view().value(1), "delete");
         assert_eq!(
@@ -933,29 +922,24 @@ mod tests {
     #[test]
     fn an_empty_projection_still_counts_rows() {
         let d = decoder(&[]);
-        let page = d
+        let batch = d
             .decode(br#"{"value":[{"accountid":"a"},{"accountid":"b"}]}"#)
             .unwrap();
-        assert_eq!(page.batch.num_rows(), 2);
-        assert_eq!(page.batch.num_columns(), 0);
+        assert_eq!(batch.num_rows(), 2);
+        assert_eq!(batch.num_columns(), 0);
     }
 
     #[test]
     fn garbage_and_html_are_clear_errors() {
         let d = decoder(&[("n", ColumnKind::Integer)]);
-        let html = d.decode(b"<html>sign in</html>").unwrap_err().to_string();
+        let report = |e: DecodeError| crate::error_report(&e);
+        let html = report(d.decode(b"<html>sign in</html>").unwrap_err());
         assert!(html.contains("HTML"), "{html}");
-        let wrong = d
-            .decode(br#"{"value":[{"n":"five"}]}"#)
-            .unwrap_err()
-            .to_string();
+        let wrong = report(d.decode(br#"{"value":[{"n":"five"}]}"#).unwrap_err());
         assert!(wrong.contains("whole number"), "{wrong}");
-        let missing = d.decode(br#"{"error":{}}"#).unwrap_err().to_string();
+        let missing = report(d.decode(br#"{"error":{}}"#).unwrap_err());
         assert!(missing.contains("value"), "{missing}");
-        let overflow = d
-            .decode(br#"{"value":[{"n":3000000000}]}"#)
-            .unwrap_err()
-            .to_string();
+        let overflow = report(d.decode(br#"{"value":[{"n":3000000000}]}"#).unwrap_err());
         assert!(overflow.contains("overflows"), "{overflow}");
     }
 }

@@ -1,12 +1,22 @@
 //! `DataverseScanExec`: the leaf of a plan that reads one entity set page by page.
 //!
-//! Pages are fetched in a task that stays one page ahead of the consumer (a bounded channel),
-//! decoded into record batches, and stopped as soon as the consumer is gone (LIMIT satisfied,
-//! Ctrl-C, an error elsewhere): no page is requested that nobody will read.
+//! Pages come from the client's page stream ([`Pages`]), which requests the next page while
+//! this one is decoded; batches go through a bounded channel, and reading stops as soon as
+//! the consumer is gone (LIMIT satisfied, Ctrl-C, an error elsewhere): no page is requested
+//! that nobody will read. [`PageReader`] is the decode-and-emit loop, shared with change
+//! feeds.
 
 use std::fmt;
 use std::sync::Arc;
 
+use super::decode::{PageDecoder, parse_timestamp_micros};
+use super::split::{
+    FirstPage, Piece, SPLIT_COLUMN, SplitScan, after_first_page, expected_rows, largest_query,
+    rest_of, target_rows,
+};
+use super::translate::Pushdown;
+use crate::client::{DataverseClient, Page, Pages};
+use crate::odata::{ODataQuery, annotation_list};
 use datafusion::arrow::array::{AsArray, BooleanArray, RecordBatch, TimestampMicrosecondArray};
 use datafusion::arrow::compute::filter_record_batch;
 use datafusion::arrow::datatypes::SchemaRef;
@@ -23,17 +33,6 @@ use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
     ReplaceChildrenOptions, SendableRecordBatchStream,
 };
-use url::Url;
-
-use super::decode::{PageDecoder, parse_timestamp_micros};
-use super::split::{
-    FirstPage, Piece, SPLIT_COLUMN, SplitScan, after_first_page, expected_rows, largest_query,
-    rest_of, target_rows,
-};
-use crate::changes::{ChangeFeed, ChangeRead};
-use crate::client::DataverseClient;
-use crate::odata::ODataQuery;
-use crate::odata::translate::Pushdown;
 
 /// A filter offered to the scan as EXPLAIN shows it: sent exactly, sent and re-checked, or
 /// kept local (with the reason).
@@ -63,8 +62,6 @@ pub struct DataverseScanExec {
     /// Rows wanted at most (LIMIT), when every filter was exact.
     limit: Option<usize>,
     pushed: Vec<PushedFilter>,
-    /// Set for `table_changes()`: where the read starts and where its new token goes.
-    changes: Option<(Arc<ChangeFeed>, ChangeRead)>,
     /// Set for a parallel scan: the queue of `createdon` pieces its partitions share, and
     /// where `createdon` and the key are among the decoder's columns.
     split: Option<(Arc<SplitScan>, SplitColumns)>,
@@ -75,19 +72,7 @@ pub struct DataverseScanExec {
 }
 
 impl DataverseScanExec {
-    /// A scan of a change feed (`table_changes`): `query` must have `track_changes` set.
-    pub fn for_changes(
-        client: Arc<DataverseClient>,
-        query: ODataQuery,
-        decoder: PageDecoder,
-        feed: Arc<ChangeFeed>,
-        read: ChangeRead,
-    ) -> Self {
-        let mut exec = Self::new(client, query, decoder, None, vec![]);
-        exec.changes = Some((feed, read));
-        exec
-    }
-
+    /// A scan sending `query` and decoding its pages with `decoder`.
     pub fn new(
         client: Arc<DataverseClient>,
         query: ODataQuery,
@@ -102,7 +87,6 @@ impl DataverseScanExec {
             decoder,
             limit,
             pushed,
-            changes: None,
             split: None,
             properties: Arc::new(plan_properties(&schema, 1)),
             schema,
@@ -141,11 +125,8 @@ impl DataverseScanExec {
 
     fn describe(&self, f: &mut fmt::Formatter) -> fmt::Result {
         write!(f, "DataverseScanExec: GET {}", self.query.display_query())?;
-        if let Some((_, read)) = &self.changes {
-            write!(f, ", {}", read.describe())?;
-        }
-        if self.query.top.is_none() {
-            write!(f, ", page_size={}", self.query.page_size)?;
+        if let (None, Some(size)) = (self.query.top, self.query.page_size) {
+            write!(f, ", page_size={size}")?;
         }
         if let Some((split, _)) = &self.split {
             write!(f, ", parallel={} ({SPLIT_COLUMN} ranges)", split.degree())?;
@@ -153,7 +134,8 @@ impl DataverseScanExec {
         if let Some(limit) = self.limit {
             write!(f, ", limit={limit}")?;
         }
-        if let Some(annotations) = &self.query.annotations {
+        if !self.query.annotations.is_empty() {
+            let annotations = annotation_list(&self.query.annotations);
             write!(f, ", annotations=[{annotations}]")?;
         }
         let list = |kind: Pushdown| {
@@ -242,55 +224,31 @@ impl ExecutionPlan for DataverseScanExec {
                 self.degree()
             )));
         }
-        let schema: SchemaRef = self.schema.clone();
-        let mut builder = RecordBatchReceiverStream::builder(schema, 2);
+        let mut builder = RecordBatchReceiverStream::builder(self.schema.clone(), 2);
         let tx = builder.tx();
-        let metrics = ScanMetrics::new(&self.metrics, partition);
-        let mut query = self.query.clone();
-        if let Some((_, read)) = &self.changes {
-            query.delta_token = read.start_token.clone();
-        }
         let reader = PageReader {
             client: self.client.clone(),
-            query,
             decoder: self.decoder.clone(),
             width: self.schema.fields().len(),
             limit: self.limit,
-            metrics: Arc::new(metrics),
-            start: None,
+            metrics: Arc::new(ScanMetrics::new(&self.metrics, partition)),
         };
         let emit = move |batch| {
             let tx = tx.clone();
             async move { tx.send(Ok(batch)).await.is_ok() }
         };
-        let Some((feed, read)) = self.changes.clone() else {
-            let split = self.split.clone();
-            builder.spawn(async move {
-                match split {
-                    Some((split, columns)) => read_pieces(&split, &columns, reader, emit).await,
-                    None => reader.run(emit).await.map(|_| ()),
-                }
-            });
-            return Ok(builder.build());
-        };
-        let finished = Arc::new(std::sync::Mutex::new(None));
-        let delta = finished.clone();
-        let what = read.entity.clone();
-        let had_token = read.start_token.is_some();
+        let query = self.query.clone();
+        let split = self.split.clone();
         builder.spawn(async move {
-            let link = reader
-                .run(emit)
-                .await
-                .map_err(|e| crate::changes::explain_delta_error(e, &what, had_token))?;
-            *delta.lock().expect("not poisoned") = link;
-            Ok(())
+            match split {
+                Some((split, columns)) => read_pieces(&split, &columns, &query, reader, emit).await,
+                None => {
+                    let pages = reader.pages(&query)?;
+                    reader.read(pages, &emit).await.map(|_| ())
+                }
+            }
         });
-        Ok(crate::changes::commit_on_end(
-            builder.build(),
-            feed,
-            read,
-            finished,
-        ))
+        Ok(builder.build())
     }
 }
 
@@ -298,18 +256,19 @@ impl ExecutionPlan for DataverseScanExec {
 async fn read_pieces<F, Fut>(
     split: &SplitScan,
     columns: &SplitColumns,
-    template: PageReader,
+    scan: &ODataQuery,
+    reader: PageReader,
     emit: F,
 ) -> Result<()>
 where
-    F: Fn(RecordBatch) -> Fut + Clone,
+    F: Fn(RecordBatch) -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
     while let Some(piece) = split.next().await {
         // Given back however this ends, also when the task is aborted (Ctrl-C, the plan
         // dropped): otherwise the other partitions would wait for it forever.
         let mut taken = TakenPiece { split, ok: false };
-        let result = read_piece(split, columns, &template, &piece, emit.clone()).await;
+        let result = read_piece(split, columns, scan, &reader, &piece, &emit).await;
         taken.ok = result.is_ok();
         drop(taken);
         if !result? {
@@ -347,42 +306,43 @@ impl Drop for TakenPiece<'_> {
 async fn read_piece<F, Fut>(
     split: &SplitScan,
     columns: &SplitColumns,
-    template: &PageReader,
+    scan: &ODataQuery,
+    reader: &PageReader,
     piece: &Piece,
-    emit: F,
+    emit: &F,
 ) -> Result<bool>
 where
-    F: Fn(RecordBatch) -> Fut + Clone,
+    F: Fn(RecordBatch) -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let reader = PageReader {
-        query: piece.query(&template.query, &columns.key_name),
-        ..template.clone()
-    };
-    if reader.query.order_by.is_none() {
+    let query = piece.query(scan, &columns.key_name);
+    let mut pages = reader.pages(&query)?;
+    if query.order_by.is_none() {
         // The NULLs, or the rest of a piece: read plainly to the end.
-        return reader.run(emit).await.map(|_| true);
+        return reader.read(pages, emit).await;
     }
     let first_piece = *piece == Piece::everything();
-    let whole_table = template.query.filter.is_none();
-    let page_one = reader.fetch_first();
+    let whole_table = scan.filter.is_none();
     // A whole table is usually large: ask for its largest `createdon` beside page 1.
-    let (response, largest) = if first_piece && whole_table {
-        let (response, largest) = tokio::join!(page_one, largest_createdon(template));
-        (response?, Some(largest?))
+    let (page, largest) = if first_piece && whole_table {
+        let (page, largest) = tokio::join!(
+            reader.first_page(&mut pages),
+            largest_createdon(reader, scan)
+        );
+        (page?, Some(largest?))
     } else {
-        (page_one.await?, None)
+        (reader.first_page(&mut pages).await?, None)
     };
-    let page = reader.decode(response, 1).await?;
-    let Some(next) = page.next_link.clone() else {
-        return Ok(reader.emit_page(page.batch, &emit).await);
-    };
-    let createdon = timestamps(&page.batch, columns.createdon)?;
-    let keys = guids(&page.batch, columns.key)?;
+    let batch = reader.decode(page, pages.name()).await?;
+    if pages.next_url().is_none() {
+        return Ok(reader.emit_page(batch, emit).await);
+    }
+    let createdon = timestamps(&batch, columns.createdon)?;
+    let keys = guids(&batch, columns.key)?;
     if piece_needs_largest(piece) && split.largest().is_none() {
         let largest = match largest {
             Some(l) => l,
-            None => largest_createdon(template).await?,
+            None => largest_createdon(reader, scan).await?,
         };
         split.set_largest(largest);
     }
@@ -393,8 +353,8 @@ where
             (Some(hi), Some(lo)) => expected_rows(&createdon, hi.saturating_sub(lo)),
             _ => 0,
         };
-        let page_size = reader.query.page_size;
-        let rows = page.batch.num_rows() as u64;
+        let page_size = query.page_size.unwrap_or(crate::config::MAX_PAGE_SIZE);
+        let rows = batch.num_rows() as u64;
         split.set_target_rows(target_rows(rows, rest, split.degree(), page_size));
         reader.client.stats().expected_rows.fetch_add(
             rows.saturating_add(rest),
@@ -414,29 +374,24 @@ where
             // while this one waits for its consumer.
             if let Some(rest) = rest_of(piece, (&createdon, &keys)) {
                 split.add(rest);
-                return Ok(reader.emit_page(page.batch, &emit).await);
+                return Ok(reader.emit_page(batch, emit).await);
             }
-            if !reader.emit_page(page.batch, &emit).await {
+            if !reader.emit_page(batch, emit).await {
                 return Ok(false);
             }
-            let url = reader.follow(&next, 1)?;
-            let rest = PageReader {
-                start: Some(url),
-                ..reader
-            };
-            rest.run(emit).await.map(|_| true)
+            reader.read(pages, emit).await
         }
         FirstPage::Cut { keep_below, pieces } => {
             let kept = match keep_below {
-                Some(limit) => below(&page.batch, &createdon, limit)?,
-                None => page.batch.clone(),
+                Some(limit) => below(&batch, &createdon, limit)?,
+                None => batch.clone(),
             };
             reader
                 .metrics
                 .split_overlap
-                .add(page.batch.num_rows() - kept.num_rows());
+                .add(batch.num_rows() - kept.num_rows());
             split.add(pieces);
-            Ok(reader.emit_page(kept, &emit).await)
+            Ok(reader.emit_page(kept, emit).await)
         }
     }
 }
@@ -445,21 +400,19 @@ fn piece_needs_largest(piece: &Piece) -> bool {
     matches!(piece, Piece::Range { hi: None, .. })
 }
 
-/// The largest `createdon` under the scan's filter (one `$top=1` request); `scan` reads the
-/// scan's own query.
-async fn largest_createdon(scan: &PageReader) -> Result<Option<i64>> {
-    let probe = largest_query(&scan.query);
-    let url = scan
-        .client
-        .api_url(&probe.relative_url().map_err(external)?);
-    let what = format!("the largest {SPLIT_COLUMN} of {}", probe.entity_set);
-    let (page, response) = scan
-        .client
-        .get_json::<LargestPage>(&url, &what)
-        .await
-        .map_err(external)?;
-    scan.metrics.record(&response);
-    Ok(page
+/// The largest `createdon` under the scan's filter (one `$top=1` request).
+async fn largest_createdon(reader: &PageReader, scan: &ODataQuery) -> Result<Option<i64>> {
+    let probe = largest_query(scan);
+    let mut pages = reader.pages(&probe)?;
+    let page = reader.first_page(&mut pages).await?;
+    reader.metrics.record(&page);
+    let parsed: LargestPage = serde_json::from_slice(&page.body).map_err(|source| {
+        external(crate::client::ClientError::InvalidJson {
+            what: format!("the largest {SPLIT_COLUMN} of {}", pages.name()),
+            source,
+        })
+    })?;
+    Ok(parsed
         .value
         .first()
         .and_then(|row| row.createdon.as_deref())
@@ -473,7 +426,6 @@ struct LargestPage {
 
 #[derive(serde::Deserialize)]
 struct LargestRow {
-    #[serde(rename = "createdon")]
     createdon: Option<String>,
 }
 
@@ -507,13 +459,13 @@ fn below(batch: &RecordBatch, createdon: &[Option<i64>], limit: i64) -> Result<R
     Ok(filter_record_batch(batch, &keep)?)
 }
 
-fn external(e: impl std::error::Error + Send + Sync + 'static) -> DataFusionError {
+pub(crate) fn external(e: impl std::error::Error + Send + Sync + 'static) -> DataFusionError {
     DataFusionError::External(Box::new(e))
 }
 
 /// What EXPLAIN ANALYZE shows for a scan: the requests behind it, and what throttling and
 /// faults cost (retries and the time slept before them).
-struct ScanMetrics {
+pub(crate) struct ScanMetrics {
     requests: Count,
     retries: Count,
     /// Registered at the first retry: DataFusion sums a `Time` over partitions counting each
@@ -529,7 +481,7 @@ struct ScanMetrics {
 }
 
 impl ScanMetrics {
-    fn new(set: &ExecutionPlanMetricsSet, partition: usize) -> Self {
+    pub(crate) fn new(set: &ExecutionPlanMetricsSet, partition: usize) -> Self {
         Self {
             requests: MetricBuilder::new(set).counter("requests", partition),
             retries: MetricBuilder::new(set).counter("retries", partition),
@@ -542,92 +494,67 @@ impl ScanMetrics {
         }
     }
 
-    /// Counts one page's response (however many attempts it took).
-    fn record(&self, response: &crate::client::Response) {
-        self.requests.add(1 + response.retries as usize);
-        self.retries.add(response.retries as usize);
+    /// Counts one page (however many attempts it took).
+    pub(crate) fn record(&self, page: &Page) {
+        self.requests.add(1 + page.retries as usize);
+        self.retries.add(page.retries as usize);
         // `Time` counts at least a nanosecond per call: add only waits before a retry.
-        if response.retries > 0 && !response.retry_wait.is_zero() {
+        if page.retries > 0 && !page.retry_wait.is_zero() {
             let wait = self.retry_wait.get_or_init(|| {
                 MetricBuilder::new(&self.set).subset_time("retry_wait", self.partition)
             });
-            wait.add_duration(response.retry_wait);
+            wait.add_duration(page.retry_wait);
         }
-        self.bytes.add(response.body.len());
+        self.bytes.add(page.body.len());
     }
 }
 
-/// Follows `@odata.nextLink` from the first page to the last.
+/// Decodes pages into batches and hands them on: the loop behind every scan partition and
+/// change feed.
 #[derive(Clone)]
-struct PageReader {
-    client: Arc<DataverseClient>,
-    query: ODataQuery,
-    decoder: PageDecoder,
+pub(crate) struct PageReader {
+    pub(crate) client: Arc<DataverseClient>,
+    pub(crate) decoder: PageDecoder,
     /// Columns emitted: the decoder's first `width` (a split scan decodes `createdon` too).
-    width: usize,
-    limit: Option<usize>,
-    metrics: Arc<ScanMetrics>,
-    /// Where to start instead of the query's first page (the next link of a page read
-    /// already).
-    start: Option<Url>,
+    pub(crate) width: usize,
+    /// Rows wanted at most (LIMIT).
+    pub(crate) limit: Option<usize>,
+    pub(crate) metrics: Arc<ScanMetrics>,
 }
 
 impl PageReader {
-    fn prefer(&self) -> crate::client::Preferences {
-        self.query.preferences()
+    /// The page stream of `query`, not yet started.
+    pub(crate) fn pages(&self, query: &ODataQuery) -> Result<Pages> {
+        Pages::new(self.client.clone(), query).map_err(external)
     }
 
-    /// Page 1 of the query (or the page at `start`).
-    async fn fetch_first(&self) -> Result<crate::client::Response> {
-        let url = match &self.start {
-            Some(url) => url.clone(),
-            None => self
-                .client
-                .api_url(&self.query.relative_url().map_err(external)?),
-        };
-        let what = format!("page 1 of {}", self.query.entity_set);
-        let response = self
-            .client
-            .get(&url, &self.prefer(), &what)
-            .await
-            .map_err(external)?;
-        // An entity without change tracking ignores the preference (reference §5.1): reading
-        // it as a feed would silently return no deletions.
-        if self.query.track_changes
-            && !response
-                .preference_applied
-                .as_deref()
-                .is_some_and(|p| p.contains("odata.track-changes"))
-        {
-            return Err(DataFusionError::External(
-                format!("the server did not apply change tracking to {} (is Track changes enabled for the table?)", self.query.entity_set).into(),
-            ));
+    /// The first (or next) page, which must exist.
+    async fn first_page(&self, pages: &mut Pages) -> Result<Page> {
+        match pages.next_page().await {
+            Some(page) => page.map_err(external),
+            None => Err(DataFusionError::Internal(format!(
+                "the page stream of {} ended before its first page",
+                pages.name()
+            ))),
         }
-        Ok(response)
     }
 
     /// Decodes one page off the I/O threads and counts it.
-    async fn decode(
-        &self,
-        mut response: crate::client::Response,
-        page_number: usize,
-    ) -> Result<crate::provider::decode::DecodedPage> {
-        self.metrics.record(&response);
+    async fn decode(&self, page: Page, resource: &str) -> Result<RecordBatch> {
+        self.metrics.record(&page);
         let decoder = self.decoder.clone();
-        let body = std::mem::take(&mut response.body);
-        let page = tokio::task::spawn_blocking(move || decoder.decode(&body))
+        let what = format!("page {} of {resource}", page.number);
+        let body = page.body;
+        let batch = tokio::task::spawn_blocking(move || decoder.decode(&body))
             .await
             .map_err(external)?
-            .map_err(|e| {
-                DataFusionError::External(
-                    format!("page {page_number} of {}: {e}", self.query.entity_set).into(),
-                )
-            })?;
+            .map_err(|source| PageError { what, source })
+            .map_err(external)?;
         self.client.stats().rows.fetch_add(
-            page.batch.num_rows() as u64,
+            batch.num_rows() as u64,
             std::sync::atomic::Ordering::Relaxed,
         );
-        Ok(page)
+        Ok(batch)
     }
 
     /// Sends a page's batch on (its first `width` columns); false when the consumer is gone.
@@ -648,124 +575,49 @@ impl PageReader {
         batch.num_rows() == 0 || emit(batch).await
     }
 
-    /// A page's next link as a URL on our own origin (reference §3: followed unchanged).
-    fn follow(&self, next: &str, page_number: usize) -> Result<Url> {
-        let url = Url::parse(next).map_err(|e| {
-            DataFusionError::External(
-                format!(
-                    "page {page_number} of {}: the server's nextLink is not a URL ({e})",
-                    self.query.entity_set
-                )
-                .into(),
-            )
-        })?;
-        self.client.check_origin(&url).map_err(external)?;
-        Ok(url)
-    }
-
     /// Calls `emit` for each page's batch until the last page, the limit, or `emit` answering
-    /// false (the consumer is gone). Returns the last page's `@odata.deltaLink`, if any.
-    ///
-    /// The next page is requested while the current one is decoded: its link is read from
-    /// the body (where Dataverse writes it) before decoding starts, and checked against the
-    /// decoded page afterwards, so a wrong guess costs a request, never a row.
-    async fn run<F, Fut>(self, emit: F) -> Result<Option<String>>
+    /// false (the consumer is gone: then false). Without a limit the next page is requested
+    /// while this one is decoded; with one, only when it is needed.
+    pub(crate) async fn read<F, Fut>(&self, mut pages: Pages, emit: &F) -> Result<bool>
     where
         F: Fn(RecordBatch) -> Fut,
         Fut: std::future::Future<Output = bool>,
     {
-        let entity = self.query.entity_set.clone();
-        let prefer = self.prefer();
-        let mut page_number = 1usize;
+        self.read_pages(&mut pages, emit).await
+    }
+
+    /// [`PageReader::read`] leaving the stream to the caller (for its delta link).
+    pub(crate) async fn read_pages<F, Fut>(&self, pages: &mut Pages, emit: &F) -> Result<bool>
+    where
+        F: Fn(RecordBatch) -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        pages.set_prefetch(self.limit.is_none());
         let mut remaining = self.limit;
-        let mut response = self.fetch_first().await?;
-        loop {
-            let next_what = format!("page {} of {entity}", page_number + 1);
-            // With a LIMIT the next page may not be wanted: fetch it only when needed.
-            let guess = if remaining.is_none() {
-                next_link_hint(&response.body).filter(|u| self.client.check_origin(u).is_ok())
-            } else {
-                None
-            };
-            let decoding = self.decode(response, page_number);
-            let (decoded, prefetched) = match &guess {
-                Some(url) => {
-                    let (d, r) = tokio::join!(decoding, self.client.get(url, &prefer, &next_what));
-                    (d, Some(r))
-                }
-                None => (decoding.await, None),
-            };
-            let page = decoded?;
-            let mut batch = page.batch;
+        while let Some(page) = pages.next_page().await {
+            let mut batch = self.decode(page.map_err(external)?, pages.name()).await?;
             if let Some(left) = remaining.as_mut() {
                 if batch.num_rows() > *left {
                     batch = batch.slice(0, *left);
                 }
                 *left -= batch.num_rows();
             }
-            if !self.emit_page(batch, &emit).await {
-                return Ok(None);
+            if !self.emit_page(batch, emit).await {
+                return Ok(false);
             }
             if remaining == Some(0) {
-                return Ok(None);
+                return Ok(true);
             }
-            let Some(next) = page.next_link else {
-                return Ok(page.delta_link);
-            };
-            let url = self.follow(&next, page_number)?;
-            response = match (guess, prefetched) {
-                (Some(guessed), Some(result)) if guessed == url => result.map_err(external)?,
-                _ => self
-                    .client
-                    .get(&url, &prefer, &next_what)
-                    .await
-                    .map_err(external)?,
-            };
-            page_number += 1;
         }
+        Ok(true)
     }
 }
 
-/// The `@odata.nextLink` of a page, found without decoding the rows: the last occurrence of
-/// the key anywhere in the body (Dataverse writes it after `value`, but a long filter makes
-/// the link itself long, so no fixed-size tail is assumed). Inside a string value the key's
-/// quotes would be escaped, so the bytes can only be a key.
-pub(crate) fn next_link_hint(body: &[u8]) -> Option<Url> {
-    const KEY: &[u8] = b"\"@odata.nextLink\":";
-    let at = memchr::memmem::rfind(body, KEY)?;
-    let mut de = serde_json::Deserializer::from_slice(&body[at + KEY.len()..]);
-    let link = <String as serde::Deserialize>::deserialize(&mut de).ok()?;
-    Url::parse(&link).ok()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_next_link_is_found_in_the_tail_of_a_page() {
-        let body = br#"{"value":[{"a":"@odata.nextLink"}],"@odata.nextLink":"http://h/api/data/v9.2/accounts?$skiptoken=%3Ccookie%20pagenumber=%222%22%20/%3E"}"#;
-        let url = next_link_hint(body).unwrap();
-        assert_eq!(url.path(), "/api/data/v9.2/accounts");
-        assert!(url.query().unwrap().starts_with("$skiptoken="));
-        assert!(next_link_hint(br#"{"value":[]}"#).is_none());
-    }
-
-    /// Issue 12: the hint looked at the last 16 KB only, so a page whose next link (carrying
-    /// a long filter) started earlier was taken for the last page, and the split skipped.
-    #[test]
-    fn a_next_link_longer_than_any_tail_is_found() {
-        let filter = "name eq 'x' or ".repeat(2_000);
-        let link = format!(
-            "http://h/api/data/v9.2/accounts?$filter={}&$skiptoken=2",
-            filter.replace(' ', "%20").replace('\'', "%27")
-        );
-        assert!(link.len() > 32 * 1024);
-        let body = format!(
-            r#"{{"value":[{{"name":"{}"}}],"@odata.nextLink":"{link}"}}"#,
-            "a".repeat(100_000)
-        );
-        let url = next_link_hint(body.as_bytes()).unwrap();
-        assert_eq!(url.as_str(), link);
-    }
+/// A page that could not be decoded, with its number.
+#[derive(Debug, thiserror::Error)]
+#[error("{what}")]
+pub(crate) struct PageError {
+    what: String,
+    #[source]
+    source: super::decode::DecodeError,
 }

@@ -23,8 +23,8 @@ use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 
+use super::translate::pushdown_support;
 use crate::metadata::{EntityInfo, MetadataStore, TableDefinition};
-use crate::odata::translate::pushdown_support;
 
 /// Schema name under the default catalog.
 pub const METADATA_SCHEMA: &str = "metadata";
@@ -303,7 +303,7 @@ fn attribute_batch(schema: &SchemaRef, tables: &[Arc<TableDefinition>]) -> Resul
                     .find(|c| {
                         c.label.as_ref().is_some_and(|l| {
                             l.parent == a.logical_name
-                                && (l.annotation == crate::metadata::Annotation::LookupLogicalName)
+                                && (l.annotation == crate::odata::Annotation::LookupLogicalName)
                                     == annotation_is_type
                         })
                     })

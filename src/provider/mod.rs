@@ -7,6 +7,7 @@ pub mod exec;
 pub mod metadata_schema;
 pub mod split;
 pub mod table;
+pub mod translate;
 
 pub use catalog::DataverseSchema;
 pub use exec::DataverseScanExec;

@@ -146,7 +146,8 @@ pub fn largest_query(base: &ODataQuery) -> ODataQuery {
             property: SPLIT_COLUMN.to_string(),
             descending: true,
         }),
-        ..ODataQuery::new(&base.entity_set, vec![], base.page_size)
+        page_size: base.page_size,
+        ..ODataQuery::of(base.resource.clone())
     }
 }
 

@@ -23,11 +23,11 @@ use datafusion::physical_plan::projection::{ProjectionExec, ProjectionExpr};
 use super::decode::PageDecoder;
 use super::exec::{DataverseScanExec, PushedFilter, SplitColumns};
 use super::split::{MAX_DEGREE, RANGE_CONDITIONS, SPLIT_COLUMN, SplitScan, pins_primary_key};
+use super::translate::{Pushdown, translate};
 use crate::client::{DataverseClient, MAX_URL_LENGTH};
 use crate::config::MAX_PAGE_SIZE;
-use crate::metadata::{Annotation, Column as TableColumn, ColumnKind, TableDefinition};
-use crate::odata::translate::{Pushdown, translate};
-use crate::odata::{Filter, ODataQuery};
+use crate::metadata::{Column as TableColumn, ColumnKind, TableDefinition};
+use crate::odata::{Annotation, Filter, ODataQuery};
 
 /// Settings shared by every table of one connection.
 #[derive(Debug)]
@@ -437,18 +437,12 @@ pub fn projection_request(
 
 /// The `Prefer: odata.include-annotations` list for the selected columns: only the
 /// annotations a selected label column needs, since annotations make the server slower.
-fn annotations_for(columns: &[&TableColumn]) -> Option<String> {
+fn annotations_for(columns: &[&TableColumn]) -> Vec<Annotation> {
     let mut wanted: Vec<Annotation> = columns
         .iter()
         .filter_map(|c| c.label.as_ref().map(|l| l.annotation))
         .collect();
     wanted.sort();
     wanted.dedup();
-    (!wanted.is_empty()).then(|| {
-        wanted
-            .iter()
-            .map(|a| a.name())
-            .collect::<Vec<_>>()
-            .join(",")
-    })
+    wanted
 }

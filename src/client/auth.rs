@@ -11,13 +11,21 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use tokio::sync::Mutex;
 
+use super::TransportError;
 use crate::config::Config;
 
 /// Errors getting a token. The client secret is never part of them.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
-    #[error("cannot reach the token endpoint {url}: {message}")]
-    Unreachable { url: String, message: String },
+    /// The token endpoint could not be reached or its answer was cut short.
+    #[error("cannot reach the token endpoint {url}")]
+    Unreachable {
+        /// The token endpoint.
+        url: String,
+        /// What went wrong on the way.
+        #[source]
+        source: TransportError,
+    },
     #[error("sign-in rejected by {url} (HTTP {status}): {error}: {description}")]
     Rejected {
         url: String,
@@ -122,12 +130,12 @@ impl TokenCache {
             .await
             .map_err(|e| AuthError::Unreachable {
                 url: url.to_string(),
-                message: crate::client::describe_reqwest_error(&e),
+                source: TransportError::new(e),
             })?;
         let status = response.status().as_u16();
         let body = response.bytes().await.map_err(|e| AuthError::Unreachable {
             url: url.to_string(),
-            message: crate::client::describe_reqwest_error(&e),
+            source: TransportError::new(e),
         })?;
         if !(200..300).contains(&status) {
             let err: TokenErrorResponse = serde_json::from_slice(&body).unwrap_or_default();

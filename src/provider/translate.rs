@@ -17,8 +17,8 @@
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::{Between, BinaryExpr, Expr, Like, Operator, expr::InList};
 
-use super::{CompareOp, Filter, Literal, TextFunction};
 use crate::metadata::{Column, ColumnKind, TableDefinition};
+use crate::odata::{CompareOp, Filter, Literal, TextFunction};
 
 /// How much of a predicate the server evaluates.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
