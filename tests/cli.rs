@@ -519,6 +519,36 @@ fn d_of_an_unknown_table_is_an_error_with_the_close_match() {
 }
 
 #[test]
+fn d_of_a_name_with_a_quote_is_an_unknown_table_not_broken_sql() {
+    // `\d` asks the metadata tables through SQL: the name must arrive as one literal.
+    let run = demo(&["-c", "\\d o'brien"]);
+    run.assert_one_line_error();
+    assert_eq!(
+        run.stderr,
+        "Error: table 'o'brien' not found; \\d lists the tables\n"
+    );
+}
+
+#[test]
+fn d_lists_a_multi_select_choice_with_its_own_type_and_labels_as_numbers_in_json() {
+    let run = demo(&["--format", "ndjson", "-c", "\\d new_widget"]);
+    run.assert_success();
+    assert!(
+        run.stdout.contains(
+            r#"{"column":"new_colors","dataverse_type":"MultiSelectPicklist","arrow_type":"List(Int32)","nullable":"yes","source":"new_colors","filters":"NULL only"}"#
+        ),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains(r#"{"choice_column":"new_colors","value":9,"label":"Ultraviolet"}"#),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
 fn pset_format_changes_the_format_of_later_statements() {
     let run = demo(&[
         "-q",

@@ -1,8 +1,13 @@
 //! Backslash commands, in the psql / datafusion-cli tradition.
+//!
+//! [`COMMANDS`] is the one list of them: `\?` is printed from it, Tab completes from it and
+//! [`run`] dispatches on it, so a command cannot exist without its help. `\d` answers from the
+//! `metadata` schema through SQL, the same tables a user can query.
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{RecordBatch, StringArray};
+use datafusion::arrow::array::{AsArray, RecordBatch, StringArray};
+use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::error::{DataFusionError, Result};
 use datafusion_dataverse::provider::catalog::closest;
@@ -12,141 +17,283 @@ use super::args::Format;
 use super::exec::{Outcome, Session};
 use super::print::Expanded;
 
-pub const HELP: &str = r"Backslash commands:
-  \?                 this help
-  \q                 quit (or Ctrl-D)
-  \d                 list tables
-  \d NAME            describe a table: columns, Dataverse and Arrow types
-                     (also schema.table: metadata.entity, information_schema.tables)
-  \x [on|off|auto]   expanded display: one column per line (auto: when wider than the screen)
-  \pset              show the print settings
-  \pset format F     output format: table, csv, json, ndjson
-  \pset max_rows N   rows shown in table format (0 = all)
-  \pset pager on|off page long results through $PAGER at the prompt
-  \pset tuples_only on|off  rows only: no column names, no footer
-  \timing [on|off]   show elapsed time after each statement (toggles without argument)
-  \pushdown [on|off] push filters to the server (off = evaluate everything locally)
-  \refresh           forget cached metadata and reload it
-  \changes           saved change-tracking tokens (table_changes)
-  \reset_changes T   forget T's change token: the next table_changes('T') is a full load
-  \stats             requests, rows, bytes and retries so far
-SQL statements end with ';' and may span lines. EXPLAIN shows the OData request each scan
+/// What a command does; [`run`] matches on it together with the arguments.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Action {
+    Help,
+    Quit,
+    Describe,
+    Expanded,
+    Pset,
+    Timing,
+    Pushdown,
+    Refresh,
+    Changes,
+    ResetChanges,
+    Stats,
+}
+
+/// One way to call a command: a line of `\?`.
+pub struct Usage {
+    /// What follows the name (`[on|off]`, `format F`); empty for nothing.
+    pub args: &'static str,
+    /// What it does. A line break continues the text under the first line.
+    pub help: &'static str,
+}
+
+/// One backslash command.
+pub struct Command {
+    /// The name and its aliases (`\q`, `\quit`); `\?` shows the first.
+    pub names: &'static [&'static str],
+    pub usages: &'static [Usage],
+    action: Action,
+}
+
+const fn usage(args: &'static str, help: &'static str) -> Usage {
+    Usage { args, help }
+}
+
+/// Every backslash command, in the order `\?` lists them.
+pub const COMMANDS: &[Command] = &[
+    Command {
+        names: &["\\?", "\\h", "\\help"],
+        usages: &[usage("", "this help")],
+        action: Action::Help,
+    },
+    Command {
+        names: &["\\q", "\\quit"],
+        usages: &[usage("", "quit (or Ctrl-D)")],
+        action: Action::Quit,
+    },
+    Command {
+        names: &["\\d"],
+        usages: &[
+            usage("", "list tables"),
+            usage(
+                "NAME",
+                "describe a table: columns, Dataverse and Arrow types\n\
+                 (also schema.table: metadata.entity, information_schema.tables)",
+            ),
+        ],
+        action: Action::Describe,
+    },
+    Command {
+        names: &["\\x"],
+        usages: &[usage(
+            "[on|off|auto]",
+            "expanded display: one column per line (auto: when wider than the screen)",
+        )],
+        action: Action::Expanded,
+    },
+    Command {
+        names: &["\\pset"],
+        usages: &[
+            usage("", "show the print settings"),
+            usage("format F", "output format: table, csv, json, ndjson"),
+            usage("max_rows N", "rows shown in table format (0 = all)"),
+            usage(
+                "pager on|off",
+                "page long results through $PAGER at the prompt",
+            ),
+            usage(
+                "tuples_only on|off",
+                "rows only: no column names, no footer",
+            ),
+        ],
+        action: Action::Pset,
+    },
+    Command {
+        names: &["\\timing"],
+        usages: &[usage(
+            "[on|off]",
+            "show elapsed time after each statement (toggles without argument)",
+        )],
+        action: Action::Timing,
+    },
+    Command {
+        names: &["\\pushdown"],
+        usages: &[usage(
+            "[on|off]",
+            "push filters to the server (off = evaluate everything locally)",
+        )],
+        action: Action::Pushdown,
+    },
+    Command {
+        names: &["\\refresh"],
+        usages: &[usage("", "forget cached metadata and reload it")],
+        action: Action::Refresh,
+    },
+    Command {
+        names: &["\\changes"],
+        usages: &[usage("", "saved change-tracking tokens (table_changes)")],
+        action: Action::Changes,
+    },
+    Command {
+        names: &["\\reset_changes"],
+        usages: &[usage(
+            "T",
+            "forget T's change token: the next table_changes('T') is a full load",
+        )],
+        action: Action::ResetChanges,
+    },
+    Command {
+        names: &["\\stats"],
+        usages: &[usage("", "requests, rows, bytes and retries so far")],
+        action: Action::Stats,
+    },
+];
+
+/// What `\?` says after the commands.
+const HELP_FOOTER: &str =
+    "SQL statements end with ';' and may span lines. EXPLAIN shows the OData request each scan
 sends. Tab lists completions. Ctrl-C cancels the running statement; exit, quit or Ctrl-D quits.";
+
+/// Width of the name-and-arguments column of `\?`.
+const SYNOPSIS_WIDTH: usize = 18;
+
+/// The `\?` text, generated from [`COMMANDS`].
+pub fn help() -> String {
+    let mut text = String::from("Backslash commands:\n");
+    for command in COMMANDS {
+        for usage in command.usages {
+            text.push_str(&help_line(command.names[0], usage));
+        }
+    }
+    text.push_str(HELP_FOOTER);
+    text
+}
+
+fn help_line(name: &str, usage: &Usage) -> String {
+    let synopsis = if usage.args.is_empty() {
+        name.to_string()
+    } else {
+        format!("{name} {}", usage.args)
+    };
+    // A synopsis wider than its column gets two spaces, so it reads apart from its help.
+    let gap = if synopsis.len() > SYNOPSIS_WIDTH {
+        "  "
+    } else {
+        " "
+    };
+    let continued = format!("\n{}", " ".repeat(2 + SYNOPSIS_WIDTH + 1));
+    let help = usage.help.replace('\n', &continued);
+    format!("  {synopsis:<SYNOPSIS_WIDTH$}{gap}{help}\n")
+}
+
+/// Every command name and alias, for completion.
+pub fn names() -> impl Iterator<Item = &'static str> {
+    COMMANDS.iter().flat_map(|c| c.names.iter().copied())
+}
+
+fn find(name: &str) -> Option<&'static Command> {
+    COMMANDS.iter().find(|c| c.names.contains(&name))
+}
 
 /// Runs one backslash command line.
 pub async fn run(session: &mut Session, line: &str) -> Result<Outcome> {
     let mut words = line.trim().trim_end_matches(';').split_whitespace();
     let name = words.next().unwrap_or("");
     let args: Vec<&str> = words.collect();
-    match (name, args.as_slice()) {
-        ("\\q" | "\\quit", _) => return Ok(Outcome::Quit),
-        ("\\?" | "\\h" | "\\help", _) => println!("{HELP}"),
-        ("\\d", []) => list_tables(session).await?,
-        ("\\d", [table]) => describe_any(session, table).await?,
-        ("\\x", []) => {
-            session.print.expanded = match session.print.expanded {
-                Expanded::Off => Expanded::On,
-                Expanded::On | Expanded::Auto => Expanded::Off,
-            };
-            say_expanded(session);
-        }
-        ("\\x", [value]) => {
+    let Some(command) = find(name) else {
+        return Err(DataFusionError::Plan(format!(
+            "unknown command {}; \\? lists the commands",
+            line.trim()
+        )));
+    };
+    match (command.action, args.as_slice()) {
+        (Action::Quit, _) => return Ok(Outcome::Quit),
+        (Action::Help, _) => println!("{}", help()),
+        (Action::Describe, []) => list_tables(session).await?,
+        (Action::Describe, [table]) => describe_any(session, table).await?,
+        (Action::Expanded, []) => toggle_expanded(session),
+        (Action::Expanded, [value]) => {
             session.print.expanded = expanded_value(value)?;
             say_expanded(session);
         }
-        ("\\pset", []) => show_settings(session),
-        ("\\pset", [name]) => {
-            let settings = settings(session);
-            match settings.iter().find(|(n, _)| n == name) {
-                Some((n, v)) => println!("{n} is {v}"),
-                None => return Err(unknown_setting(name)),
-            }
-        }
-        ("\\pset", [name, value]) => set(session, name, value)?,
-        ("\\timing", []) => {
+        (Action::Pset, []) => show_settings(session),
+        (Action::Pset, [name]) => show_setting(session, name)?,
+        (Action::Pset, [name, value]) => set(session, name, value)?,
+        (Action::Timing, []) => {
             session.print.timing = !session.print.timing;
             say_timing(session);
         }
-        ("\\timing", [value]) => {
+        (Action::Timing, [value]) => {
             session.print.timing = on_off("timing", value)?;
             say_timing(session);
         }
-        ("\\pushdown", []) => println!(
-            "pushdown is {}",
-            if session.dataverse.pushdown() {
-                "on"
-            } else {
-                "off"
-            }
-        ),
-        ("\\pushdown", ["on"]) => session.dataverse.set_pushdown(true),
-        ("\\pushdown", ["off"]) => session.dataverse.set_pushdown(false),
-        ("\\changes", []) => {
+        (Action::Pushdown, []) => println!("pushdown is {}", word(session.dataverse.pushdown())),
+        (Action::Pushdown, [value @ ("on" | "off")]) => {
+            session.dataverse.set_pushdown(*value == "on")
+        }
+        (Action::Changes, []) => {
             session
                 .run_sql("SELECT entity, saved_at, age_seconds FROM dataverse_change_tokens() ORDER BY entity")
                 .await?;
         }
-        ("\\reset_changes", [table]) => {
-            known_table(session, table).await?;
-            let had = session
-                .dataverse
-                .changes()
-                .reset(table)
-                .map_err(|e| DataFusionError::External(Box::new(e)))?;
-            eprintln!(
-                "{}",
-                if had {
-                    format!(
-                        "change token of {table} forgotten: the next table_changes('{table}') is a full load"
-                    )
-                } else {
-                    format!("{table} had no saved change token")
-                }
-            );
-        }
-        ("\\refresh", []) => {
-            session
-                .dataverse
-                .refresh_metadata()
-                .await
-                .map_err(|e| DataFusionError::External(Box::new(e)))?;
-            let n = session
-                .dataverse
-                .metadata()
-                .entities_loaded()
-                .map(|e| e.len())
-                .unwrap_or(0);
-            eprintln!("metadata reloaded: {n} tables");
-        }
-        ("\\stats", []) => {
-            let s = session.dataverse.stats();
-            println!(
-                "{} requests, {} rows, {:.1} MB, {} retries ({:.1} s waiting)",
-                s.requests,
-                s.rows,
-                s.bytes as f64 / 1e6,
-                s.retries,
-                s.waited.as_secs_f64()
-            );
-        }
-        (
-            "\\d" | "\\x" | "\\pset" | "\\timing" | "\\pushdown" | "\\changes" | "\\reset_changes"
-            | "\\refresh" | "\\stats",
-            _,
-        ) => {
+        (Action::ResetChanges, [table]) => reset_changes(session, table).await?,
+        (Action::Refresh, []) => refresh(session).await?,
+        (Action::Stats, []) => show_stats(session),
+        _ => {
             return Err(DataFusionError::Plan(format!(
                 "wrong arguments in {}; \\? shows how {name} is used",
                 line.trim()
             )));
         }
-        _ => {
-            return Err(DataFusionError::Plan(format!(
-                "unknown command {}; \\? lists the commands",
-                line.trim()
-            )));
-        }
     }
     Ok(Outcome::Continue)
+}
+
+fn toggle_expanded(session: &mut Session) {
+    session.print.expanded = match session.print.expanded {
+        Expanded::Off => Expanded::On,
+        Expanded::On | Expanded::Auto => Expanded::Off,
+    };
+    say_expanded(session);
+}
+
+async fn reset_changes(session: &Session, table: &str) -> Result<()> {
+    known_table(session, table).await?;
+    let had = session
+        .dataverse
+        .changes()
+        .reset(table)
+        .map_err(|e| DataFusionError::External(Box::new(e)))?;
+    if had {
+        eprintln!(
+            "change token of {table} forgotten: the next table_changes('{table}') is a full load"
+        );
+    } else {
+        eprintln!("{table} had no saved change token");
+    }
+    Ok(())
+}
+
+async fn refresh(session: &Session) -> Result<()> {
+    session
+        .dataverse
+        .refresh_metadata()
+        .await
+        .map_err(|e| DataFusionError::External(Box::new(e)))?;
+    let n = session
+        .dataverse
+        .metadata()
+        .entities_loaded()
+        .map(|e| e.len())
+        .unwrap_or(0);
+    eprintln!("metadata reloaded: {n} tables");
+    Ok(())
+}
+
+fn show_stats(session: &Session) {
+    let s = session.dataverse.stats();
+    println!(
+        "{} requests, {} rows, {:.1} MB, {} retries ({:.1} s waiting)",
+        s.requests,
+        s.rows,
+        s.bytes as f64 / 1e6,
+        s.retries,
+        s.waited.as_secs_f64()
+    );
 }
 
 fn on_off(name: &str, value: &str) -> Result<bool> {
@@ -210,6 +357,16 @@ fn show_settings(session: &Session) {
     }
 }
 
+fn show_setting(session: &Session, name: &str) -> Result<()> {
+    match settings(session).iter().find(|(n, _)| *n == name) {
+        Some((n, v)) => {
+            println!("{n} is {v}");
+            Ok(())
+        }
+        None => Err(unknown_setting(name)),
+    }
+}
+
 fn unknown_setting(name: &str) -> DataFusionError {
     DataFusionError::Plan(format!(
         "\\pset: unknown setting '{name}'; the settings are format, max_rows, expanded, pager, tuples_only, timing"
@@ -242,26 +399,27 @@ fn set(session: &mut Session, name: &str, value: &str) -> Result<()> {
 
 /// An error naming the close match unless `name` is a table of the environment.
 async fn known_table(session: &Session, name: &str) -> Result<()> {
-    let metadata = session.dataverse.metadata();
-    if metadata
-        .table(name)
-        .await
-        .map_err(|e| DataFusionError::External(Box::new(e)))?
-        .is_some()
-    {
+    let known = table_names(session).await?;
+    if known.iter().any(|t| t == name) {
         return Ok(());
     }
-    Err(not_found(session, name))
+    Err(not_found(name, &known))
 }
 
-fn not_found(session: &Session, name: &str) -> DataFusionError {
-    let known: Vec<String> = session
-        .dataverse
-        .metadata()
-        .entities_loaded()
-        .map(|list| list.iter().map(|e| e.logical_name.clone()).collect())
-        .unwrap_or_default();
-    DataFusionError::Plan(match closest(name, &known) {
+/// The environment's tables, from `metadata.entity`.
+async fn table_names(session: &Session) -> Result<Vec<String>> {
+    let batches = query(session, "SELECT logicalname FROM metadata.entity").await?;
+    let mut names = Vec::new();
+    for batch in &batches {
+        let column = cast(batch.column(0), &DataType::Utf8)?;
+        names.extend(column.as_string::<i32>().iter().flatten().map(String::from));
+    }
+    Ok(names)
+}
+
+/// The same hint as `SELECT … FROM acount` gives.
+fn not_found(name: &str, known: &[String]) -> DataFusionError {
+    DataFusionError::Plan(match closest(name, known) {
         Some(hint) => format!("table '{name}' not found; did you mean '{hint}'?"),
         None => format!("table '{name}' not found; \\d lists the tables"),
     })
@@ -342,111 +500,85 @@ async fn describe_any(session: &Session, name: &str) -> Result<()> {
 }
 
 async fn list_tables(session: &Session) -> Result<()> {
-    let entities = session
-        .dataverse
-        .metadata()
-        .entities()
-        .await
-        .map_err(|e| DataFusionError::External(Box::new(e)))?;
-    let rows: Vec<Vec<String>> = entities
-        .iter()
-        .map(|e| {
-            vec![
-                e.logical_name.clone(),
-                e.entity_set.clone(),
-                e.primary_id.clone(),
-                yes_no(e.change_tracking),
-                yes_no(e.is_custom),
-            ]
-        })
-        .collect();
-    print_rows(
-        session,
-        &[
-            "table",
-            "entity_set",
-            "primary_key",
-            "change_tracking",
-            "custom",
-        ],
-        rows,
-    )
+    let sql = format!(
+        "SELECT logicalname AS \"table\", entitysetname AS entity_set, \
+         primaryidattribute AS primary_key, {} AS change_tracking, {} AS custom \
+         FROM metadata.entity ORDER BY logicalname",
+        yes_no_sql("changetrackingenabled"),
+        yes_no_sql("iscustomentity"),
+    );
+    print_batches(session, &query(session, &sql).await?)
 }
 
+/// A Dataverse table's columns from `metadata.attribute`, in the table's order, then the
+/// labels of its choice columns from `metadata.optionsetvalue`.
 async fn describe(session: &Session, name: &str) -> Result<()> {
-    let metadata = session.dataverse.metadata();
-    let Some(table) = metadata
-        .table(name)
-        .await
-        .map_err(|e| DataFusionError::External(Box::new(e)))?
-    else {
-        // The same hint as `SELECT … FROM acount` gives.
-        return Err(not_found(session, name));
-    };
-    let rows = table
-        .columns
-        .iter()
-        .zip(table.schema.fields())
-        .map(|(c, f)| {
-            let (source, filters) = match &c.label {
-                Some(l) => (format!("label of {}", l.parent), "local"),
-                None => (c.odata_name.clone(), pushdown_support(c.kind)),
-            };
-            vec![
-                c.name.clone(),
-                c.attribute_type.clone(),
-                f.data_type().to_string(),
-                yes_no(f.is_nullable()),
-                source,
-                filters.to_string(),
-            ]
-        })
-        .collect();
-    print_rows(
-        session,
-        &[
-            "column",
-            "dataverse_type",
-            "arrow_type",
-            "nullable",
-            "source",
-            "filters",
-        ],
-        rows,
-    )?;
+    let sql = format!(
+        "SELECT logicalname AS \"column\", columntype AS dataverse_type, \
+         datatype AS arrow_type, {} AS nullable, \
+         CASE WHEN attributeof IS NULL THEN odataname ELSE 'label of ' || attributeof END \
+         AS source, pushdown AS filters \
+         FROM metadata.attribute WHERE entitylogicalname = {} AND iscolumn \
+         ORDER BY columnposition",
+        yes_no_sql("isnullable"),
+        quoted(name),
+    );
+    let columns = query(session, &sql).await?;
+    // Every table has at least its primary key: no rows means no such table.
+    if row_count(&columns) == 0 {
+        return Err(not_found(name, &table_names(session).await?));
+    }
+    print_batches(session, &columns)?;
     describe_choices(session, name).await
 }
 
 /// The option values and labels of the table's choice columns, after its columns.
 async fn describe_choices(session: &Session, name: &str) -> Result<()> {
-    let options = session
-        .dataverse
-        .metadata()
-        .options(name)
-        .await
-        .map_err(|e| DataFusionError::External(Box::new(e)))?
-        .unwrap_or_default();
-    if options.is_empty() {
+    let sql = format!(
+        "SELECT attributelogicalname AS choice_column, value, coalesce(label, '') AS label \
+         FROM metadata.optionsetvalue WHERE entitylogicalname = {} \
+         ORDER BY attributelogicalname, value",
+        quoted(name),
+    );
+    let options = query(session, &sql).await?;
+    if row_count(&options) == 0 {
         return Ok(());
     }
-    let rows = options
-        .iter()
-        .map(|o| {
-            vec![
-                o.attribute.clone(),
-                o.value.to_string(),
-                o.label.clone().unwrap_or_default(),
-            ]
-        })
-        .collect();
     if session.print.format == Format::Table {
         println!();
     }
-    print_rows(session, &["choice_column", "value", "label"], rows)
+    print_batches(session, &options)
+}
+
+/// Runs `sql` and collects its rows: at least one batch, so an empty result still has its
+/// header. No footer is printed; a description is not a query result.
+async fn query(session: &Session, sql: &str) -> Result<Vec<RecordBatch>> {
+    let frame = session.ctx.sql(sql).await?;
+    let schema = Arc::new(frame.schema().as_arrow().clone());
+    let mut batches = frame.collect().await?;
+    batches.retain(|b| b.num_rows() > 0);
+    if batches.is_empty() {
+        batches.push(RecordBatch::new_empty(schema));
+    }
+    Ok(batches)
+}
+
+fn row_count(batches: &[RecordBatch]) -> usize {
+    batches.iter().map(|b| b.num_rows()).sum()
+}
+
+/// A SQL string literal.
+fn quoted(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
 }
 
 fn yes_no(b: bool) -> String {
     if b { "yes" } else { "no" }.to_string()
+}
+
+/// A boolean column shown as yes / no, in SQL.
+fn yes_no_sql(column: &str) -> String {
+    format!("CASE WHEN {column} THEN 'yes' ELSE 'no' END")
 }
 
 /// Prints string rows through the session's printer, so every format applies.
@@ -464,10 +596,71 @@ fn print_rows(session: &Session, header: &[&str], rows: Vec<Vec<String>>) -> Res
             )) as Arc<dyn datafusion::arrow::array::Array>
         })
         .collect();
-    let batch = RecordBatch::try_new(schema, columns)?;
+    print_batches(session, &[RecordBatch::try_new(schema, columns)?])
+}
+
+/// Prints through the session's printer, every row in table format (a description is not
+/// cut at `max_rows`).
+fn print_batches(session: &Session, batches: &[RecordBatch]) -> Result<()> {
     let mut print = session.print.clone();
     if print.format == Format::Table {
         print.max_rows = 0;
     }
-    print.output.clone().with(|out| print.print(out, &[batch]))
+    print.output.clone().with(|out| print.print(out, batches))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn help_shows_every_usage_of_every_command() {
+        let help = help();
+        for command in COMMANDS {
+            for usage in command.usages {
+                let first_line = usage.help.lines().next().unwrap();
+                assert!(
+                    help.lines()
+                        .any(|l| l.trim_start().starts_with(command.names[0])
+                            && l.contains(usage.args)
+                            && l.ends_with(first_line)),
+                    "{} {}: {help}",
+                    command.names[0],
+                    usage.args
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn help_lines_continue_under_the_help_column() {
+        let help = help();
+        let lines: Vec<&str> = help.lines().collect();
+        let at = lines
+            .iter()
+            .position(|l| l.starts_with("  \\d NAME "))
+            .unwrap();
+        assert_eq!(lines[at].find("describe"), Some(2 + SYNOPSIS_WIDTH + 1));
+        assert_eq!(
+            lines[at + 1].find("(also"),
+            Some(2 + SYNOPSIS_WIDTH + 1),
+            "{help}"
+        );
+    }
+
+    #[test]
+    fn names_are_backslash_words_that_name_one_command_each() {
+        let all: Vec<&str> = names().collect();
+        for name in &all {
+            assert!(name.starts_with('\\'), "{name}");
+            assert_eq!(all.iter().filter(|n| *n == name).count(), 1, "{name}");
+        }
+        assert_eq!(find("\\quit").map(|c| c.action), Some(Action::Quit));
+        assert!(find("\\nothing").is_none());
+    }
+
+    #[test]
+    fn names_are_quoted_as_sql_literals() {
+        assert_eq!(quoted("o'brien"), "'o''brien'");
+    }
 }

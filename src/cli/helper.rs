@@ -67,21 +67,6 @@ const KEYWORDS: &[&str] = &[
     "NULL",
 ];
 
-/// The backslash commands, for completion (`\?` lists them with their arguments).
-const COMMANDS: &[&str] = &[
-    "\\?",
-    "\\q",
-    "\\d",
-    "\\x",
-    "\\pset",
-    "\\timing",
-    "\\pushdown",
-    "\\refresh",
-    "\\changes",
-    "\\reset_changes",
-    "\\stats",
-];
-
 pub struct SqlHelper {
     dataverse: Dataverse,
     ctx: SessionContext,
@@ -167,10 +152,9 @@ impl Completer for SqlHelper {
             return Ok((pos, Vec::new()));
         }
         if word.starts_with('\\') {
-            let out = COMMANDS
-                .iter()
+            let out = super::command::names()
                 .filter(|c| c.starts_with(word))
-                .map(|c| pair(c))
+                .map(pair)
                 .collect();
             return Ok((start, out));
         }

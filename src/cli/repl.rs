@@ -82,7 +82,7 @@ pub async fn run(
                 }
                 Some(Word::Help) => {
                     let _ = editor.add_history_entry(line.trim());
-                    println!("{}", super::command::HELP);
+                    println!("{}", super::command::help());
                     continue;
                 }
                 None => {}

@@ -93,6 +93,12 @@ impl Kind {
                 text("labelcolumn", true),
                 text("typecolumn", true),
                 text("pushdown", true),
+                // How the column appears in `dataverse.<entity>` (null for attributes that are
+                // not columns): what `\d` shows, so it needs no second description path.
+                Field::new("columnposition", DataType::Int32, true),
+                Field::new("isnullable", DataType::Boolean, true),
+                text("columntype", true),
+                text("odataname", true),
             ],
             Kind::OptionSetValue => vec![
                 text("entitylogicalname", false),
@@ -296,7 +302,8 @@ fn attribute_batch(schema: &SchemaRef, tables: &[Arc<TableDefinition>]) -> Resul
     let mut b = AttributeRows::default();
     for t in tables {
         for a in &t.attributes {
-            let column = t.column(&a.logical_name);
+            let position = t.columns.iter().position(|c| c.name == a.logical_name);
+            let column = position.map(|i| &t.columns[i]);
             let label_of = |annotation_is_type: bool| {
                 t.columns
                     .iter()
@@ -332,6 +339,13 @@ fn attribute_batch(schema: &SchemaRef, tables: &[Arc<TableDefinition>]) -> Resul
                 Some(_) => "local",
                 None => pushdown_support(c.kind),
             }));
+            b.position.append_option(position.map(|i| i as i32 + 1));
+            b.is_nullable
+                .append_option(position.map(|i| t.schema.field(i).is_nullable()));
+            b.column_type
+                .append_option(column.map(|c| c.attribute_type.as_str()));
+            b.odata_name
+                .append_option(column.map(|c| c.odata_name.as_str()));
         }
     }
     batch(schema, b.finish())
@@ -351,6 +365,13 @@ struct AttributeRows {
     label_column: StringBuilder,
     type_column: StringBuilder,
     pushdown: StringBuilder,
+    position: Int32Builder,
+    is_nullable: BooleanBuilder,
+    /// The column's type name, which differs from `attribute_type` for multi-select choices
+    /// (`MultiSelectPicklist`, not `Virtual`).
+    column_type: StringBuilder,
+    /// The property the column is read from (`_ownerid_value`; a label's parent property).
+    odata_name: StringBuilder,
 }
 
 impl AttributeRows {
@@ -368,6 +389,10 @@ impl AttributeRows {
             Arc::new(self.label_column.finish()),
             Arc::new(self.type_column.finish()),
             Arc::new(self.pushdown.finish()),
+            Arc::new(self.position.finish()),
+            Arc::new(self.is_nullable.finish()),
+            Arc::new(self.column_type.finish()),
+            Arc::new(self.odata_name.finish()),
         ]
     }
 }
@@ -454,5 +479,61 @@ fn entities_named(expr: &Expr, column: &str) -> Option<BTreeSet<String>> {
             list.list.iter().map(text).collect()
         }
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metadata::AttributeInfo;
+    use datafusion::arrow::util::pretty::pretty_format_batches;
+
+    #[test]
+    fn attribute_rows_say_where_each_column_sits_in_the_table_and_how_it_is_read() {
+        let entity = EntityInfo {
+            logical_name: "account".into(),
+            entity_set: "accounts".into(),
+            primary_id: "accountid".into(),
+            primary_name: Some("name".into()),
+            change_tracking: false,
+            is_custom: false,
+        };
+        let attributes: Vec<AttributeInfo> = serde_json::from_value(serde_json::json!([
+            {"logical_name": "name", "attribute_type": "String"},
+            {"logical_name": "accountid", "attribute_type": "Uniqueidentifier", "is_primary_id": true},
+            {"logical_name": "ownerid", "attribute_type": "Owner"},
+            {"logical_name": "owneridname", "attribute_type": "String", "attribute_of": "ownerid"},
+            {"logical_name": "new_colors", "attribute_type": "Virtual", "type_name": "MultiSelectPicklistType"},
+            {"logical_name": "entityimage", "attribute_type": "Virtual", "type_name": "ImageType"},
+        ]))
+        .unwrap();
+        let table = Arc::new(TableDefinition::new(entity, &attributes));
+        let schema = Kind::Attribute.schema();
+        let rows = attribute_batch(&schema, &[table]).unwrap();
+        let shown = [
+            "logicalname",
+            "columnposition",
+            "isnullable",
+            "columntype",
+            "odataname",
+        ]
+        .map(|name| schema.index_of(name).unwrap());
+        let text = pretty_format_batches(&[rows.project(&shown).unwrap()])
+            .unwrap()
+            .to_string();
+        assert_eq!(
+            text,
+            "\
++-------------+----------------+------------+---------------------+----------------+
+| logicalname | columnposition | isnullable | columntype          | odataname      |
++-------------+----------------+------------+---------------------+----------------+
+| name        | 2              | true       | String              | name           |
+| accountid   | 1              | false      | Uniqueidentifier    | accountid      |
+| ownerid     | 4              | true       | Owner               | _ownerid_value |
+| owneridname | 5              | true       | String              | _ownerid_value |
+| new_colors  | 3              | true       | MultiSelectPicklist | new_colors     |
+| entityimage |                |            |                     |                |
++-------------+----------------+------------+---------------------+----------------+"
+        );
     }
 }
