@@ -19,8 +19,8 @@
 use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use datafusion_dataverse::config::MAX_PAGE_SIZE;
-use datafusion_dataverse::provider::decode::PageDecoder;
-use datafusion_dataverse::provider::table::projection_request;
+use datafusion_dataverse::internals::PageDecoder;
+use datafusion_dataverse::internals::projection_request;
 use datafusion_dataverse::sim::{RowCounts, Simulator, SimulatorOptions};
 use datafusion_dataverse::{Config, Dataverse};
 
@@ -61,11 +61,9 @@ fn fetch_pages() -> Vec<Page> {
                 .filter(|&i| labels || !def.columns[i].is_label())
                 .collect();
             let (query, decoder) = projection_request(&def, &columns, MAX_PAGE_SIZE);
-            let url = dv
-                .client()
+            let url = datafusion_dataverse::internals::client(&dv)
                 .api_url(&query.relative_url().expect("no literals"));
-            let response = dv
-                .client()
+            let response = datafusion_dataverse::internals::client(&dv)
                 .get(&url, &query.preferences(), "benchmark page")
                 .await
                 .expect("page fetched");

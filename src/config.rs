@@ -53,6 +53,7 @@ pub enum ConfigError {
 pub struct Secret(String);
 
 impl Secret {
+    /// Wraps a secret value.
     pub fn new(value: impl Into<String>) -> Self {
         Self(value.into())
     }
@@ -82,8 +83,11 @@ impl fmt::Display for Secret {
 pub struct Config {
     /// Environment URL, e.g. `https://contoso.crm.dynamics.com`.
     pub url: String,
+    /// The Entra ID tenant (directory) id.
     pub tenant_id: String,
+    /// The application (client) id of the app registration.
     pub client_id: String,
+    /// The app registration's client secret; never logged or shown.
     pub client_secret_value: Secret,
     /// Rows per page, 1..=5000 (default 5000).
     #[serde(default = "default_page_size")]

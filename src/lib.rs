@@ -21,17 +21,23 @@
 //! # Ok(()) }
 //! ```
 //!
-//! The data flow, module by module: [`config`] → [`auth`] → [`client`] → [`metadata`] →
-//! [`odata`] → [`provider`]. The [`sim`] module (feature `simulator`) is a local Web API for
-//! tests, demos and benchmarks.
+//! What a library user works with: [`Dataverse`] (connect, register, prepare), its
+//! [`Config`], the [`metadata`] of the environment's tables, the change feeds of
+//! [`changes`], the errors and statistics of [`client`], and (feature `simulator`) the local
+//! Web API of [`sim`] for tests and demos. How a query travels from SQL to HTTP to record
+//! batches, module by module, is told in `ARCHITECTURE.md`.
+
+#![warn(missing_docs)]
 
 pub mod changes;
 pub mod client;
 pub mod config;
 mod fsutil;
+#[doc(hidden)]
+pub mod internals;
 pub mod metadata;
-pub mod odata;
-pub mod provider;
+mod odata;
+mod provider;
 #[cfg(feature = "simulator")]
 pub mod sim;
 
@@ -43,10 +49,11 @@ use datafusion::catalog::SchemaProvider;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 use changes::{ChangeFeed, ChangeTokensFunction, ResetChangeTokenFunction, TableChangesFunction};
-pub use client::{ClientError, StatsSnapshot};
-use client::{DataverseClient, TimeoutConfig, retry::RetryConfig};
+use client::DataverseClient;
+pub use client::{ClientError, RetryConfig, StatsSnapshot, TimeoutConfig};
 pub use config::{Config, ConfigError, Secret};
 use metadata::{MetadataError, MetadataStore};
+pub use provider::metadata_schema::METADATA_SCHEMA;
 use provider::{DataverseSchema, ScanOptions};
 
 /// The schema the entities are registered under (and made the default).
@@ -69,14 +76,43 @@ pub enum Error {
 
 /// How to connect; every field has a sensible default.
 #[derive(Clone, Debug, Default)]
+#[non_exhaustive]
 pub struct ConnectOptions {
     /// Where the metadata cache lives (`{state_dir}/metadata/{environment}`); `None` keeps
     /// metadata in memory only.
     pub state_dir: Option<PathBuf>,
     /// Ignore the on-disk metadata cache and fetch anew.
     pub refresh_metadata: bool,
+    /// Connect and request timeouts (the config file's values win).
     pub timeouts: TimeoutConfig,
+    /// What is retried and how long to wait.
     pub retry: RetryConfig,
+}
+
+impl ConnectOptions {
+    /// Keeps the metadata cache and change tokens under `dir`.
+    pub fn with_state_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.state_dir = Some(dir.into());
+        self
+    }
+
+    /// Ignores the on-disk metadata cache when `refresh` is true.
+    pub fn with_refresh_metadata(mut self, refresh: bool) -> Self {
+        self.refresh_metadata = refresh;
+        self
+    }
+
+    /// Sets the connect and request timeouts.
+    pub fn with_timeouts(mut self, timeouts: TimeoutConfig) -> Self {
+        self.timeouts = timeouts;
+        self
+    }
+
+    /// Sets what is retried and how long to wait.
+    pub fn with_retry(mut self, retry: RetryConfig) -> Self {
+        self.retry = retry;
+        self
+    }
 }
 
 /// A connected Dataverse environment, ready to register on a `SessionContext`.
@@ -237,6 +273,7 @@ impl Dataverse {
         self.options.pushdown.store(enabled, Ordering::Relaxed);
     }
 
+    /// Whether filters are pushed to the server (see [`Dataverse::set_pushdown`]).
     pub fn pushdown(&self) -> bool {
         self.options.pushdown_enabled()
     }
@@ -259,14 +296,22 @@ impl Dataverse {
         Ok(())
     }
 
+    /// The environment's table metadata (loaded on demand, cached).
     pub fn metadata(&self) -> &Arc<MetadataStore> {
         &self.metadata
     }
 
-    pub fn client(&self) -> &Arc<DataverseClient> {
+    /// The number of requests allowed in flight at once: it shrinks on throttling and grows
+    /// back to the server's `x-ms-dop-hint`.
+    pub fn concurrency(&self) -> usize {
+        self.client.concurrency()
+    }
+
+    pub(crate) fn client(&self) -> &Arc<DataverseClient> {
         &self.client
     }
 
+    /// The connection settings.
     pub fn config(&self) -> &Config {
         &self.config
     }

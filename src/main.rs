@@ -100,11 +100,9 @@ async fn run(cli: Cli) -> Result<u8, String> {
                 None => Config::from_env().map_err(|e| one_line(&e))?,
             };
             let state_dir = state_dir(&cli.run);
-            let options = ConnectOptions {
-                state_dir: state_dir.clone(),
-                refresh_metadata: cli.connect.refresh_metadata,
-                ..Default::default()
-            };
+            let mut options =
+                ConnectOptions::default().with_refresh_metadata(cli.connect.refresh_metadata);
+            options.state_dir = state_dir.clone();
             let name = config.environment_name();
             let url = config.url.clone();
             let dataverse = Dataverse::connect_with(config, options)

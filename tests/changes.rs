@@ -50,10 +50,7 @@ async fn connected(
     config.odata_maxpagesize = page_size;
     let dv = Dataverse::connect_with(
         config,
-        ConnectOptions {
-            state_dir: Some(state.to_path_buf()),
-            ..Default::default()
-        },
+        ConnectOptions::default().with_state_dir(state.to_path_buf()),
     )
     .await
     .unwrap();
@@ -289,10 +286,7 @@ async fn two_connections_racing_on_one_state_directory_keep_the_store_readable()
     }
     let c = Dataverse::connect_with(
         Config::for_simulator(&sim),
-        ConnectOptions {
-            state_dir: Some(state.path().to_path_buf()),
-            ..Default::default()
-        },
+        ConnectOptions::default().with_state_dir(state.path().to_path_buf()),
     )
     .await
     .unwrap();

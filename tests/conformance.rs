@@ -10,10 +10,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
-use datafusion_dataverse::client::retry::RetryConfig;
+use datafusion_dataverse::RetryConfig;
 use datafusion_dataverse::metadata::{ColumnKind, TableDefinition};
-use datafusion_dataverse::odata::Preferences;
-use datafusion_dataverse::provider::decode::PageDecoder;
+use datafusion_dataverse::internals::Preferences;
+use datafusion_dataverse::internals::PageDecoder;
 use datafusion_dataverse::sim::SimulatorHandle;
 use datafusion_dataverse::{ConnectOptions, Dataverse};
 use replay::{CLIENT_SECRET, Replay};
@@ -191,18 +191,12 @@ async fn next_link_with_a_paging_cookie_is_followed_unchanged() {
 /// comparison is of the decoded queries.
 #[tokio::test]
 async fn next_link_with_quotes_in_its_filter_is_sent_unchanged() {
-    let retry = RetryConfig {
-        init_backoff: Duration::from_millis(1),
-        max_backoff: Duration::from_millis(2),
-        max_retries: 0,
-        max_transport_retries: 0,
-        ..RetryConfig::default()
-    };
-    let (replay, _sim, dataverse) = connected_real_account(ConnectOptions {
-        retry,
-        ..ConnectOptions::default()
-    })
-    .await;
+    let retry = RetryConfig::default()
+        .with_backoff(Duration::from_millis(1), Duration::from_millis(2))
+        .with_max_retries(0)
+        .with_max_transport_retries(0);
+    let (replay, _sim, dataverse) =
+        connected_real_account(ConnectOptions::default().with_retry(retry)).await;
     replay.mount("data/accounts-count-nextlink.json");
     // Page 2 was not published: the replay refuses it; the request is what this test checks.
     let _ = sql_error(&dataverse, "SELECT accountid, name FROM account").await;
@@ -546,7 +540,7 @@ async fn change_feed_reads_the_initial_load_then_upserts_and_deletions() {
 // Errors
 
 async fn get(dataverse: &Dataverse, relative: &str) -> datafusion_dataverse::ClientError {
-    let client = dataverse.client();
+    let client = datafusion_dataverse::internals::client(&dataverse);
     client
         .get(
             &client.api_url(relative),
@@ -611,17 +605,10 @@ async fn error_with_an_empty_code_is_reported_by_its_message() {
 
 #[tokio::test]
 async fn service_protection_429_is_retried_then_reported() {
-    let retry = RetryConfig {
-        init_backoff: Duration::from_millis(1),
-        max_backoff: Duration::from_millis(2),
-        max_retries: 2,
-        ..RetryConfig::default()
-    };
-    let (replay, _sim, dataverse) = connected(ConnectOptions {
-        retry,
-        ..ConnectOptions::default()
-    })
-    .await;
+    let retry = RetryConfig::default()
+        .with_backoff(Duration::from_millis(1), Duration::from_millis(2))
+        .with_max_retries(2);
+    let (replay, _sim, dataverse) = connected(ConnectOptions::default().with_retry(retry)).await;
     replay.mount_as("errors/429-number-of-requests.json", "GET", "accounts");
     let text = sql_error(&dataverse, "SELECT name FROM account").await;
     assert!(text.contains("HTTP 429"), "{text}");

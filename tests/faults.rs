@@ -92,8 +92,7 @@ async fn the_bearer_token_never_follows_a_link_to_another_origin() {
     let port = listener.local_addr().unwrap().port();
     let foreign =
         url::Url::parse(&format!("http://127.0.0.1:{port}/api/data/v9.2/accounts")).unwrap();
-    let err = dv
-        .client()
+    let err = datafusion_dataverse::internals::client(&dv)
         .get(&foreign, &Default::default(), "a foreign link")
         .await
         .unwrap_err()
@@ -122,7 +121,7 @@ async fn concurrent_queries_over_the_servers_limit_are_throttled_then_all_succee
     let ctx = dv.session_context().unwrap();
     query(&ctx, "SELECT 1 FROM account LIMIT 1").await;
     assert_eq!(
-        dv.client().concurrency(),
+        dv.concurrency(),
         8,
         "raised to the server's x-ms-dop-hint"
     );
@@ -135,9 +134,9 @@ async fn concurrent_queries_over_the_servers_limit_are_throttled_then_all_succee
     let throttled = sim.requests().iter().filter(|r| r.status == 429).count();
     assert!(throttled > 0, "the server's limit of 2 was hit");
     assert!(
-        dv.client().concurrency() < 8,
+        dv.concurrency() < 8,
         "429s lowered the limit (now {})",
-        dv.client().concurrency()
+        dv.concurrency()
     );
 }
 

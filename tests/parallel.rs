@@ -293,10 +293,7 @@ async fn a_limit_or_a_key_lookup_is_one_sequential_request() {
 async fn a_warm_metadata_cache_means_no_metadata_request() {
     let sim = simulator(small()).await;
     let state = tempfile::tempdir().unwrap();
-    let options = || ConnectOptions {
-        state_dir: Some(state.path().to_path_buf()),
-        ..Default::default()
-    };
+    let options = || ConnectOptions::default().with_state_dir(state.path().to_path_buf());
     let sql = "SELECT name, industrycodename FROM account LIMIT 3";
     let first = {
         let dv = connect_with(&sim, options()).await;

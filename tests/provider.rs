@@ -65,10 +65,7 @@ async fn discovery_lists_every_entity_with_one_request() {
 async fn attribute_metadata_is_fetched_once_per_table_and_cached_on_disk() {
     let sim = simulator(small()).await;
     let state = tempfile::tempdir().unwrap();
-    let options = ConnectOptions {
-        state_dir: Some(state.path().to_path_buf()),
-        ..Default::default()
-    };
+    let options = ConnectOptions::default().with_state_dir(state.path().to_path_buf());
     let dv = connect_with(&sim, options.clone()).await;
     let ctx = dv.session_context().unwrap();
     query(&ctx, "SELECT count(*) FROM account").await;
@@ -441,13 +438,8 @@ async fn wrong_credentials_and_unreachable_servers_are_one_clear_error() {
     drop(dead);
     config.url = format!("http://127.0.0.1:{port}");
     config.authority_host = Some(config.url.clone());
-    let options = ConnectOptions {
-        retry: datafusion_dataverse::client::retry::RetryConfig {
-            max_retries: 1,
-            ..Default::default()
-        },
-        ..Default::default()
-    };
+    let options = ConnectOptions::default()
+        .with_retry(datafusion_dataverse::RetryConfig::default().with_max_retries(1));
     let err = datafusion_dataverse::error_report(
         &Dataverse::connect_with(config, options).await.unwrap_err(),
     );

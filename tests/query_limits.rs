@@ -33,7 +33,7 @@ fn url_length(sim: &datafusion_dataverse::sim::SimulatorHandle, r: &LoggedReques
     let query: Vec<String> = r
         .query
         .iter()
-        .map(|(k, v)| format!("{k}={}", datafusion_dataverse::odata::encode_component(v)))
+        .map(|(k, v)| format!("{k}={}", datafusion_dataverse::internals::encode_component(v)))
         .collect();
     sim.url().len() + r.path.len() + 1 + query.join("&").len()
 }
@@ -174,13 +174,12 @@ async fn a_long_exact_filter_is_evaluated_locally_over_the_scan() {
 async fn the_client_refuses_to_send_a_url_over_the_limit() {
     let sim = simulator(small()).await;
     let dv = connect(&sim).await;
-    let long = dv.client().api_url(&format!(
+    let long = datafusion_dataverse::internals::client(&dv).api_url(&format!(
         "accounts?$filter=name eq '{}'",
         "x".repeat(33_000)
     ));
     sim.clear_requests();
-    let error = dv
-        .client()
+    let error = datafusion_dataverse::internals::client(&dv)
         .get(&long, &Default::default(), "a long request")
         .await
         .unwrap_err();

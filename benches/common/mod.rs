@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use datafusion::prelude::SessionContext;
 use datafusion_dataverse::config::MAX_PAGE_SIZE;
-use datafusion_dataverse::provider::table::projection_request;
+use datafusion_dataverse::internals::projection_request;
 use datafusion_dataverse::sim::SimulatorHandle;
 use datafusion_dataverse::{Config, Dataverse};
 use futures::StreamExt;
@@ -110,8 +110,7 @@ impl Accounts {
             .filter(|&i| !def.columns[i].is_label())
             .collect();
         let (query, _) = projection_request(&def, &data, MAX_PAGE_SIZE);
-        let first_page_url = dv
-            .client()
+        let first_page_url = datafusion_dataverse::internals::client(&dv)
             .api_url(&query.relative_url().expect("no literals"))
             .to_string();
         let names: Vec<&str> = data.iter().map(|&i| def.columns[i].name.as_str()).collect();

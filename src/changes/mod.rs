@@ -42,11 +42,13 @@ use crate::client::{ClientError, DataverseClient};
 use crate::metadata::{ColumnKind, MetadataStore, TableDefinition};
 use crate::odata::ODataQuery;
 use crate::provider::decode::{ChangeColumns, PageDecoder};
-pub use exec::TableChangesExec;
+use exec::TableChangesExec;
 use store::DeltaTokenStore;
 
 /// The two columns a change feed adds to the entity's own.
+/// `'upsert'` for a new or changed row, `'delete'` for a deleted one.
 pub const CHANGE_TYPE: &str = "_change_type";
+/// The row's version number (from `@odata.etag`); NULL for a deleted row.
 pub const ROW_VERSION: &str = "_row_version";
 
 /// Expired change-tracking version stamp (reference §5.5).
@@ -64,15 +66,16 @@ pub struct ChangeFeed {
 
 /// Where one `table_changes` read starts and whether its end may move the saved token.
 #[derive(Clone, Debug)]
-pub struct ChangeRead {
-    pub entity: String,
-    pub start_token: Option<String>,
+pub(crate) struct ChangeRead {
+    pub(crate) entity: String,
+    pub(crate) start_token: Option<String>,
     /// False when the token was given as an argument: such reads save nothing.
-    pub saves_token: bool,
+    pub(crate) saves_token: bool,
 }
 
 impl ChangeRead {
-    pub fn describe(&self) -> String {
+    /// How EXPLAIN names where the read starts.
+    pub(crate) fn describe(&self) -> String {
         match (&self.start_token, self.saves_token) {
             (None, _) => "change feed: full initial load".into(),
             (Some(_), true) => "change feed: from the saved token".into(),
@@ -82,7 +85,7 @@ impl ChangeRead {
 }
 
 impl ChangeFeed {
-    pub fn new(
+    pub(crate) fn new(
         client: Arc<DataverseClient>,
         metadata: Arc<MetadataStore>,
         state_dir: Option<&std::path::Path>,
@@ -102,6 +105,7 @@ impl ChangeFeed {
         }
     }
 
+    /// The saved tokens.
     pub fn store(&self) -> &DeltaTokenStore {
         &self.store
     }
@@ -214,7 +218,7 @@ impl ChangesError {
 
 /// Wraps a change feed's stream: when the consumer reaches its end, the delta token of the last
 /// page is handed to the feed. A consumer that stops early never reaches the end.
-pub fn commit_on_end(
+pub(crate) fn commit_on_end(
     inner: SendableRecordBatchStream,
     feed: Arc<ChangeFeed>,
     read: ChangeRead,
@@ -371,8 +375,8 @@ fn string_arg(exprs: &[Expr], i: usize, function: &str, what: &str) -> Result<Op
 
 /// `table_changes('entity' [, 'token'])`.
 #[derive(Debug)]
-pub struct TableChangesFunction {
-    pub feed: Arc<ChangeFeed>,
+pub(crate) struct TableChangesFunction {
+    pub(crate) feed: Arc<ChangeFeed>,
 }
 
 impl TableFunctionImpl for TableChangesFunction {
@@ -416,7 +420,7 @@ impl TableFunctionImpl for TableChangesFunction {
 /// One entity's change feed as a table: the entity's data columns (label columns are left
 /// out: their annotations are not asked for on delta queries), then the change columns.
 #[derive(Debug)]
-pub struct TableChangesProvider {
+pub(crate) struct TableChangesProvider {
     definition: Arc<TableDefinition>,
     /// Positions in `definition.columns` of the data columns, in schema order.
     data_columns: Vec<usize>,
@@ -544,8 +548,8 @@ impl TableProvider for TableChangesProvider {
 
 /// `dataverse_change_tokens()`: the saved tokens (entity, token, saved_at, age_seconds).
 #[derive(Debug)]
-pub struct ChangeTokensFunction {
-    pub feed: Arc<ChangeFeed>,
+pub(crate) struct ChangeTokensFunction {
+    pub(crate) feed: Arc<ChangeFeed>,
 }
 
 impl TableFunctionImpl for ChangeTokensFunction {
@@ -595,8 +599,8 @@ impl TableFunctionImpl for ChangeTokensFunction {
 /// `reset_change_token('entity')`: forgets the saved token when the query runs (not when it is
 /// planned, so EXPLAIN changes nothing); one row (entity, reset).
 #[derive(Debug)]
-pub struct ResetChangeTokenFunction {
-    pub feed: Arc<ChangeFeed>,
+pub(crate) struct ResetChangeTokenFunction {
+    pub(crate) feed: Arc<ChangeFeed>,
 }
 
 impl TableFunctionImpl for ResetChangeTokenFunction {

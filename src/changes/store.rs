@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 /// One saved token.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SavedToken {
+    /// The entity's logical name.
     pub entity: String,
     /// The `$deltatoken` value (opaque).
     pub token: String,
@@ -23,6 +24,8 @@ pub struct SavedToken {
     pub environment: String,
 }
 
+/// The delta tokens of one environment: files under the state directory (one per entity,
+/// written atomically), or memory only.
 #[derive(Debug)]
 pub struct DeltaTokenStore {
     dir: Option<PathBuf>,
@@ -32,7 +35,7 @@ pub struct DeltaTokenStore {
 
 impl DeltaTokenStore {
     /// `state_dir/changes/{environment_key}`, or memory only when `state_dir` is `None`.
-    pub fn new(
+    pub(crate) fn new(
         state_dir: Option<&std::path::Path>,
         environment_key: &str,
         environment: &str,

@@ -10,8 +10,7 @@ use datafusion::arrow::array::{AsArray, RecordBatch, StringArray};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::error::{DataFusionError, Result};
-use datafusion_dataverse::provider::catalog::closest;
-use datafusion_dataverse::provider::translate::pushdown_support;
+use datafusion_dataverse::internals::closest;
 
 use super::args::Format;
 use super::exec::{Outcome, Session};

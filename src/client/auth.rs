@@ -26,15 +26,26 @@ pub enum AuthError {
         #[source]
         source: TransportError,
     },
+    /// Entra ID refused the credentials.
     #[error("sign-in rejected by {url} (HTTP {status}): {error}: {description}")]
     Rejected {
+        /// The token endpoint.
         url: String,
+        /// The HTTP status.
         status: u16,
+        /// The OAuth error code (`invalid_client`).
         error: String,
+        /// The first line of its description.
         description: String,
     },
+    /// A success status with a body that is not a token.
     #[error("the token endpoint {url} answered something that is not a token (HTTP {status})")]
-    Malformed { url: String, status: u16 },
+    Malformed {
+        /// The token endpoint.
+        url: String,
+        /// The HTTP status.
+        status: u16,
+    },
 }
 
 /// A bearer token and when it stops being usable.

@@ -18,7 +18,8 @@ use serde::Deserialize;
 use tokio::task::JoinHandle;
 use url::Url;
 
-use super::{ClientError, DataverseClient, Response};
+use super::ClientError;
+use super::http::{DataverseClient, Response};
 use crate::odata::{ODataQuery, Preferences};
 
 /// One page of a paged read.

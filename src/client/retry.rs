@@ -13,6 +13,7 @@ use std::time::Duration;
 
 /// Retry settings with documented defaults.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct RetryConfig {
     /// First backoff ceiling (default 100 ms).
     pub init_backoff: Duration,
@@ -43,6 +44,28 @@ impl Default for RetryConfig {
             max_total_wait: Duration::from_secs(300),
             max_retry_after: Duration::from_secs(60),
         }
+    }
+}
+
+impl RetryConfig {
+    /// Sets the attempts after the first (`max_retries`).
+    pub fn with_max_retries(mut self, retries: u32) -> Self {
+        self.max_retries = retries;
+        self
+    }
+
+    /// Sets the attempts after the first for connection failures before the server has ever
+    /// answered (`max_transport_retries`).
+    pub fn with_max_transport_retries(mut self, retries: u32) -> Self {
+        self.max_transport_retries = retries;
+        self
+    }
+
+    /// Sets the first backoff ceiling and the largest single backoff.
+    pub fn with_backoff(mut self, init: Duration, max: Duration) -> Self {
+        self.init_backoff = init;
+        self.max_backoff = max;
+        self
     }
 }
 

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use crate::client::{ClientError, DataverseClient, Pages};
 use crate::odata::{CompareOp, Expand, Filter, Literal, ODataQuery, Resource};
+pub use crate::odata::Annotation;
 pub use model::{AttributeInfo, Column, ColumnKind, EntityInfo, LabelSource, TableDefinition};
 
 /// Bumped whenever the cache format changes; older files are ignored.
@@ -26,12 +27,15 @@ const CACHE_VERSION: u32 = 1;
 pub struct OptionValue {
     /// The column's logical name.
     pub attribute: String,
+    /// The option's number, as stored in the column.
     pub value: i32,
     /// The label in the calling user's language (`UserLocalizedLabel`).
     pub label: Option<String>,
 }
 
+/// Why metadata could not be loaded or cached.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum MetadataError {
     /// The Web API request failed.
     #[error(transparent)]
@@ -39,7 +43,9 @@ pub enum MetadataError {
     /// The disk cache could not be written or removed.
     #[error("metadata cache {path}")]
     Cache {
+        /// The cache file or directory.
         path: String,
+        /// What the file system said.
         source: std::io::Error,
     },
 }
@@ -288,7 +294,7 @@ const ENTITY_SELECT: [&str; 6] = [
 ];
 
 impl MetadataStore {
-    pub fn new(client: Arc<DataverseClient>, state_dir: Option<&Path>) -> Self {
+    pub(crate) fn new(client: Arc<DataverseClient>, state_dir: Option<&Path>) -> Self {
         let cache_dir =
             state_dir.map(|d| d.join("metadata").join(client.config().environment_key()));
         Self {

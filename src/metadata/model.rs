@@ -10,13 +10,19 @@ use crate::odata::Annotation;
 /// One table of the environment, from `EntityDefinitions` (reference §1.6).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EntityInfo {
+    /// The table's SQL name (`account`).
     pub logical_name: String,
+    /// The Web API collection (`accounts`).
     pub entity_set: String,
+    /// The primary key column (`accountid`).
     pub primary_id: String,
+    /// The primary name column (`name`), if the entity has one.
     #[serde(default)]
     pub primary_name: Option<String>,
+    /// Whether "Track changes" is on (`table_changes` works).
     #[serde(default)]
     pub change_tracking: bool,
+    /// A custom table rather than a system one.
     #[serde(default)]
     pub is_custom: bool,
 }
@@ -24,18 +30,23 @@ pub struct EntityInfo {
 /// One attribute as listed by `EntityDefinitions(LogicalName='x')/Attributes` (§1.7).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AttributeInfo {
+    /// The attribute's logical name.
     pub logical_name: String,
     /// `AttributeType` (coarse: `String`, `Lookup`, `Virtual`, …).
     pub attribute_type: String,
     /// `AttributeTypeName.Value` (fine: `MultiSelectPicklistType`, `ImageType`, …).
     #[serde(default)]
     pub type_name: Option<String>,
+    /// `AttributeOf`: the column a companion (a label, `…yominame`) belongs to.
     #[serde(default)]
     pub attribute_of: Option<String>,
+    /// `IsValidODataAttribute`: the Web API can return it.
     #[serde(default = "yes")]
     pub is_valid_odata: bool,
+    /// `IsValidForRead`.
     #[serde(default = "yes")]
     pub is_valid_for_read: bool,
+    /// The entity's primary key.
     #[serde(default)]
     pub is_primary_id: bool,
     /// Decimal places (Decimal, Money, Double).
@@ -62,12 +73,17 @@ pub enum ColumnKind {
     Lookup,
     /// String, Memo, EntityName.
     Text,
+    /// Integer: a 32-bit whole number.
     Integer,
+    /// BigInt: a 64-bit whole number.
     BigInt,
     /// Decimal with the given number of decimal places.
     Decimal(i8),
+    /// Money: four decimal places.
     Money,
+    /// Double (floating point).
     Double,
+    /// Two options, read as true and false.
     Boolean,
     /// UserLocal / TimeZoneIndependent date and time.
     DateTime,
@@ -121,9 +137,11 @@ pub struct Column {
     /// Property name on the wire: `_x_value` for lookups, else the logical name. For a label
     /// column, its parent's property (the one that must be `$select`ed).
     pub odata_name: String,
+    /// How values are read, filtered and typed.
     pub kind: ColumnKind,
     /// The Dataverse `AttributeType` (for `\d` and the metadata tables).
     pub attribute_type: String,
+    /// The entity's primary key.
     pub is_primary_id: bool,
     /// Set for label columns (`industrycodename`, `owneridtype`): where the text comes from.
     pub label: Option<LabelSource>,
@@ -134,6 +152,7 @@ pub struct Column {
 pub struct LabelSource {
     /// The SQL name of the data column the label belongs to (`AttributeOf`).
     pub parent: String,
+    /// The annotation the text is read from.
     pub annotation: Annotation,
 }
 
@@ -224,6 +243,7 @@ impl Column {
         }
     }
 
+    /// A label column (text derived from another column's value).
     pub fn is_label(&self) -> bool {
         self.label.is_some()
     }
@@ -232,10 +252,13 @@ impl Column {
 /// An entity with its columns and Arrow schema: what a table provider needs.
 #[derive(Debug)]
 pub struct TableDefinition {
+    /// The entity.
     pub entity: EntityInfo,
     /// Every attribute, columns or not (for `metadata.attribute`).
     pub attributes: Vec<AttributeInfo>,
+    /// The SQL columns, in table order.
     pub columns: Vec<Column>,
+    /// The Arrow schema of `columns`.
     pub schema: SchemaRef,
 }
 
@@ -295,6 +318,7 @@ impl TableDefinition {
         }
     }
 
+    /// The column named `name` (data or label).
     pub fn column(&self, name: &str) -> Option<&Column> {
         self.columns.iter().find(|c| c.name == name)
     }

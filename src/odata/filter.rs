@@ -7,29 +7,45 @@ use std::fmt::{self, Write as _};
 /// A `$filter` expression in the subset Dataverse supports (reference §2.3).
 #[derive(Clone, Debug, PartialEq)]
 pub enum Filter {
+    /// All of them.
     And(Vec<Filter>),
+    /// Any of them.
     Or(Vec<Filter>),
+    /// `property op value`.
     Compare {
+        /// The property (wire name).
         property: String,
+        /// The comparison.
         op: CompareOp,
+        /// The value compared with.
         value: Literal,
     },
     /// `contains` / `startswith` / `endswith`; `pattern` is already in the server's LIKE
     /// syntax (wildcards bracket-escaped where they are meant literally, §2.6).
     Text {
+        /// Which function.
         function: TextFunction,
+        /// The property (wire name).
         property: String,
+        /// The pattern, in the server's LIKE syntax.
         pattern: String,
     },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// A comparison operator.
 pub enum CompareOp {
+    /// `eq`
     Eq,
+    /// `ne`
     Ne,
+    /// `lt`
     Lt,
+    /// `le`
     Le,
+    /// `gt`
     Gt,
+    /// `ge`
     Ge,
 }
 
@@ -46,23 +62,33 @@ impl CompareOp {
     }
 }
 
+/// A string function of `$filter`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TextFunction {
+    /// `contains(p,'x')`
     Contains,
+    /// `startswith(p,'x')`
     StartsWith,
+    /// `endswith(p,'x')`
     EndsWith,
 }
 
 /// A literal as OData writes it (§2.3 "Literals").
 #[derive(Clone, Debug, PartialEq)]
 pub enum Literal {
+    /// `null`
     Null,
+    /// `true` / `false`
     Bool(bool),
+    /// A whole number.
     Int(i64),
     /// An exact decimal, already as text (`123.4500`).
     Decimal(String),
+    /// A floating-point number.
     Double(f64),
+    /// A string (quotes doubled when written).
     String(String),
+    /// A GUID, written bare.
     Guid(uuid::Uuid),
     /// Microseconds since the Unix epoch, UTC.
     DateTime(i64),
@@ -210,6 +236,7 @@ impl Filter {
         }
     }
 
+    /// `property op value`.
     pub fn compare(property: &str, op: CompareOp, value: Literal) -> Filter {
         Filter::Compare {
             property: property.to_string(),

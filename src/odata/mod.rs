@@ -9,7 +9,7 @@ mod filter;
 mod query;
 
 pub use filter::{
-    CompareOp, FIRST_YEAR, Filter, LAST_YEAR, Literal, TextFunction, UnwritableLiteral,
+    CompareOp, Filter, Literal, TextFunction, UnwritableLiteral,
 };
 pub use query::{
     Annotation, Expand, ODataQuery, OrderBy, Preferences, Resource, annotation_list,

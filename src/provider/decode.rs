@@ -96,6 +96,7 @@ impl PageDecoder {
         decoder
     }
 
+    /// The schema of the batches decoded.
     pub fn schema(&self) -> &SchemaRef {
         &self.schema
     }

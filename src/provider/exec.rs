@@ -114,15 +114,6 @@ impl DataverseScanExec {
         self.split.as_ref().map_or(1, |(s, _)| s.degree())
     }
 
-    /// The request this scan sends first.
-    pub fn query(&self) -> &ODataQuery {
-        &self.query
-    }
-
-    pub fn pushed_filters(&self) -> &[PushedFilter] {
-        &self.pushed
-    }
-
     fn describe(&self, f: &mut fmt::Formatter) -> fmt::Result {
         write!(f, "DataverseScanExec: GET {}", self.query.display_query())?;
         if let (None, Some(size)) = (self.query.top, self.query.page_size) {

@@ -10,5 +10,4 @@ pub mod table;
 pub mod translate;
 
 pub use catalog::DataverseSchema;
-pub use exec::DataverseScanExec;
-pub use table::{DataverseTable, ScanOptions};
+pub use table::ScanOptions;

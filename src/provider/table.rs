@@ -84,10 +84,6 @@ impl DataverseTable {
         }
     }
 
-    pub fn definition(&self) -> &Arc<TableDefinition> {
-        &self.definition
-    }
-
     /// How many partitions a scan is planned with: one for a LIMIT (a few rows, one request),
     /// a filter on the primary key, a table without `createdon`, or with pushdown switched
     /// off; otherwise up to the

@@ -34,6 +34,7 @@ pub enum Pushdown {
 /// The decision and the text for one predicate.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Translation {
+    /// Whether the server's answer is exact, re-checked, or not asked for.
     pub pushdown: Pushdown,
     /// `Some` exactly when `pushdown` is not `Unsupported`.
     pub filter: Option<Filter>,
