@@ -36,14 +36,9 @@ struct Page {
 fn fetch_pages() -> Vec<Page> {
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     runtime.block_on(async {
-        let sim = Simulator::start(SimulatorOptions {
-            rows: RowCounts {
-                accounts: MAX_PAGE_SIZE as usize,
-                widgets: MAX_PAGE_SIZE as usize,
-                ..RowCounts::accounts_only(0)
-            },
-            ..Default::default()
-        })
+        let sim = Simulator::start(SimulatorOptions::default().with_rows(
+            RowCounts::accounts_only(MAX_PAGE_SIZE as usize).with_widgets(MAX_PAGE_SIZE as usize),
+        ))
         .await
         .expect("simulator starts");
         let dv = Dataverse::connect(Config::for_simulator(&sim))

@@ -198,15 +198,15 @@ impl Bench {
 }
 
 async fn start_simulator(rows: usize) -> Result<SimulatorHandle, BoxError> {
-    Ok(Simulator::start(SimulatorOptions {
-        rows: RowCounts::accounts_only(rows),
-        latency: LATENCY,
-        page_cache: true,
-        // The benchmark is one client: lift the per-window request cap (6,000 / 300 s by
-        // default) so repeated scans are never throttled.
-        request_limit: usize::MAX,
-        ..Default::default()
-    })
+    Ok(Simulator::start(
+        SimulatorOptions::default()
+            .with_rows(RowCounts::accounts_only(rows))
+            .with_latency(LATENCY)
+            .with_page_cache(true)
+            // The benchmark is one client: lift the per-window request cap (6,000 / 300 s by
+            // default) so repeated scans are never throttled.
+            .with_request_limit(usize::MAX),
+    )
     .await?)
 }
 

@@ -148,12 +148,12 @@ async fn main() -> Result<(), BoxError> {
 }
 
 async fn start_simulator(rows: usize) -> Result<SimulatorHandle, BoxError> {
-    Ok(Simulator::start(SimulatorOptions {
-        rows: RowCounts::accounts_only(rows),
-        // One client, many requests: lift the per-window cap (6,000 / 300 s by default).
-        request_limit: usize::MAX,
-        ..Default::default()
-    })
+    Ok(Simulator::start(
+        SimulatorOptions::default()
+            .with_rows(RowCounts::accounts_only(rows))
+            // One client, many requests: lift the per-window cap (6,000 / 300 s by default).
+            .with_request_limit(usize::MAX),
+    )
     .await?)
 }
 

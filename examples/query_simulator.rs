@@ -16,11 +16,7 @@ use datafusion_dataverse::{Config, Dataverse};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let sim = Simulator::start(SimulatorOptions {
-        rows: RowCounts::demo(),
-        ..Default::default()
-    })
-    .await?;
+    let sim = Simulator::start(SimulatorOptions::default().with_rows(RowCounts::demo())).await?;
 
     let dataverse = Dataverse::connect(Config::for_simulator(&sim)).await?;
     let ctx = SessionContext::new();

@@ -9,7 +9,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use datafusion_dataverse::sim::{RowCounts, Simulator, SimulatorHandle, SimulatorOptions};
+use datafusion_dataverse::sim::{
+    FaultOptions, RowCounts, Simulator, SimulatorHandle, SimulatorOptions,
+};
 use datafusion_dataverse::{Config, ConnectOptions, Dataverse};
 
 use cli::args::{Cli, Command, Format, RunArgs, SimulateArgs};
@@ -277,18 +279,9 @@ fn finished(
 }
 
 async fn start_demo_simulator(accounts: usize, seed: u64) -> Result<SimulatorHandle, String> {
-    let rows = RowCounts {
-        accounts,
-        contacts: accounts * 3 / 2,
-        opportunities: accounts * 3 / 4,
-        systemusers: 50,
-        widgets: (accounts / 4).max(10),
-    };
-    let options = SimulatorOptions {
-        seed,
-        rows,
-        ..SimulatorOptions::default()
-    };
+    let options = SimulatorOptions::default()
+        .with_seed(seed)
+        .with_rows(RowCounts::scaled(accounts));
     Simulator::start(options)
         .await
         .map_err(|e| format!("cannot start the simulator: {e}"))
@@ -316,23 +309,16 @@ fn print_demo_banner(sim: &SimulatorHandle, accounts: usize, activity: bool) {
 }
 
 async fn simulate(args: SimulateArgs) -> Result<(), String> {
-    let options = SimulatorOptions {
-        seed: args.seed,
-        port: args.port,
-        rows: RowCounts {
-            accounts: args.rows,
-            contacts: args.rows * 3 / 2,
-            opportunities: args.rows * 3 / 4,
-            systemusers: 50,
-            widgets: (args.rows / 4).max(10),
-        },
-        latency: std::time::Duration::from_millis(args.latency_ms),
-        faults: datafusion_dataverse::sim::FaultOptions {
-            fault_rate: args.fault_rate,
-            seed: args.seed,
-        },
-        ..SimulatorOptions::default()
-    };
+    let options = SimulatorOptions::default()
+        .with_seed(args.seed)
+        .with_port(args.port)
+        .with_rows(RowCounts::scaled(args.rows))
+        .with_latency(std::time::Duration::from_millis(args.latency_ms))
+        .with_faults(
+            FaultOptions::default()
+                .with_fault_rate(args.fault_rate)
+                .with_seed(args.seed),
+        );
     if !(0.0..=1.0).contains(&args.fault_rate) {
         return Err(format!(
             "--fault-rate must be between 0 and 1, got {}",

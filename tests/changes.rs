@@ -11,13 +11,11 @@ use datafusion_dataverse::sim::{RowCounts, SimulatorHandle};
 use datafusion_dataverse::{Config, ConnectOptions, Dataverse};
 
 fn rows_counts() -> RowCounts {
-    RowCounts {
-        accounts: 40,
-        contacts: 10,
-        opportunities: 5,
-        systemusers: 5,
-        widgets: 5,
-    }
+    RowCounts::accounts_only(40)
+        .with_contacts(10)
+        .with_opportunities(5)
+        .with_systemusers(5)
+        .with_widgets(5)
 }
 
 async fn changes(dv: &Dataverse, ctx: &SessionContext, sql: &str) -> Vec<Vec<String>> {

@@ -30,22 +30,15 @@ async fn scan_with(options: SimulatorOptions, page_size: u32) -> (Vec<Vec<String
 
 #[tokio::test]
 async fn scans_through_429_503_and_cut_bodies_match_a_fault_free_run() {
-    let clean = SimulatorOptions {
-        rows: rows_counts(),
-        ..Default::default()
-    };
+    let clean = SimulatorOptions::default().with_rows(rows_counts());
     let (expected, _) = scan_with(clean.clone(), 20).await;
     assert_eq!(expected.len(), 240);
     let mut total_retries = 0;
     for seed in [1u64, 2, 3, 4] {
-        let faulty = SimulatorOptions {
-            faults: FaultOptions {
-                fault_rate: 0.2,
-                seed,
-            },
-            latency: Duration::from_millis(5),
-            ..clean.clone()
-        };
+        let faulty = clean
+            .clone()
+            .with_faults(FaultOptions::default().with_fault_rate(0.2).with_seed(seed))
+            .with_latency(Duration::from_millis(5));
         let (got, retries) = scan_with(faulty, 20).await;
         assert_eq!(
             got, expected,
@@ -58,12 +51,10 @@ async fn scans_through_429_503_and_cut_bodies_match_a_fault_free_run() {
 
 #[tokio::test]
 async fn a_scan_longer_than_the_token_lifetime_succeeds() {
-    let options = SimulatorOptions {
-        rows: rows_counts(),
-        token_lifetime: Duration::from_secs(1),
-        latency: Duration::from_millis(150),
-        ..Default::default()
-    };
+    let options = SimulatorOptions::default()
+        .with_rows(rows_counts())
+        .with_token_lifetime(Duration::from_secs(1))
+        .with_latency(Duration::from_millis(150));
     let sim = Simulator::start(options).await.unwrap();
     let mut config = Config::for_simulator(&sim);
     config.odata_maxpagesize = 20;
@@ -107,13 +98,11 @@ async fn the_bearer_token_never_follows_a_link_to_another_origin() {
 
 #[tokio::test]
 async fn concurrent_queries_over_the_servers_limit_are_throttled_then_all_succeed() {
-    let options = SimulatorOptions {
-        rows: rows_counts(),
-        concurrency_limit: 2,
-        dop_hint: 8,
-        latency: Duration::from_millis(40),
-        ..Default::default()
-    };
+    let options = SimulatorOptions::default()
+        .with_rows(rows_counts())
+        .with_concurrency_limit(2)
+        .with_dop_hint(8)
+        .with_latency(Duration::from_millis(40));
     let sim = Simulator::start(options).await.unwrap();
     let mut config = Config::for_simulator(&sim);
     config.odata_maxpagesize = 40;
@@ -142,14 +131,11 @@ async fn concurrent_queries_over_the_servers_limit_are_throttled_then_all_succee
 
 #[tokio::test]
 async fn explain_analyze_shows_the_requests_and_retries_of_a_scan() {
-    let sim = Simulator::start(SimulatorOptions {
-        rows: rows_counts(),
-        faults: FaultOptions {
-            fault_rate: 0.0,
-            seed: 7,
-        },
-        ..Default::default()
-    })
+    let sim = Simulator::start(
+        SimulatorOptions::default()
+            .with_rows(rows_counts())
+            .with_faults(FaultOptions::default().with_fault_rate(0.0).with_seed(7)),
+    )
     .await
     .unwrap();
     let mut config = Config::for_simulator(&sim);

@@ -16,12 +16,10 @@ const ROWS: usize = 900;
 /// A simulator whose accounts include NULL `createdon` values, a cluster of identical
 /// timestamps, and extremes that put a range boundary exactly on existing rows.
 async fn awkward_accounts() -> datafusion_dataverse::sim::SimulatorHandle {
-    let sim = Simulator::start(SimulatorOptions {
-        rows: RowCounts::accounts_only(ROWS),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let sim =
+        Simulator::start(SimulatorOptions::default().with_rows(RowCounts::accounts_only(ROWS)))
+            .await
+            .unwrap();
     let dv = Dataverse::connect(Config::for_simulator(&sim))
         .await
         .unwrap();
@@ -147,11 +145,11 @@ async fn every_row_is_fetched_once_but_for_ties_at_a_cut_and_nulls_once() {
 async fn a_skewed_forty_page_scan_transfers_only_its_rows_and_partitions_balance() {
     use datafusion::physical_plan::{ExecutionPlan, collect_partitioned};
     const N: usize = 2_000;
-    let sim = Simulator::start(SimulatorOptions {
-        rows: RowCounts::accounts_only(N),
-        latency: Duration::ZERO,
-        ..Default::default()
-    })
+    let sim = Simulator::start(
+        SimulatorOptions::default()
+            .with_rows(RowCounts::accounts_only(N))
+            .with_latency(Duration::ZERO),
+    )
     .await
     .unwrap();
     let setup = Dataverse::connect(Config::for_simulator(&sim))
@@ -310,12 +308,12 @@ async fn a_warm_metadata_cache_means_no_metadata_request() {
 
 #[tokio::test]
 async fn the_degree_follows_the_servers_dop_hint() {
-    let sim = Simulator::start(SimulatorOptions {
-        rows: RowCounts::accounts_only(50),
-        dop_hint: 2,
-        latency: Duration::ZERO,
-        ..Default::default()
-    })
+    let sim = Simulator::start(
+        SimulatorOptions::default()
+            .with_rows(RowCounts::accounts_only(50))
+            .with_dop_hint(2)
+            .with_latency(Duration::ZERO),
+    )
     .await
     .unwrap();
     let dv = Dataverse::connect(Config::for_simulator(&sim))

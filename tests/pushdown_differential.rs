@@ -331,13 +331,7 @@ fn pushdown_never_changes_an_answer() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(2000);
     runtime.block_on(async {
-        let sim = simulator(RowCounts {
-            accounts: 400,
-            contacts: 20,
-            opportunities: 10,
-            systemusers: 10,
-            widgets: 10,
-        })
+        let sim = simulator(RowCounts::accounts_only(400).with_systemusers(10))
         .await;
         let dv = connect(&sim).await;
         let pushed = dv.session_context().unwrap();

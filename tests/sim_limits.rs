@@ -7,7 +7,6 @@ mod common;
 
 use std::collections::HashSet;
 
-use datafusion_dataverse::sim::value::sql_guid_key;
 use datafusion_dataverse::sim::{RowCounts, Simulator, SimulatorHandle, SimulatorOptions};
 use serde_json::{Value, json};
 
@@ -278,11 +277,11 @@ async fn url_over_32768_characters_is_414_with_the_web_server_page() {
 
 #[tokio::test]
 async fn url_limit_is_a_simulator_option() {
-    let sim = Simulator::start(SimulatorOptions {
-        rows: RowCounts::accounts_only(5),
-        max_url_length: 300,
-        ..Default::default()
-    })
+    let sim = Simulator::start(
+        SimulatorOptions::default()
+            .with_rows(RowCounts::accounts_only(5))
+            .with_max_url_length(300),
+    )
     .await
     .unwrap();
     let api = Api::new(&sim).await;
@@ -610,6 +609,18 @@ fn urlencoding_decode(s: &str) -> String {
         .unwrap()
         .1
         .into_owned()
+}
+
+/// The bytes of a GUID in SQL Server `uniqueidentifier` comparison order, most significant
+/// first: the last six bytes, then bytes 8–9, then 7–6, 5–4 and 3–0. Written out here rather
+/// than taken from the simulator so that the test checks the simulator against an independent
+/// statement of the rule.
+fn sql_guid_key(u: &uuid::Uuid) -> [u8; 16] {
+    let d = u.as_bytes();
+    [
+        d[10], d[11], d[12], d[13], d[14], d[15], d[8], d[9], d[7], d[6], d[5], d[4], d[3], d[2],
+        d[1], d[0],
+    ]
 }
 
 /// The order SQL Server gives: NULL first ascending (last descending), ties by primary key.

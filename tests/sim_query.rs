@@ -7,12 +7,9 @@ use datafusion_dataverse::sim::{RowCounts, Simulator, SimulatorHandle, Simulator
 use serde_json::Value;
 
 async fn start(rows: RowCounts) -> SimulatorHandle {
-    Simulator::start(SimulatorOptions {
-        rows,
-        ..Default::default()
-    })
-    .await
-    .expect("start simulator")
+    Simulator::start(SimulatorOptions::default().with_rows(rows))
+        .await
+        .expect("start simulator")
 }
 
 async fn token(sim: &SimulatorHandle, http: &reqwest::Client) -> String {
@@ -283,11 +280,11 @@ async fn ne_and_not_contains_match_null_but_eq_and_gt_do_not() {
 
 #[tokio::test]
 async fn null_inclusive_ne_can_be_switched_off() {
-    let sim = Simulator::start(SimulatorOptions {
-        rows: RowCounts::accounts_only(300),
-        null_inclusive_ne: false,
-        ..Default::default()
-    })
+    let sim = Simulator::start(
+        SimulatorOptions::default()
+            .with_rows(RowCounts::accounts_only(300))
+            .with_null_inclusive_ne(false),
+    )
     .await
     .unwrap();
     let c = Client::new(&sim).await;

@@ -61,10 +61,7 @@ async fn get(
 }
 
 fn opts(rows: RowCounts) -> SimulatorOptions {
-    SimulatorOptions {
-        rows,
-        ..Default::default()
-    }
+    SimulatorOptions::default().with_rows(rows)
 }
 
 #[tokio::test]
@@ -304,12 +301,12 @@ async fn change_tracking_rejects_filter_and_is_not_applied_to_untracked_tables()
 
 #[tokio::test]
 async fn concurrency_limit_answers_429_with_retry_after() {
-    let sim = Simulator::start(SimulatorOptions {
-        rows: RowCounts::accounts_only(10),
-        concurrency_limit: 2,
-        latency: Duration::from_millis(300),
-        ..Default::default()
-    })
+    let sim = Simulator::start(
+        SimulatorOptions::default()
+            .with_rows(RowCounts::accounts_only(10))
+            .with_concurrency_limit(2)
+            .with_latency(Duration::from_millis(300)),
+    )
     .await
     .unwrap();
     let http = reqwest::Client::new();
@@ -336,11 +333,11 @@ async fn concurrency_limit_answers_429_with_retry_after() {
 
 #[tokio::test]
 async fn request_count_limit_answers_429_until_the_window_passes() {
-    let sim = Simulator::start(SimulatorOptions {
-        rows: RowCounts::accounts_only(5),
-        request_limit: 3,
-        ..Default::default()
-    })
+    let sim = Simulator::start(
+        SimulatorOptions::default()
+            .with_rows(RowCounts::accounts_only(5))
+            .with_request_limit(3),
+    )
     .await
     .unwrap();
     let http = reqwest::Client::new();
@@ -358,14 +355,11 @@ async fn request_count_limit_answers_429_until_the_window_passes() {
 }
 
 async fn fault_trace(seed: u64) -> Vec<String> {
-    let sim = Simulator::start(SimulatorOptions {
-        rows: RowCounts::accounts_only(50),
-        faults: FaultOptions {
-            fault_rate: 0.0,
-            seed,
-        },
-        ..Default::default()
-    })
+    let sim = Simulator::start(
+        SimulatorOptions::default()
+            .with_rows(RowCounts::accounts_only(50))
+            .with_faults(FaultOptions::default().with_fault_rate(0.0).with_seed(seed)),
+    )
     .await
     .unwrap();
     let http = reqwest::Client::new();
@@ -415,11 +409,11 @@ async fn fault_injection_is_deterministic_from_seed_and_mixes_429_503_and_cut_bo
 
 #[tokio::test]
 async fn page_cache_serves_identical_bytes_and_is_invalidated_by_mutations() {
-    let sim = Simulator::start(SimulatorOptions {
-        rows: RowCounts::accounts_only(300),
-        page_cache: true,
-        ..Default::default()
-    })
+    let sim = Simulator::start(
+        SimulatorOptions::default()
+            .with_rows(RowCounts::accounts_only(300))
+            .with_page_cache(true),
+    )
     .await
     .unwrap();
     let http = reqwest::Client::new();

@@ -15,7 +15,7 @@ use crate::sim::render::{Annotations, RowWriter, json_str, write_value};
 use crate::sim::value::{Value, cmp_nulls_first, cmp_values, format_scaled};
 
 /// Input rows above which aggregation fails (§6.2).
-pub const AGGREGATE_LIMIT: usize = 50_000;
+const AGGREGATE_LIMIT: usize = 50_000;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Func {
@@ -81,7 +81,7 @@ fn inner<'t>(t: &'t str, name: &str) -> Option<&'t str> {
 }
 
 /// Serves a `$apply` query.
-pub fn run(
+pub(crate) fn run(
     env: &Env<'_>,
     store: &Store,
     ei: usize,
@@ -89,13 +89,13 @@ pub fn run(
     text: &str,
 ) -> Result<Reply, ApiError> {
     let entity = &env.model.entities[ei];
-    let mut preds: Vec<Pred> = bind_filter(env, entity, req)?.into_iter().collect();
+    let mut preds: Vec<Pred> = bind_filter(entity, req)?.into_iter().collect();
     let mut group: Vec<usize> = Vec::new();
     let mut aggs: Vec<Agg> = Vec::new();
     let aliases = req.aliases();
     for step in split_top_level(text, '/') {
         if let Some(f) = inner(step, "filter") {
-            let mut b = Binder::new(entity, &aliases, env.null_inclusive_ne);
+            let mut b = Binder::new(entity, &aliases);
             preds.push(b.bind(&parse_filter(f)?)?);
         } else if let Some(g) = inner(step, "groupby") {
             let parts = split_top_level(g, ',');

@@ -11,23 +11,23 @@ use crate::sim::error::ApiError;
 
 /// Issued tokens and their expiry (simulated Unix seconds).
 #[derive(Debug, Default)]
-pub struct TokenStore {
+pub(crate) struct TokenStore {
     tokens: Mutex<HashMap<String, i64>>,
 }
 
 /// Expected credentials.
 #[derive(Debug, Clone)]
-pub struct Credentials {
+pub(crate) struct Credentials {
     /// Tenant id.
-    pub tenant_id: String,
+    pub(crate) tenant_id: String,
     /// Client id.
-    pub client_id: String,
+    pub(crate) client_id: String,
     /// Client secret.
-    pub client_secret: String,
+    pub(crate) client_secret: String,
     /// Environment URL (the scope must be `{url}/.default`).
-    pub resource: String,
+    pub(crate) resource: String,
     /// Token lifetime in seconds.
-    pub lifetime: i64,
+    pub(crate) lifetime: i64,
 }
 
 /// An AADSTS-style error (§9.1).
@@ -45,7 +45,7 @@ fn aad_error(status: u16, error: &str, code: u32, description: &str) -> (u16, St
 
 impl TokenStore {
     /// Handles a token request; returns (status, JSON body).
-    pub fn token_request(
+    pub(crate) fn token_request(
         &self,
         creds: &Credentials,
         tenant: &str,
@@ -116,7 +116,7 @@ impl TokenStore {
     }
 
     /// Validates an `Authorization` header value at simulated time `now`.
-    pub fn check(
+    pub(crate) fn check(
         &self,
         header: Option<&str>,
         now: i64,

@@ -14,13 +14,13 @@ use crate::sim::query::{Env, Reply, WebRequest, applied, page_size, select};
 use crate::sim::render::{RowWriter, json_str};
 
 /// Builds a delta token.
-pub fn make_token(version: i64, now: i64) -> String {
+pub(crate) fn make_token(version: i64, now: i64) -> String {
     let t = chrono::DateTime::from_timestamp(now, 0).unwrap_or_default();
     format!("{version}!{}", t.format("%m/%d/%Y %H:%M:%S"))
 }
 
 /// Parses a delta token into (version, issue time).
-pub fn parse_token(token: &str) -> Option<(i64, i64)> {
+fn parse_token(token: &str) -> Option<(i64, i64)> {
     let (v, t) = token.split_once('!')?;
     let version = v.parse().ok()?;
     let time = chrono::NaiveDateTime::parse_from_str(t, "%m/%d/%Y %H:%M:%S").ok()?;
@@ -28,7 +28,7 @@ pub fn parse_token(token: &str) -> Option<(i64, i64)> {
 }
 
 /// Serves a request carrying `$deltatoken`.
-pub fn delta(
+pub(crate) fn delta(
     env: &Env<'_>,
     store: &Store,
     ei: usize,

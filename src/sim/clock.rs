@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 /// Simulated wall clock.
 #[derive(Debug)]
-pub struct Clock {
+pub(crate) struct Clock {
     start_unix: i64,
     started: Instant,
     advanced: Mutex<Duration>,
@@ -15,7 +15,7 @@ pub struct Clock {
 
 impl Clock {
     /// A clock starting at the real current time (whole seconds).
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Clock {
             start_unix: chrono::Utc::now().timestamp(),
             started: Instant::now(),
@@ -24,13 +24,13 @@ impl Clock {
     }
 
     /// Current simulated time in Unix seconds.
-    pub fn now(&self) -> i64 {
+    pub(crate) fn now(&self) -> i64 {
         let adv = *self.advanced.lock().expect("clock lock");
         self.start_unix + (self.started.elapsed() + adv).as_secs() as i64
     }
 
     /// Moves the clock forward.
-    pub fn advance(&self, by: Duration) {
+    pub(crate) fn advance(&self, by: Duration) {
         *self.advanced.lock().expect("clock lock") += by;
     }
 }

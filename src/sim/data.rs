@@ -21,29 +21,29 @@ use crate::sim::value::{Value, days_from_date, guid_from_sql_key, parse_scaled, 
 
 /// One stored row.
 #[derive(Clone, Debug)]
-pub struct Row {
+pub(crate) struct Row {
     /// Primary key.
-    pub id: Uuid,
+    pub(crate) id: Uuid,
     /// `sql_guid_key(id)`, cached for ordering and binary search.
-    pub key: [u8; 16],
+    pub(crate) key: [u8; 16],
     /// Row version (`versionnumber`, the etag).
-    pub version: i64,
+    pub(crate) version: i64,
     /// Stored columns in [`EntityDef::columns`] order.
-    pub values: Box<[Value]>,
+    pub(crate) values: Box<[Value]>,
 }
 
 /// A deleted row remembered for delta queries (§5.3).
 #[derive(Clone, Debug)]
-pub struct Tombstone {
+pub(crate) struct Tombstone {
     /// Primary key of the deleted row.
-    pub id: Uuid,
+    pub(crate) id: Uuid,
     /// Version assigned to the deletion.
-    pub version: i64,
+    pub(crate) version: i64,
 }
 
 /// Sequential-ish GUID generator (see module docs).
 #[derive(Clone, Debug)]
-pub struct IdGen {
+pub(crate) struct IdGen {
     servers: Vec<([u8; 8], u64)>,
     rng: ChaCha8Rng,
 }
@@ -68,7 +68,7 @@ impl IdGen {
     }
 
     /// Next id: a random server, its counter advanced by a small random step.
-    pub fn next_id(&mut self) -> Uuid {
+    pub(crate) fn next_id(&mut self) -> Uuid {
         let s = self.rng.random_range(0..self.servers.len());
         let step = self.rng.random_range(1..=4096u64);
         let (prefix, counter) = &mut self.servers[s];
@@ -82,35 +82,35 @@ impl IdGen {
 
 /// Rows and tombstones of one entity.
 #[derive(Clone, Debug)]
-pub struct Table {
+pub(crate) struct Table {
     /// Rows sorted by `key`.
-    pub rows: Vec<Row>,
+    pub(crate) rows: Vec<Row>,
     /// Deletions in version order.
-    pub tombstones: Vec<Tombstone>,
+    pub(crate) tombstones: Vec<Tombstone>,
     /// Id generator for inserts.
-    pub ids: IdGen,
+    pub(crate) ids: IdGen,
 }
 
 impl Table {
     /// Position of a row by id (binary search on the SQL key).
-    pub fn find(&self, id: &Uuid) -> Option<usize> {
+    pub(crate) fn find(&self, id: &Uuid) -> Option<usize> {
         let k = sql_guid_key(id);
         self.rows.binary_search_by(|r| r.key.cmp(&k)).ok()
     }
 
     /// Index of the first row whose key is greater than `key`.
-    pub fn after(&self, key: &[u8; 16]) -> usize {
+    pub(crate) fn after(&self, key: &[u8; 16]) -> usize {
         self.rows.partition_point(|r| &r.key <= key)
     }
 }
 
 /// All tables plus the global row-version counter.
 #[derive(Clone, Debug)]
-pub struct Store {
+pub(crate) struct Store {
     /// Tables, indexed like [`Model::entities`].
-    pub tables: Vec<Table>,
+    pub(crate) tables: Vec<Table>,
     /// Last assigned row version (one counter for the whole organization, like rowversion).
-    pub version: i64,
+    pub(crate) version: i64,
 }
 
 const NASTY_ACCOUNTS: &[&str] = &[
@@ -285,7 +285,7 @@ fn set(def: &EntityDef, values: &mut [Value], attr: &str, v: Value) {
 
 impl Store {
     /// Generates the whole organization from `seed`.
-    pub fn generate(model: &Model, counts: &RowCounts, seed: u64) -> Store {
+    pub(crate) fn generate(model: &Model, counts: &RowCounts, seed: u64) -> Store {
         let sizes = [
             counts.accounts,
             counts.contacts,
@@ -682,7 +682,7 @@ fn currency(g: &mut Gen<'_>, def: &EntityDef, v: &mut [Value], with_rate: bool) 
 /// Error converting test-API JSON into a typed value.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot store {value} in {entity}.{attribute}: {reason}")]
-pub struct FieldError {
+pub(crate) struct FieldError {
     entity: String,
     attribute: String,
     value: String,
@@ -691,7 +691,7 @@ pub struct FieldError {
 
 /// Converts a test-API JSON field to a stored value (lookups by GUID string; polymorphic
 /// lookups resolve their target by finding the id in the target tables).
-pub fn json_to_value(
+pub(crate) fn json_to_value(
     model: &Model,
     store: &Store,
     entity: &EntityDef,

@@ -7,20 +7,20 @@ use axum::response::{IntoResponse, Response};
 /// An error answered to the client.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{status} {code}: {message}")]
-pub struct ApiError {
+pub(crate) struct ApiError {
     /// HTTP status.
-    pub status: u16,
+    pub(crate) status: u16,
     /// Hex error code (`0x8006088a`, sometimes `0x0`, §7.3).
-    pub code: String,
+    code: String,
     /// Message.
-    pub message: String,
+    pub(crate) message: String,
     /// `Retry-After` seconds (429 only).
-    pub retry_after: Option<u64>,
+    pub(crate) retry_after: Option<u64>,
     /// `WWW-Authenticate` value (401 only).
-    pub www_authenticate: Option<String>,
+    pub(crate) www_authenticate: Option<String>,
     /// An HTML page sent instead of the JSON body: the request was refused by the web server
     /// (HTTP.sys) before it reached the Web API, so there is no Dataverse error code.
-    pub html_page: Option<&'static str>,
+    pub(crate) html_page: Option<&'static str>,
 }
 
 /// The page HTTP.sys answers a request whose URL is too long with, as observed from a
@@ -30,7 +30,7 @@ const URL_TOO_LONG_PAGE: &str = "<HTML><HEAD><TITLE>Request URL Too Long</TITLE>
 
 impl ApiError {
     /// A generic error.
-    pub fn new(status: u16, code: &str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: u16, code: &str, message: impl Into<String>) -> Self {
         ApiError {
             status,
             code: code.to_string(),
@@ -42,13 +42,13 @@ impl ApiError {
     }
 
     /// 400 with the given code.
-    pub fn bad_request(code: &str, message: impl Into<String>) -> Self {
+    pub(crate) fn bad_request(code: &str, message: impl Into<String>) -> Self {
         Self::new(400, code, message)
     }
 
     /// 400 `0x0` "Could not find a property named 'p' on type 'Microsoft.Dynamics.CRM.e'."
     /// (§2.2, §7.3).
-    pub fn unknown_property(property: &str, entity: &str) -> Self {
+    pub(crate) fn unknown_property(property: &str, entity: &str) -> Self {
         Self::bad_request(
             "0x0",
             format!(
@@ -58,7 +58,7 @@ impl ApiError {
     }
 
     /// 404 `0x8006088a` "Resource not found for the segment 'x'." (§7.3).
-    pub fn segment_not_found(segment: &str) -> Self {
+    pub(crate) fn segment_not_found(segment: &str) -> Self {
         Self::new(
             404,
             "0x8006088a",
@@ -67,7 +67,7 @@ impl ApiError {
     }
 
     /// 400 `0x80060888` syntax error at a position of the expression.
-    pub fn syntax(position: usize, text: &str) -> Self {
+    pub(crate) fn syntax(position: usize, text: &str) -> Self {
         Self::bad_request(
             "0x80060888",
             format!("Syntax error at position {position} in '{text}'."),
@@ -75,13 +75,13 @@ impl ApiError {
     }
 
     /// 400 `0x80060888` for an unsupported query construct.
-    pub fn not_supported(message: impl Into<String>) -> Self {
+    pub(crate) fn not_supported(message: impl Into<String>) -> Self {
         Self::bad_request("0x80060888", message)
     }
 
     /// 400 `0x80060888` when the parser needs an operand and finds the end of the text
     /// (the OData parser's `UriQueryExpressionParser_ExpressionExpected`).
-    pub fn expression_expected(position: usize, text: &str) -> Self {
+    pub(crate) fn expression_expected(position: usize, text: &str) -> Self {
         Self::bad_request(
             "0x80060888",
             format!("Expression expected at position {position} in '{text}'."),
@@ -92,7 +92,7 @@ impl ApiError {
     /// (month 13, year 0, an offset that moves it past 9999-12-31): the OData parser's
     /// `UriUtils_DateTimeOffsetInvalidFormat`, raised when its `PotentialDateTimeOffset`
     /// pattern matched (odata.net `UriUtils.ConvertUriStringToDateTimeOffset`).
-    pub fn invalid_datetime_offset(literal: &str) -> Self {
+    pub(crate) fn invalid_datetime_offset(literal: &str) -> Self {
         Self::bad_request(
             "0x80060888",
             format!(
@@ -105,7 +105,7 @@ impl ApiError {
     /// Code and wording (including Microsoft's "minumum") as Dataverse answers such a value
     /// through the Web API (microsoft/coe-starter-kit#6417, microsoft/powerapps-tools#427);
     /// those are writes, the same `CrmDateTime` check on a query condition is inferred.
-    pub fn below_crm_datetime_minimum(unix_seconds: i64) -> Self {
+    pub(crate) fn below_crm_datetime_minimum(unix_seconds: i64) -> Self {
         let actual = chrono::DateTime::from_timestamp(unix_seconds, 0)
             .map(|t| t.format("%m/%d/%Y %H:%M:%S").to_string())
             .unwrap_or_default();
@@ -121,7 +121,7 @@ impl ApiError {
     /// the OData parser lets through when it converts such a literal to `Edm.Decimal`
     /// (odata.net test `ParseFilterDecimalValuesWithOptionalSuffix`, "double already
     /// overflows decimal"). The code is the one of the simulator's other parser errors [inf].
-    pub fn decimal_overflow() -> Self {
+    pub(crate) fn decimal_overflow() -> Self {
         Self::bad_request(
             "0x80060888",
             "Value was either too large or too small for a Decimal.",
@@ -129,7 +129,7 @@ impl ApiError {
     }
 
     /// 400 `0x8004430C` `TooManyConditionsInQuery` (reference §2.3 Limits, §7.3).
-    pub fn too_many_conditions() -> Self {
+    pub(crate) fn too_many_conditions() -> Self {
         Self::bad_request(
             "0x8004430C",
             "Number of conditions in query exceeded maximum limit.",
@@ -139,7 +139,7 @@ impl ApiError {
     /// 500 `0x8006088a` for a cast to an abstract attribute metadata type, as observed on
     /// real environments for `EnumAttributeMetadata` (Microsoft's metadata docs: that type
     /// cannot be cast to; reference §1.5).
-    pub fn unexpected_attribute_type(type_name: &str) -> Self {
+    pub(crate) fn unexpected_attribute_type(type_name: &str) -> Self {
         Self::new(
             500,
             "0x8006088a",
@@ -151,7 +151,7 @@ impl ApiError {
     /// 32,768 characters the Web API accepts (reference §2.1 "URL length"). Real
     /// environments answer this from the web server, not from Dataverse, so the body is the
     /// server's page rather than an OData error.
-    pub fn url_too_long() -> Self {
+    pub(crate) fn url_too_long() -> Self {
         ApiError {
             html_page: Some(URL_TOO_LONG_PAGE),
             ..Self::new(414, "", "Request URL Too Long")
@@ -159,7 +159,7 @@ impl ApiError {
     }
 
     /// The body: the JSON error, or the web server's page.
-    pub fn body(&self) -> String {
+    pub(crate) fn body(&self) -> String {
         match self.html_page {
             Some(page) => page.to_string(),
             None => serde_json::json!({"error": {"code": self.code, "message": self.message}})

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 /// What to do with a request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Fault {
+pub(crate) enum Fault {
     /// Serve normally.
     None,
     /// 429 with `Retry-After` of this many seconds.
@@ -28,7 +28,7 @@ fn splitmix(mut x: u64) -> u64 {
 
 /// The fault decider.
 #[derive(Debug)]
-pub struct Faults {
+pub(crate) struct Faults {
     seed: u64,
     rate: Mutex<f64>,
     seq: AtomicU64,
@@ -36,7 +36,7 @@ pub struct Faults {
 
 impl Faults {
     /// A decider with the given seed and rate.
-    pub fn new(seed: u64, rate: f64) -> Self {
+    pub(crate) fn new(seed: u64, rate: f64) -> Self {
         Faults {
             seed,
             rate: Mutex::new(rate),
@@ -45,12 +45,12 @@ impl Faults {
     }
 
     /// Changes the rate for subsequent requests.
-    pub fn set_rate(&self, rate: f64) {
+    pub(crate) fn set_rate(&self, rate: f64) {
         *self.rate.lock().expect("fault lock") = rate;
     }
 
     /// Decides the fault of request number `n` (pure).
-    pub fn decide(&self, n: u64) -> Fault {
+    fn decide(&self, n: u64) -> Fault {
         let rate = *self.rate.lock().expect("fault lock");
         if rate <= 0.0 {
             return Fault::None;
@@ -68,7 +68,7 @@ impl Faults {
     }
 
     /// Decides the fault of the next request.
-    pub fn next(&self) -> Fault {
+    pub(crate) fn next(&self) -> Fault {
         let n = self.seq.fetch_add(1, Ordering::SeqCst);
         self.decide(n)
     }

@@ -25,11 +25,11 @@ use crate::sim::value::{
 };
 
 /// Maximum number of conditions in one query (§2.3, `0x8004430C`).
-pub const MAX_CONDITIONS: usize = 500;
+const MAX_CONDITIONS: usize = 500;
 
 /// Refuses a query whose filters hold more than [`MAX_CONDITIONS`] conditions in total
 /// (`$filter` and every `$apply=filter(...)` together: they end up in one query).
-pub fn check_condition_limit<'p>(
+pub(crate) fn check_condition_limit<'p>(
     preds: impl IntoIterator<Item = &'p Pred>,
 ) -> Result<(), ApiError> {
     let total: usize = preds.into_iter().map(Pred::conditions).sum();
@@ -41,11 +41,11 @@ pub fn check_condition_limit<'p>(
 
 /// A column reference with its type.
 #[derive(Clone, Debug)]
-pub struct ColRef {
+pub(crate) struct ColRef {
     /// Where the value lives.
-    pub storage: Storage,
+    storage: Storage,
     /// Its type.
-    pub ty: AttrType,
+    ty: AttrType,
 }
 
 impl ColRef {
@@ -58,7 +58,7 @@ impl ColRef {
 }
 
 /// The value of a column in a row (PK and version are synthesised).
-pub fn cell(row: &Row, storage: Storage) -> Cow<'_, Value> {
+pub(crate) fn cell(row: &Row, storage: Storage) -> Cow<'_, Value> {
     match storage {
         Storage::Pk => Cow::Owned(Value::Guid(row.id)),
         Storage::Version => Cow::Owned(Value::Big(row.version)),
@@ -69,7 +69,7 @@ pub fn cell(row: &Row, storage: Storage) -> Cow<'_, Value> {
 
 /// One element of a compiled LIKE pattern.
 #[derive(Clone, Debug)]
-pub enum LikeTok {
+pub(crate) enum LikeTok {
     /// `%`.
     Any,
     /// `_`.
@@ -173,7 +173,7 @@ fn like_match(p: &[LikeTok], s: &[char]) -> bool {
 
 /// A bound, typed predicate.
 #[derive(Clone, Debug)]
-pub enum Pred {
+pub(crate) enum Pred {
     /// Constant.
     Const(Option<bool>),
     /// Conjunction of all operands.
@@ -199,13 +199,11 @@ pub enum Pred {
 }
 
 /// Binding context.
-pub struct Binder<'a> {
+pub(crate) struct Binder<'a> {
     /// The entity queried.
-    pub entity: &'a EntityDef,
+    entity: &'a EntityDef,
     /// Parameter aliases from the query string (`@p1` → text).
-    pub aliases: &'a HashMap<String, String>,
-    /// §2.5 switch.
-    pub null_inclusive_ne: bool,
+    aliases: &'a HashMap<String, String>,
 }
 
 fn op_kind(op: CmpOp) -> &'static str {
@@ -290,7 +288,7 @@ fn lit_to_value(ty: &AttrType, lit: &Lit) -> Option<Value> {
 }
 
 /// Parses a value given as text (function `PropertyValues`, paging cookies, test API).
-pub fn text_to_value(ty: &AttrType, s: &str) -> Option<Value> {
+pub(crate) fn text_to_value(ty: &AttrType, s: &str) -> Option<Value> {
     Some(match ty {
         AttrType::String { .. } | AttrType::Memo { .. } => Value::Str(s.into()),
         AttrType::Integer { .. }
@@ -333,7 +331,7 @@ pub fn text_to_value(ty: &AttrType, s: &str) -> Option<Value> {
 }
 
 /// Renders a value as text (inverse of [`text_to_value`]).
-pub fn value_to_text(v: &Value, ty: &AttrType) -> String {
+pub(crate) fn value_to_text(v: &Value, ty: &AttrType) -> String {
     match v {
         Value::Null => String::new(),
         Value::Str(s) => s.to_string(),
@@ -355,16 +353,8 @@ pub fn value_to_text(v: &Value, ty: &AttrType) -> String {
 
 impl<'a> Binder<'a> {
     /// A binder for one query.
-    pub fn new(
-        entity: &'a EntityDef,
-        aliases: &'a HashMap<String, String>,
-        null_inclusive_ne: bool,
-    ) -> Self {
-        Binder {
-            entity,
-            aliases,
-            null_inclusive_ne,
-        }
+    pub(crate) fn new(entity: &'a EntityDef, aliases: &'a HashMap<String, String>) -> Self {
+        Binder { entity, aliases }
     }
 
     fn column(&self, name: &str) -> Result<ColRef, ApiError> {
@@ -396,7 +386,7 @@ impl<'a> Binder<'a> {
     }
 
     /// Binds a parsed tree.
-    pub fn bind(&mut self, n: &Node) -> Result<Pred, ApiError> {
+    pub(crate) fn bind(&mut self, n: &Node) -> Result<Pred, ApiError> {
         match n {
             // Chains of `or`/`and` are flattened iteratively: a 500-condition filter would
             // otherwise recurse 500 levels deep.
@@ -649,7 +639,7 @@ impl Pred {
     /// Conditions as Dataverse counts them against its limit (§2.3 Limits): every comparison
     /// and every function call is one, each value of `In`/`NotIn` is one (the
     /// query-antipatterns doc), `and`/`or`/`not` and parentheses are none.
-    pub fn conditions(&self) -> usize {
+    fn conditions(&self) -> usize {
         match self {
             Pred::And(ps) | Pred::Or(ps) => ps.iter().map(Pred::conditions).sum(),
             Pred::Not(p) => p.conditions(),
@@ -666,7 +656,7 @@ impl Pred {
     }
 
     /// Evaluates the predicate on a row: `Some(true)`, `Some(false)` or unknown (`None`).
-    pub fn eval(&self, row: &Row, null_inclusive_ne: bool) -> Option<bool> {
+    pub(crate) fn eval(&self, row: &Row, null_inclusive_ne: bool) -> Option<bool> {
         match self {
             Pred::Const(b) => *b,
             Pred::And(ps) => {

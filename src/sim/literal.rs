@@ -36,7 +36,11 @@ const MAX_OFFSET_SECS: i64 = 14 * 3600;
 
 /// A literal that starts with a digit or `-` at `i`: a GUID, a DateTimeOffset, a Date or a
 /// number.
-pub fn numeric_or_temporal(chars: &[char], i: usize, text: &str) -> Result<(Lit, usize), ApiError> {
+pub(crate) fn numeric_or_temporal(
+    chars: &[char],
+    i: usize,
+    text: &str,
+) -> Result<(Lit, usize), ApiError> {
     if let Some(found) = guid(chars, i) {
         return Ok(found);
     }
@@ -50,7 +54,7 @@ pub fn numeric_or_temporal(chars: &[char], i: usize, text: &str) -> Result<(Lit,
 }
 
 /// A bare GUID at `i` (no quotes, no braces, §2.3).
-pub fn guid(chars: &[char], i: usize) -> Option<(Lit, usize)> {
+pub(crate) fn guid(chars: &[char], i: usize) -> Option<(Lit, usize)> {
     let groups = [8, 4, 4, 4, 12];
     let mut j = i;
     for (k, n) in groups.into_iter().enumerate() {

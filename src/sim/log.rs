@@ -4,6 +4,7 @@ use std::sync::Mutex;
 
 /// One HTTP request as the simulator saw it.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct LoggedRequest {
     /// HTTP method.
     pub method: String,
@@ -25,23 +26,23 @@ pub struct LoggedRequest {
 
 /// Append-only request log.
 #[derive(Debug, Default)]
-pub struct RequestLog {
+pub(crate) struct RequestLog {
     entries: Mutex<Vec<LoggedRequest>>,
 }
 
 impl RequestLog {
     /// Records a request.
-    pub fn push(&self, r: LoggedRequest) {
+    pub(crate) fn push(&self, r: LoggedRequest) {
         self.entries.lock().expect("log lock").push(r);
     }
 
     /// All entries so far.
-    pub fn snapshot(&self) -> Vec<LoggedRequest> {
+    pub(crate) fn snapshot(&self) -> Vec<LoggedRequest> {
         self.entries.lock().expect("log lock").clone()
     }
 
     /// Forgets all entries.
-    pub fn clear(&self) {
+    pub(crate) fn clear(&self) {
         self.entries.lock().expect("log lock").clear();
     }
 }

@@ -490,7 +490,11 @@ fn find_entity<'m>(model: &'m Model, key: &str) -> Result<&'m EntityDef, ApiErro
 }
 
 /// Serves `EntityDefinitions…` (path after the API root, decoded).
-pub fn entity_definitions(model: &Model, path: &str, req: &WebRequest) -> Result<Reply, ApiError> {
+pub(crate) fn entity_definitions(
+    model: &Model,
+    path: &str,
+    req: &WebRequest,
+) -> Result<Reply, ApiError> {
     for k in ["$orderby", "$top", "$skip", "$count"] {
         if req.param(k).is_some() {
             return Err(ApiError::not_supported(format!(
@@ -605,7 +609,7 @@ pub fn entity_definitions(model: &Model, path: &str, req: &WebRequest) -> Result
 }
 
 /// The service document (§1.3).
-pub fn service_document(model: &Model, req: &WebRequest) -> Reply {
+pub(crate) fn service_document(model: &Model, req: &WebRequest) -> Reply {
     let mut value: Vec<Json> = model
         .entities
         .iter()
@@ -627,7 +631,7 @@ fn xml_attr(s: &str) -> String {
 
 /// CSDL generated from the model (§1.4): lookups as `_x_value` Edm.Guid plus navigation
 /// properties, the ChangeTracking capability on tracked entity sets.
-pub fn csdl(model: &Model) -> Reply {
+pub(crate) fn csdl(model: &Model) -> Reply {
     let mut x = String::from(
         r#"<?xml version="1.0" encoding="utf-8"?><edmx:Edmx Version="4.0" xmlns:edmx="http://docs.oasis-open.org/odata/ns/edmx"><edmx:Reference Uri="http://vocabularies.odata.org/OData.Capabilities.V1.xml"><edmx:Include Namespace="Org.OData.Capabilities.V1" Alias="Capabilities"/></edmx:Reference><edmx:DataServices><Schema Namespace="Microsoft.Dynamics.CRM" Alias="mscrm" xmlns="http://docs.oasis-open.org/odata/ns/edm">"#,
     );

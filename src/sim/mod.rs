@@ -13,160 +13,50 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Layout (one concept per file): [`model`] (entity and attribute definitions), [`value`]
-//! (typed cell values, collation and SQL Server GUID order), [`data`] (the generator and the
-//! in-memory store), [`odata`] (lexer and parser of `$filter`/`$apply` text), [`literal`]
-//! (bare literals and their ranges), [`filter`]
-//! (binding and evaluation), [`query`] (query options, ordering, paging), [`render`] (JSON
-//! writer), [`apply`] (aggregation), [`metadata`] (EntityDefinitions and CSDL), [`changes`]
-//! (delta queries), [`auth`], [`throttle`], [`faults`], [`log`], [`server`] (HTTP routing).
+//! The public surface is small: [`Simulator::start`] takes [`SimulatorOptions`] (with
+//! [`RowCounts`] and [`FaultOptions`] inside) and returns a [`SimulatorHandle`], which gives
+//! the URLs and credentials to connect with, the request log ([`LoggedRequest`]), and the
+//! test API that changes the simulated world: [`SimulatorHandle::insert`],
+//! [`update`](SimulatorHandle::update), [`delete`](SimulatorHandle::delete),
+//! [`advance_clock`](SimulatorHandle::advance_clock) and
+//! [`set_fault_rate`](SimulatorHandle::set_fault_rate).
+//!
+//! Layout (one concept per file, all private): `options` (the types above), `model` (entity
+//! and attribute definitions), `value` (typed cell values, collation and SQL Server GUID
+//! order), `data` (the generator and the in-memory store), `odata` (lexer and parser of
+//! `$filter`/`$apply` text), `literal` (bare literals and their ranges), `filter` (binding
+//! and evaluation), `query` (query options, ordering, paging), `paging` (paging cookies),
+//! `render` (JSON writer), `apply` (aggregation), `metadata` (EntityDefinitions and CSDL),
+//! `changes` (delta queries), `auth`, `clock`, `throttle`, `faults`, `error` (Web API error
+//! bodies), `log` (the request log), `server` (HTTP routing).
 
-pub mod apply;
-pub mod auth;
-pub mod changes;
-pub mod clock;
-pub mod data;
-pub mod error;
-pub mod faults;
-pub mod filter;
-pub mod literal;
-pub mod log;
-pub mod metadata;
-pub mod model;
-pub mod odata;
-pub mod paging;
-pub mod query;
-pub mod render;
-pub mod server;
-pub mod throttle;
-pub mod value;
+mod apply;
+mod auth;
+mod changes;
+mod clock;
+mod data;
+mod error;
+mod faults;
+mod filter;
+mod literal;
+mod log;
+mod metadata;
+mod model;
+mod odata;
+mod options;
+mod paging;
+mod query;
+mod render;
+mod server;
+mod throttle;
+mod value;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 pub use log::LoggedRequest;
-
-/// Number of generated rows per entity.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RowCounts {
-    /// `account` rows.
-    pub accounts: usize,
-    /// `contact` rows.
-    pub contacts: usize,
-    /// `opportunity` rows.
-    pub opportunities: usize,
-    /// `systemuser` rows.
-    pub systemusers: usize,
-    /// `new_widget` rows.
-    pub widgets: usize,
-}
-
-impl RowCounts {
-    /// The default demo set: a few thousand rows per table.
-    pub fn demo() -> Self {
-        RowCounts {
-            accounts: 2000,
-            contacts: 3000,
-            opportunities: 1500,
-            systemusers: 50,
-            widgets: 500,
-        }
-    }
-
-    /// `n` accounts and tiny other tables (for scan benchmarks and paging tests).
-    pub fn accounts_only(n: usize) -> Self {
-        RowCounts {
-            accounts: n,
-            contacts: 20,
-            opportunities: 10,
-            systemusers: 5,
-            widgets: 10,
-        }
-    }
-}
-
-impl Default for RowCounts {
-    fn default() -> Self {
-        Self::demo()
-    }
-}
-
-/// Fault injection settings (§8.3). Faults apply to every HTTP request the simulator serves
-/// (Web API and token endpoint); they are decided from `seed` and the request's sequence
-/// number, so a sequential client sees the same faults on every run.
-#[derive(Clone, Debug, Default)]
-pub struct FaultOptions {
-    /// Fraction (0..=1) of requests that fail: split between 429 (with `Retry-After: 0` or
-    /// `1`), 503, and a 200 response whose body is cut off mid-way.
-    pub fault_rate: f64,
-    /// Seed of the fault sequence.
-    pub seed: u64,
-}
-
-/// Configuration of a simulator instance. All defaults are documented per field.
-#[derive(Clone, Debug)]
-pub struct SimulatorOptions {
-    /// Seed of the data generator (default 42).
-    pub seed: u64,
-    /// Rows per entity (default [`RowCounts::demo`]).
-    pub rows: RowCounts,
-    /// TCP port on 127.0.0.1; 0 picks an ephemeral port (default 0).
-    pub port: u16,
-    /// Tenant id expected in the token endpoint path.
-    pub tenant_id: String,
-    /// Client id accepted by the token endpoint.
-    pub client_id: String,
-    /// Client secret accepted by the token endpoint (default `sim-secret-value`).
-    pub client_secret: String,
-    /// Lifetime of issued access tokens on the simulated clock (default 3600 s).
-    pub token_lifetime: Duration,
-    /// Age after which a delta token is rejected with `0x80044352` (default 7 days, §5.5).
-    pub change_token_expiry: Duration,
-    /// Cache rendered page bodies keyed by the full request; invalidated on any mutation
-    /// (default false). Lets benchmarks measure the client rather than the simulator.
-    pub page_cache: bool,
-    /// Delay added to every Web API response, charged concurrently (default 0).
-    pub latency: Duration,
-    /// Fault injection (default none).
-    pub faults: FaultOptions,
-    /// Concurrent Web API requests allowed before 429 `0x80072326` (default 52, §8.1).
-    pub concurrency_limit: usize,
-    /// Requests per 300 s window per client before 429 `0x80072322` (default 6000, §8.1).
-    pub request_limit: usize,
-    /// Value of the `x-ms-dop-hint` header on every Web API response (default 4).
-    pub dop_hint: u32,
-    /// `ne`, `not contains/startswith/endswith`, `NotIn`, `DoesNotContainValues` match NULL
-    /// (default true, the FetchXML behaviour of §2.5).
-    pub null_inclusive_ne: bool,
-    /// Longest URL (path and query as sent, percent-encoded) answered; longer ones get 414
-    /// from the web server before authentication (default 32,768, reference §2.1 "URL
-    /// length").
-    pub max_url_length: usize,
-}
-
-impl Default for SimulatorOptions {
-    fn default() -> Self {
-        SimulatorOptions {
-            seed: 42,
-            rows: RowCounts::demo(),
-            port: 0,
-            tenant_id: "00000000-0000-0000-0000-00000000d0e5".to_string(),
-            client_id: "51f81489-12ee-4a9e-aaae-a2591f45987d".to_string(),
-            client_secret: "sim-secret-value".to_string(),
-            token_lifetime: Duration::from_secs(3600),
-            change_token_expiry: Duration::from_secs(7 * 24 * 3600),
-            page_cache: false,
-            latency: Duration::ZERO,
-            faults: FaultOptions::default(),
-            concurrency_limit: 52,
-            request_limit: 6000,
-            dop_hint: 4,
-            null_inclusive_ne: true,
-            max_url_length: 32_768,
-        }
-    }
-}
+pub use options::{FaultOptions, RowCounts, SimulatorOptions};
 
 /// Entry point: starts simulator instances.
 pub struct Simulator;

@@ -11,11 +11,11 @@ use std::collections::HashMap;
 use uuid::Uuid;
 
 /// Option values and labels of a choice column.
-pub type Options = &'static [(i32, &'static str)];
+type Options = &'static [(i32, &'static str)];
 
 /// `DateTimeBehavior` of a DateTime column (§1.10).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Behavior {
+pub(crate) enum Behavior {
     /// Stored in UTC, returned with `Z`.
     UserLocal,
     /// `Edm.Date`, no time part.
@@ -26,7 +26,7 @@ pub enum Behavior {
 
 impl Behavior {
     /// Name as serialized in metadata.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Behavior::UserLocal => "UserLocal",
             Behavior::DateOnly => "DateOnly",
@@ -37,7 +37,7 @@ impl Behavior {
 
 /// Attribute types (the `AttributeTypeCode` enum plus the Virtual sub-kinds).
 #[derive(Clone, Debug)]
-pub enum AttrType {
+pub(crate) enum AttrType {
     /// Single-line text.
     String {
         /// MaxLength.
@@ -107,7 +107,7 @@ pub enum AttrType {
 
 impl AttrType {
     /// `AttributeType` enum name.
-    pub fn type_code(&self) -> &'static str {
+    pub(crate) fn type_code(&self) -> &'static str {
         match self {
             AttrType::String { .. } => "String",
             AttrType::Memo { .. } => "Memo",
@@ -131,7 +131,7 @@ impl AttrType {
     }
 
     /// `AttributeTypeName.Value`.
-    pub fn type_name(&self) -> &'static str {
+    pub(crate) fn type_name(&self) -> &'static str {
         match self {
             AttrType::MultiSelect(_) => "MultiSelectPicklistType",
             AttrType::Virtual(n) => n,
@@ -158,7 +158,7 @@ impl AttrType {
     }
 
     /// Metadata derived type (`@odata.type` without the `#Microsoft.Dynamics.CRM.` prefix).
-    pub fn metadata_type(&self) -> &'static str {
+    pub(crate) fn metadata_type(&self) -> &'static str {
         match self {
             AttrType::String { .. } => "StringAttributeMetadata",
             AttrType::Memo { .. } => "MemoAttributeMetadata",
@@ -184,7 +184,7 @@ impl AttrType {
     }
 
     /// CSDL type of the OData property.
-    pub fn edm_type(&self) -> &'static str {
+    pub(crate) fn edm_type(&self) -> &'static str {
         match self {
             AttrType::String { .. } | AttrType::Memo { .. } | AttrType::MultiSelect(_) => {
                 "Edm.String"
@@ -209,7 +209,7 @@ impl AttrType {
     }
 
     /// Stored scale of Decimal (its precision) and Money (always 4) values.
-    pub fn scale(&self) -> u8 {
+    pub(crate) fn scale(&self) -> u8 {
         match self {
             AttrType::Decimal { precision } => *precision,
             AttrType::Money { .. } => 4,
@@ -218,7 +218,7 @@ impl AttrType {
     }
 
     /// Lookup targets, if this is a lookup kind.
-    pub fn targets(&self) -> Option<&'static [&'static str]> {
+    pub(crate) fn targets(&self) -> Option<&'static [&'static str]> {
         match self {
             AttrType::Lookup(t) | AttrType::Customer(t) | AttrType::Owner(t) => Some(t),
             _ => None,
@@ -226,7 +226,7 @@ impl AttrType {
     }
 
     /// Option set of a choice-like column.
-    pub fn options(&self) -> Option<Options> {
+    pub(crate) fn options(&self) -> Option<Options> {
         match self {
             AttrType::Picklist(o)
             | AttrType::State(o)
@@ -237,14 +237,14 @@ impl AttrType {
     }
 
     /// True for String and Memo (the only types `contains` & co. accept).
-    pub fn is_text(&self) -> bool {
+    pub(crate) fn is_text(&self) -> bool {
         matches!(self, AttrType::String { .. } | AttrType::Memo { .. })
     }
 }
 
 /// Where an attribute's value lives in a row.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Storage {
+pub(crate) enum Storage {
     /// The row's primary key.
     Pk,
     /// The row's version (`versionnumber`).
@@ -257,36 +257,36 @@ pub enum Storage {
 
 /// One attribute of an entity.
 #[derive(Clone, Debug)]
-pub struct AttrDef {
+pub(crate) struct AttrDef {
     /// Logical name.
-    pub logical_name: String,
+    pub(crate) logical_name: String,
     /// Type.
-    pub ty: AttrType,
+    pub(crate) ty: AttrType,
     /// Parent attribute for companions.
-    pub attribute_of: Option<String>,
+    pub(crate) attribute_of: Option<String>,
     /// Where the value is stored.
-    pub storage: Storage,
+    pub(crate) storage: Storage,
     /// IsPrimaryId.
-    pub primary_id: bool,
+    pub(crate) primary_id: bool,
     /// IsPrimaryName.
-    pub primary_name: bool,
+    pub(crate) primary_name: bool,
     /// IsCustomAttribute.
-    pub custom: bool,
+    pub(crate) custom: bool,
     /// MetadataId.
-    pub metadata_id: Uuid,
+    pub(crate) metadata_id: Uuid,
     /// Display label.
-    pub display_name: String,
+    pub(crate) display_name: String,
 }
 
 impl AttrDef {
     /// Whether this attribute is an OData property (`IsValidODataAttribute`).
-    pub fn is_odata(&self) -> bool {
+    pub(crate) fn is_odata(&self) -> bool {
         self.attribute_of.is_none()
             && !matches!(self.ty, AttrType::Virtual(_) | AttrType::EntityName)
     }
 
     /// OData property name: `_x_value` for lookups, the logical name otherwise.
-    pub fn odata_name(&self) -> String {
+    pub(crate) fn odata_name(&self) -> String {
         if self.ty.targets().is_some() {
             format!("_{}_value", self.logical_name)
         } else {
@@ -297,86 +297,79 @@ impl AttrDef {
 
 /// One entity (table).
 #[derive(Clone, Debug)]
-pub struct EntityDef {
+pub(crate) struct EntityDef {
     /// Logical name.
-    pub logical_name: String,
+    pub(crate) logical_name: String,
     /// EntitySetName.
-    pub set_name: String,
+    pub(crate) set_name: String,
     /// ObjectTypeCode.
-    pub otc: i32,
+    pub(crate) otc: i32,
     /// ChangeTrackingEnabled.
-    pub change_tracking: bool,
+    pub(crate) change_tracking: bool,
     /// IsCustomEntity.
-    pub custom: bool,
+    pub(crate) custom: bool,
     /// PrimaryIdAttribute.
-    pub primary_id: String,
+    pub(crate) primary_id: String,
     /// PrimaryNameAttribute.
-    pub primary_name: String,
+    pub(crate) primary_name: String,
     /// Display label.
-    pub display_name: String,
+    pub(crate) display_name: String,
     /// MetadataId.
-    pub metadata_id: Uuid,
+    pub(crate) metadata_id: Uuid,
     /// Attributes in metadata order.
-    pub attrs: Vec<AttrDef>,
+    pub(crate) attrs: Vec<AttrDef>,
     /// Attribute index of each stored column.
-    pub columns: Vec<usize>,
+    pub(crate) columns: Vec<usize>,
     /// OData property name → attribute index.
-    pub by_odata: HashMap<String, usize>,
+    pub(crate) by_odata: HashMap<String, usize>,
     /// Logical name → attribute index.
-    pub by_logical: HashMap<String, usize>,
+    pub(crate) by_logical: HashMap<String, usize>,
 }
 
 impl EntityDef {
     /// Attribute by OData property name.
-    pub fn odata_attr(&self, name: &str) -> Option<&AttrDef> {
+    pub(crate) fn odata_attr(&self, name: &str) -> Option<&AttrDef> {
         self.by_odata.get(name).map(|&i| &self.attrs[i])
     }
 
     /// Attribute by logical name.
-    pub fn attr(&self, logical: &str) -> Option<&AttrDef> {
+    pub(crate) fn attr(&self, logical: &str) -> Option<&AttrDef> {
         self.by_logical.get(logical).map(|&i| &self.attrs[i])
     }
 
     /// The primary name attribute's stored column index.
-    pub fn primary_name_col(&self) -> Option<usize> {
+    pub(crate) fn primary_name_col(&self) -> Option<usize> {
         match self.attr(&self.primary_name)?.storage {
             Storage::Col(c) => Some(c),
             _ => None,
         }
     }
-
-    /// Stored money columns present (the `transactioncurrencyid` rule of §2.2).
-    pub fn has_money(&self) -> bool {
-        self.attrs
-            .iter()
-            .any(|a| matches!(a.ty, AttrType::Money { .. }))
-    }
 }
 
 /// All entities of the simulated organization.
 #[derive(Clone, Debug)]
-pub struct Model {
+pub(crate) struct Model {
     /// Entities; the index is used by [`crate::sim::value::Value::Lookup`].
-    pub entities: Vec<EntityDef>,
+    pub(crate) entities: Vec<EntityDef>,
 }
 
 /// Index of `account` in [`Model::entities`].
-pub const ACCOUNT: usize = 0;
+pub(crate) const ACCOUNT: usize = 0;
 /// Index of `contact`.
-pub const CONTACT: usize = 1;
+pub(crate) const CONTACT: usize = 1;
 /// Index of `opportunity`.
-pub const OPPORTUNITY: usize = 2;
+pub(crate) const OPPORTUNITY: usize = 2;
 /// Index of `systemuser`.
-pub const SYSTEMUSER: usize = 3;
+pub(crate) const SYSTEMUSER: usize = 3;
 /// Index of `team`.
-pub const TEAM: usize = 4;
+pub(crate) const TEAM: usize = 4;
 /// Index of `transactioncurrency`.
-pub const CURRENCY: usize = 5;
+pub(crate) const CURRENCY: usize = 5;
 /// Index of `new_widget`.
-pub const WIDGET: usize = 6;
+pub(crate) const WIDGET: usize = 6;
 
 /// A deterministic GUID from a name (metadata ids must be stable across runs).
-pub fn name_guid(name: &str) -> Uuid {
+pub(crate) fn name_guid(name: &str) -> Uuid {
     let mut h: u128 = 0x6c62272e07bb014262b821756295c58d;
     for b in name.bytes() {
         h ^= b as u128;
@@ -577,7 +570,7 @@ fn s(max_len: u32) -> AttrType {
 
 impl Model {
     /// The fixed model of the simulated organization.
-    pub fn standard() -> Model {
+    pub(crate) fn standard() -> Model {
         let account = EntityBuilder::new("account", "accounts", 1, true, "Account")
             .pk()
             .name("name", 160)
@@ -779,12 +772,12 @@ impl Model {
     }
 
     /// Entity index by logical name.
-    pub fn by_logical(&self, name: &str) -> Option<usize> {
+    pub(crate) fn by_logical(&self, name: &str) -> Option<usize> {
         self.entities.iter().position(|e| e.logical_name == name)
     }
 
     /// Entity index by entity set name (case-sensitive, §1.3).
-    pub fn by_set(&self, name: &str) -> Option<usize> {
+    pub(crate) fn by_set(&self, name: &str) -> Option<usize> {
         self.entities.iter().position(|e| e.set_name == name)
     }
 }

@@ -14,7 +14,7 @@ use crate::sim::literal;
 
 /// Comparison operator.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CmpOp {
+pub(crate) enum CmpOp {
     /// `eq`.
     Eq,
     /// `ne`.
@@ -31,7 +31,7 @@ pub enum CmpOp {
 
 /// A literal as written.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Lit {
+pub(crate) enum Lit {
     /// `null`.
     Null,
     /// `true` / `false`.
@@ -54,7 +54,7 @@ pub enum Lit {
 
 /// Untyped expression tree.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Node {
+pub(crate) enum Node {
     /// `a or b`.
     Or(Box<Node>, Box<Node>),
     /// `a and b`.
@@ -405,7 +405,7 @@ impl Parser<'_> {
 }
 
 /// Parses `$filter` text into a tree.
-pub fn parse_filter(text: &str) -> Result<Node, ApiError> {
+pub(crate) fn parse_filter(text: &str) -> Result<Node, ApiError> {
     let toks = lex(text)?;
     if toks.is_empty() {
         return Err(ApiError::syntax(0, text));
@@ -419,7 +419,7 @@ pub fn parse_filter(text: &str) -> Result<Node, ApiError> {
 }
 
 /// Parses a single literal (a parameter alias value such as `'name'` or `["a","b"]`).
-pub fn parse_literal(text: &str) -> Result<Lit, ApiError> {
+pub(crate) fn parse_literal(text: &str) -> Result<Lit, ApiError> {
     let toks = lex(text)?;
     match toks.as_slice() {
         [(_, Tok::Lit(l))] => Ok(l.clone()),
@@ -428,7 +428,7 @@ pub fn parse_literal(text: &str) -> Result<Lit, ApiError> {
 }
 
 /// Splits `text` at top-level occurrences of `sep` (outside parentheses and quotes).
-pub fn split_top_level(text: &str, sep: char) -> Vec<&str> {
+pub(crate) fn split_top_level(text: &str, sep: char) -> Vec<&str> {
     let mut parts = Vec::new();
     let mut depth = 0i32;
     let mut in_str = false;

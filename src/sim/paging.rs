@@ -13,26 +13,26 @@ use crate::sim::error::ApiError;
 /// One element of the inner cookie: a sort column and its last/first values on the page
 /// (`None` for NULL, which omits the attribute).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CookieKey {
+pub(crate) struct CookieKey {
     /// Attribute logical name.
-    pub name: String,
+    pub(crate) name: String,
     /// Value on the last row of the page.
-    pub last: Option<String>,
+    pub(crate) last: Option<String>,
     /// Value on the first row of the page.
-    pub first: Option<String>,
+    pub(crate) first: Option<String>,
 }
 
 /// A decoded paging cookie.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Cookie {
+pub(crate) struct Cookie {
     /// Number of the page this cookie requests (2 for the first nextLink).
-    pub page_number: u32,
+    pub(crate) page_number: u32,
     /// `istracking`.
-    pub tracking: bool,
+    pub(crate) tracking: bool,
     /// Extra attributes of the inner `<cookie>` element.
-    pub attrs: Vec<(String, String)>,
+    pub(crate) attrs: Vec<(String, String)>,
     /// Sort keys in order.
-    pub keys: Vec<CookieKey>,
+    pub(crate) keys: Vec<CookieKey>,
 }
 
 fn xml_escape(s: &str) -> String {
@@ -60,7 +60,7 @@ fn xml_unescape(s: &str) -> String {
 
 /// Percent-encodes everything except RFC 3986 unreserved characters, with lower-case hex
 /// for the inner cookie (as in the documented example) or upper-case for URLs.
-pub fn percent_encode(s: &str, lower: bool) -> String {
+pub(crate) fn percent_encode(s: &str, lower: bool) -> String {
     let mut o = String::with_capacity(s.len() * 3);
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
@@ -75,7 +75,7 @@ pub fn percent_encode(s: &str, lower: bool) -> String {
 }
 
 /// Percent-decodes (no `+` handling: cookies never contain a literal `+`).
-pub fn percent_decode(s: &str) -> Option<String> {
+pub(crate) fn percent_decode(s: &str) -> Option<String> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -94,7 +94,7 @@ pub fn percent_decode(s: &str) -> Option<String> {
 
 impl Cookie {
     /// The decoded `$skiptoken` value (the outer cookie XML).
-    pub fn encode(&self) -> String {
+    pub(crate) fn encode(&self) -> String {
         let mut inner = format!("<cookie page=\"{}\"", self.page_number - 1);
         for (k, v) in &self.attrs {
             inner.push_str(&format!(" {k}=\"{}\"", xml_escape(v)));
@@ -121,7 +121,7 @@ impl Cookie {
     }
 
     /// Parses a `$skiptoken` value; any deviation is `0x8004112A` (§7.3).
-    pub fn decode(token: &str) -> Result<Cookie, ApiError> {
+    pub(crate) fn decode(token: &str) -> Result<Cookie, ApiError> {
         let bad = || {
             ApiError::bad_request(
                 "0x8004112A",

@@ -12,29 +12,29 @@ use std::collections::HashMap;
 use crate::sim::data::{Row, Store, Table};
 use crate::sim::error::ApiError;
 use crate::sim::filter::{Binder, Pred, cell, check_condition_limit, text_to_value, value_to_text};
-use crate::sim::model::{AttrType, EntityDef, Model, Storage};
+use crate::sim::model::{AttrType, EntityDef, Model};
 use crate::sim::odata::parse_filter;
 use crate::sim::paging::{Cookie, CookieKey, percent_encode};
 use crate::sim::render::{Annotations, RowWriter, json_str, primary_name};
 use crate::sim::value::{Value, cmp_nulls_first, sql_guid_key};
 
 /// Maximum page size, `$top` and count (§2.13).
-pub const MAX_PAGE: usize = 5000;
+const MAX_PAGE: usize = 5000;
 
 /// Parsed `Prefer` header (§1.2).
 #[derive(Clone, Debug, Default)]
-pub struct Prefer {
+pub(crate) struct Prefer {
     /// `odata.maxpagesize=N` as sent.
-    pub max_page_size: Option<usize>,
+    max_page_size: Option<usize>,
     /// `odata.include-annotations="…"` patterns.
-    pub annotations: Option<Vec<String>>,
+    annotations: Option<Vec<String>>,
     /// `odata.track-changes`.
-    pub track_changes: bool,
+    pub(crate) track_changes: bool,
 }
 
 impl Prefer {
     /// Parses the header; preferences are comma-separated, quoted values may hold commas.
-    pub fn parse(header: Option<&str>) -> Prefer {
+    pub(crate) fn parse(header: Option<&str>) -> Prefer {
         let mut p = Prefer::default();
         let Some(h) = header else { return p };
         let mut items = Vec::new();
@@ -65,7 +65,7 @@ impl Prefer {
     }
 
     /// Requested annotations.
-    pub fn annotation_set(&self) -> Annotations {
+    pub(crate) fn annotation_set(&self) -> Annotations {
         self.annotations
             .as_deref()
             .map(Annotations::from_patterns)
@@ -75,24 +75,24 @@ impl Prefer {
 
 /// One Web API request as the query layer sees it.
 #[derive(Clone, Debug)]
-pub struct WebRequest {
+pub(crate) struct WebRequest {
     /// The server's own origin, e.g. `http://127.0.0.1:4000`.
-    pub origin: String,
+    pub(crate) origin: String,
     /// Path as received (e.g. `/api/data/v9.2/accounts`), used for links.
-    pub raw_path: String,
+    pub(crate) raw_path: String,
     /// Raw query string as received (without `?`).
-    pub raw_query: String,
+    pub(crate) raw_query: String,
     /// Decoded query parameters in order.
-    pub params: Vec<(String, String)>,
+    pub(crate) params: Vec<(String, String)>,
     /// Parsed Prefer header.
-    pub prefer: Prefer,
+    pub(crate) prefer: Prefer,
     /// `{origin}/api/data/v9.x/`.
-    pub api_base: String,
+    pub(crate) api_base: String,
 }
 
 impl WebRequest {
     /// Value of a query parameter (case-sensitive name, §1.3).
-    pub fn param(&self, name: &str) -> Option<&str> {
+    pub(crate) fn param(&self, name: &str) -> Option<&str> {
         self.params
             .iter()
             .find(|(k, _)| k == name)
@@ -100,7 +100,7 @@ impl WebRequest {
     }
 
     /// Parameter aliases (`@p1=…`).
-    pub fn aliases(&self) -> HashMap<String, String> {
+    pub(crate) fn aliases(&self) -> HashMap<String, String> {
         self.params
             .iter()
             .filter(|(k, _)| k.starts_with('@'))
@@ -111,7 +111,7 @@ impl WebRequest {
     /// This request's URL with the given paging/delta parameters removed and `extra` added
     /// (`extra` already encoded). Keeps the client's own encoding of everything else (§3:
     /// the nextLink is the same URL plus `$skiptoken`).
-    pub fn link(&self, extra: &str) -> String {
+    pub(crate) fn link(&self, extra: &str) -> String {
         let kept: Vec<&str> = self
             .raw_query
             .split('&')
@@ -133,22 +133,22 @@ impl WebRequest {
 
 /// A response body ready to send.
 #[derive(Clone, Debug)]
-pub struct Reply {
+pub(crate) struct Reply {
     /// Status.
-    pub status: u16,
+    pub(crate) status: u16,
     /// Content type.
-    pub content_type: &'static str,
+    pub(crate) content_type: &'static str,
     /// Body.
-    pub body: Vec<u8>,
+    pub(crate) body: Vec<u8>,
     /// Extra headers.
-    pub headers: Vec<(String, String)>,
+    pub(crate) headers: Vec<(String, String)>,
     /// Data rows in the body (for the request log).
-    pub rows: usize,
+    pub(crate) rows: usize,
 }
 
 impl Reply {
     /// A JSON reply.
-    pub fn json(body: Vec<u8>, rows: usize) -> Reply {
+    pub(crate) fn json(body: Vec<u8>, rows: usize) -> Reply {
         Reply {
             status: 200,
             content_type: "application/json; odata.metadata=minimal",
@@ -160,15 +160,15 @@ impl Reply {
 }
 
 /// Settings the query layer needs from the simulator.
-pub struct Env<'a> {
+pub(crate) struct Env<'a> {
     /// Model.
-    pub model: &'a Model,
+    pub(crate) model: &'a Model,
     /// `null_inclusive_ne`.
-    pub null_inclusive_ne: bool,
+    pub(crate) null_inclusive_ne: bool,
     /// Simulated now (Unix seconds).
-    pub now: i64,
+    pub(crate) now: i64,
     /// Delta token expiry in seconds.
-    pub change_token_expiry: i64,
+    pub(crate) change_token_expiry: i64,
 }
 
 const ALLOWED: &[&str] = &[
@@ -184,7 +184,7 @@ const ALLOWED: &[&str] = &[
 ];
 
 /// Rejects unsupported system query options (§2.1).
-pub fn validate_options(req: &WebRequest) -> Result<(), ApiError> {
+pub(crate) fn validate_options(req: &WebRequest) -> Result<(), ApiError> {
     for (k, _) in &req.params {
         if k.starts_with('$') && !ALLOWED.contains(&k.as_str()) {
             return Err(ApiError::not_supported(format!(
@@ -207,7 +207,10 @@ pub fn validate_options(req: &WebRequest) -> Result<(), ApiError> {
 
 /// Resolves `$select`: attribute indexes to emit (PK always; a money column pulls in
 /// `_transactioncurrencyid_value`, §2.2) and the context suffix.
-pub fn select(entity: &EntityDef, req: &WebRequest) -> Result<(Vec<usize>, String), ApiError> {
+pub(crate) fn select(
+    entity: &EntityDef,
+    req: &WebRequest,
+) -> Result<(Vec<usize>, String), ApiError> {
     let Some(sel) = req.param("$select") else {
         let all = (0..entity.attrs.len())
             .filter(|&i| entity.attrs[i].is_odata())
@@ -243,17 +246,13 @@ pub fn select(entity: &EntityDef, req: &WebRequest) -> Result<(Vec<usize>, Strin
 }
 
 /// Binds `$filter` (if any).
-pub fn bind_filter(
-    env: &Env<'_>,
-    entity: &EntityDef,
-    req: &WebRequest,
-) -> Result<Option<Pred>, ApiError> {
+pub(crate) fn bind_filter(entity: &EntityDef, req: &WebRequest) -> Result<Option<Pred>, ApiError> {
     let Some(text) = req.param("$filter") else {
         return Ok(None);
     };
     let node = parse_filter(text)?;
     let aliases = req.aliases();
-    let mut b = Binder::new(entity, &aliases, env.null_inclusive_ne);
+    let mut b = Binder::new(entity, &aliases);
     let pred = b.bind(&node)?;
     check_condition_limit([&pred])?;
     Ok(Some(pred))
@@ -261,15 +260,15 @@ pub fn bind_filter(
 
 /// One `$orderby` item.
 #[derive(Clone, Debug)]
-pub struct OrderKey {
+struct OrderKey {
     /// Attribute index.
-    pub attr: usize,
+    attr: usize,
     /// Descending.
-    pub desc: bool,
+    desc: bool,
 }
 
 /// Parses `$orderby`.
-pub fn parse_orderby(entity: &EntityDef, req: &WebRequest) -> Result<Vec<OrderKey>, ApiError> {
+fn parse_orderby(entity: &EntityDef, req: &WebRequest) -> Result<Vec<OrderKey>, ApiError> {
     let Some(text) = req.param("$orderby") else {
         return Ok(Vec::new());
     };
@@ -335,7 +334,7 @@ fn cmp_sort(
 }
 
 /// The keyset position decoded from a cookie.
-pub struct Position {
+struct Position {
     values: Vec<Value>,
     key: [u8; 16],
 }
@@ -348,11 +347,7 @@ fn bad_cookie() -> ApiError {
 }
 
 /// Checks a cookie against the query's order and extracts the position.
-pub fn position(
-    entity: &EntityDef,
-    order: &[OrderKey],
-    cookie: &Cookie,
-) -> Result<Position, ApiError> {
+fn position(entity: &EntityDef, order: &[OrderKey], cookie: &Cookie) -> Result<Position, ApiError> {
     if cookie.keys.len() != order.len() + 1 {
         return Err(bad_cookie());
     }
@@ -396,18 +391,18 @@ fn cookie_key(name: &str, ty: &AttrType, last: &Value, first: &Value) -> CookieK
 }
 
 /// Result of selecting one page.
-pub struct Page<'s> {
+struct Page<'s> {
     /// Rows of the page.
-    pub rows: Vec<&'s Row>,
+    rows: Vec<&'s Row>,
     /// Whether more rows follow.
-    pub more: bool,
+    more: bool,
     /// Cookie keys describing the page (for the nextLink).
-    pub keys: Vec<CookieKey>,
+    keys: Vec<CookieKey>,
 }
 
 /// Selects one page of rows matching `pred` after `pos`, in `order` (+PK) order.
 #[allow(clippy::too_many_arguments)]
-pub fn page<'s>(
+fn page<'s>(
     model: &Model,
     store: &'s Store,
     ei: usize,
@@ -496,12 +491,7 @@ fn finish_pk<'s>(rows: Vec<&'s Row>, more: bool, pk_key: impl Fn(&Row) -> Cookie
 }
 
 /// Counts matching rows, stopping once `cap + 1` is reached.
-pub fn count_capped(
-    table: &Table,
-    pred: Option<&Pred>,
-    null_inclusive_ne: bool,
-    cap: usize,
-) -> usize {
+fn count_capped(table: &Table, pred: Option<&Pred>, null_inclusive_ne: bool, cap: usize) -> usize {
     let mut n = 0;
     for r in &table.rows {
         if pred.is_none_or(|p| p.eval(r, null_inclusive_ne) == Some(true)) {
@@ -515,7 +505,7 @@ pub fn count_capped(
 }
 
 /// Effective page size: `odata.maxpagesize` capped at 5,000 (§3).
-pub fn page_size(req: &WebRequest) -> usize {
+pub(crate) fn page_size(req: &WebRequest) -> usize {
     req.prefer
         .max_page_size
         .unwrap_or(MAX_PAGE)
@@ -523,7 +513,7 @@ pub fn page_size(req: &WebRequest) -> usize {
 }
 
 /// `Preference-Applied` values for the honoured preferences.
-pub fn applied(req: &WebRequest, tracking: bool) -> Vec<(String, String)> {
+pub(crate) fn applied(req: &WebRequest, tracking: bool) -> Vec<(String, String)> {
     let mut v = Vec::new();
     if tracking {
         v.push("odata.track-changes".to_string());
@@ -542,7 +532,7 @@ pub fn applied(req: &WebRequest, tracking: bool) -> Vec<(String, String)> {
 }
 
 /// Serves `GET {set}` (not delta, not `$apply`).
-pub fn collection(
+pub(crate) fn collection(
     env: &Env<'_>,
     store: &Store,
     ei: usize,
@@ -564,7 +554,7 @@ pub fn collection(
         }
     }
     let (attrs, ctx_sel) = select(entity, req)?;
-    let pred = bind_filter(env, entity, req)?;
+    let pred = bind_filter(entity, req)?;
     let order = parse_orderby(entity, req)?;
     let want_count = match req.param("$count") {
         None | Some("false") => false,
@@ -697,7 +687,7 @@ pub fn collection(
 }
 
 /// Serves `GET {set}(<guid>)` (§1.1; 404 `0x80040217` when missing).
-pub fn single(
+pub(crate) fn single(
     env: &Env<'_>,
     store: &Store,
     ei: usize,
@@ -746,14 +736,14 @@ pub fn single(
 }
 
 /// Serves `GET {set}/$count`: plain text, capped at 5,000 (§2.10).
-pub fn count_segment(
+pub(crate) fn count_segment(
     env: &Env<'_>,
     store: &Store,
     ei: usize,
     req: &WebRequest,
 ) -> Result<Reply, ApiError> {
     let entity = &env.model.entities[ei];
-    let pred = bind_filter(env, entity, req)?;
+    let pred = bind_filter(entity, req)?;
     let n = count_capped(
         &store.tables[ei],
         pred.as_ref(),
@@ -768,9 +758,4 @@ pub fn count_segment(
         headers: Vec::new(),
         rows: 0,
     })
-}
-
-/// True if the attribute is stored (used by the aggregation module).
-pub fn is_stored(entity: &EntityDef, attr: usize) -> bool {
-    !matches!(entity.attrs[attr].storage, Storage::None)
 }

@@ -8,7 +8,7 @@ use crate::sim::model::{AttrDef, AttrType, Behavior, CURRENCY, EntityDef, Model,
 use crate::sim::value::{Value, date_from_days, format_datetime, format_scaled};
 
 /// Appends `s` as a JSON string literal.
-pub fn json_str(buf: &mut Vec<u8>, s: &str) {
+pub(crate) fn json_str(buf: &mut Vec<u8>, s: &str) {
     buf.push(b'"');
     let bytes = s.as_bytes();
     let mut start = 0;
@@ -37,15 +37,15 @@ pub fn json_str(buf: &mut Vec<u8>, s: &str) {
 
 /// Which annotations the client asked for with `Prefer: odata.include-annotations` (§4).
 #[derive(Clone, Debug, Default)]
-pub struct Annotations {
+pub(crate) struct Annotations {
     /// `OData.Community.Display.V1.FormattedValue`.
-    pub formatted: bool,
+    pub(crate) formatted: bool,
     /// `Microsoft.Dynamics.CRM.lookuplogicalname`.
-    pub lookup_logical_name: bool,
+    lookup_logical_name: bool,
     /// `Microsoft.Dynamics.CRM.associatednavigationproperty`.
-    pub navigation: bool,
+    navigation: bool,
     /// `Microsoft.Dynamics.CRM.totalrecordcount(limitexceeded)`.
-    pub total_count: bool,
+    pub(crate) total_count: bool,
 }
 
 /// Glob match with `*` wildcards (annotation filters).
@@ -75,7 +75,7 @@ fn glob(pattern: &str, name: &str) -> bool {
 
 impl Annotations {
     /// From the comma-separated patterns of the preference.
-    pub fn from_patterns(patterns: &[String]) -> Self {
+    pub(crate) fn from_patterns(patterns: &[String]) -> Self {
         let m = |n: &str| patterns.iter().any(|p| glob(p.trim(), n));
         Annotations {
             formatted: m("OData.Community.Display.V1.FormattedValue"),
@@ -132,7 +132,7 @@ fn format_user_datetime(secs: i64) -> String {
 }
 
 /// Primary name of a row of `entity` (for lookup formatted values and ordering).
-pub fn primary_name(
+pub(crate) fn primary_name(
     model: &Model,
     store: &Store,
     entity: usize,
@@ -148,22 +148,22 @@ pub fn primary_name(
 }
 
 /// Rendering context for one response.
-pub struct RowWriter<'a> {
+pub(crate) struct RowWriter<'a> {
     /// Model.
-    pub model: &'a Model,
+    pub(crate) model: &'a Model,
     /// Store (for lookup names and currency symbols).
-    pub store: &'a Store,
+    pub(crate) store: &'a Store,
     /// Entity rendered.
-    pub entity: &'a EntityDef,
+    pub(crate) entity: &'a EntityDef,
     /// Attribute indexes to emit, in order (PK included by the caller).
-    pub attrs: Vec<usize>,
+    pub(crate) attrs: Vec<usize>,
     /// Requested annotations.
-    pub annotations: Annotations,
+    pub(crate) annotations: Annotations,
 }
 
 impl RowWriter<'_> {
     /// Writes one row object.
-    pub fn write_row(&self, buf: &mut Vec<u8>, row: &Row) {
+    pub(crate) fn write_row(&self, buf: &mut Vec<u8>, row: &Row) {
         buf.extend_from_slice(b"{\"@odata.etag\":\"W/\\\"");
         buf.extend_from_slice(row.version.to_string().as_bytes());
         buf.extend_from_slice(b"\\\"\"");
@@ -238,7 +238,7 @@ impl RowWriter<'_> {
     }
 
     /// The formatted value of a cell, if its type has one (§4).
-    pub fn formatted(&self, a: &AttrDef, v: &Value, row: &Row) -> Option<String> {
+    pub(crate) fn formatted(&self, a: &AttrDef, v: &Value, row: &Row) -> Option<String> {
         Some(match (&a.ty, v) {
             (_, Value::Null) => return None,
             (AttrType::Picklist(o) | AttrType::State(o) | AttrType::Status(o), Value::Int(i)) => {
@@ -284,7 +284,7 @@ impl RowWriter<'_> {
 }
 
 /// Writes a value as JSON for a column of type `ty`.
-pub fn write_value(buf: &mut Vec<u8>, v: &Value, ty: &AttrType) {
+pub(crate) fn write_value(buf: &mut Vec<u8>, v: &Value, ty: &AttrType) {
     match v {
         Value::Null => buf.extend_from_slice(b"null"),
         Value::Str(s) => json_str(buf, s),

@@ -27,32 +27,32 @@ use crate::sim::value::{Value, sql_guid_key};
 use crate::sim::{apply, changes, metadata, query};
 
 /// Shared state of a running simulator.
-pub struct AppState {
+pub(crate) struct AppState {
     /// Options.
-    pub options: SimulatorOptions,
+    options: SimulatorOptions,
     /// Environment URL (origin).
-    pub url: String,
+    url: String,
     /// Model.
-    pub model: Model,
+    model: Model,
     /// Data.
-    pub store: RwLock<Store>,
+    store: RwLock<Store>,
     /// Simulated clock.
-    pub clock: Clock,
+    pub(crate) clock: Clock,
     /// Issued tokens.
-    pub tokens: TokenStore,
+    tokens: TokenStore,
     /// Request log.
-    pub log: RequestLog,
+    pub(crate) log: RequestLog,
     /// Service protection limits.
-    pub throttle: Throttle,
+    throttle: Throttle,
     /// Fault injection.
-    pub faults: Faults,
+    pub(crate) faults: Faults,
     /// Rendered pages (when `page_cache` is on).
     cache: Mutex<HashMap<String, Reply>>,
 }
 
 impl AppState {
     /// Generates the data and builds the state.
-    pub fn new(options: SimulatorOptions, url: String) -> Self {
+    pub(crate) fn new(options: SimulatorOptions, url: String) -> Self {
         let model = Model::standard();
         let store = Store::generate(&model, &options.rows, options.seed);
         AppState {
@@ -106,7 +106,7 @@ impl AppState {
     }
 
     /// Test API: insert.
-    pub fn insert(&self, entity: &str, fields: &serde_json::Value) -> uuid::Uuid {
+    pub(crate) fn insert(&self, entity: &str, fields: &serde_json::Value) -> uuid::Uuid {
         let ei = self.entity(entity);
         let mut store = self.store.write().expect("store lock");
         let mut values =
@@ -131,7 +131,7 @@ impl AppState {
     }
 
     /// Test API: update.
-    pub fn update(&self, entity: &str, id: uuid::Uuid, fields: &serde_json::Value) {
+    pub(crate) fn update(&self, entity: &str, id: uuid::Uuid, fields: &serde_json::Value) {
         let ei = self.entity(entity);
         let mut store = self.store.write().expect("store lock");
         let i = store.tables[ei]
@@ -150,7 +150,7 @@ impl AppState {
     }
 
     /// Test API: delete (leaves a tombstone).
-    pub fn delete(&self, entity: &str, id: uuid::Uuid) {
+    pub(crate) fn delete(&self, entity: &str, id: uuid::Uuid) {
         let ei = self.entity(entity);
         let mut store = self.store.write().expect("store lock");
         let i = store.tables[ei]
@@ -166,7 +166,7 @@ impl AppState {
     }
 
     /// Test API: row count.
-    pub fn row_count(&self, entity: &str) -> usize {
+    pub(crate) fn row_count(&self, entity: &str) -> usize {
         let ei = self.entity(entity);
         self.store.read().expect("store lock").tables[ei].rows.len()
     }
@@ -264,7 +264,7 @@ impl AppState {
 }
 
 /// The router: everything goes through one handler that dispatches on the raw path.
-pub fn router(state: Arc<AppState>) -> Router {
+pub(crate) fn router(state: Arc<AppState>) -> Router {
     Router::new().fallback(handle).with_state(state)
 }
 

@@ -10,11 +10,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use crate::sim::error::ApiError;
 
 /// Length of the request-count window in seconds.
-pub const WINDOW_SECS: i64 = 300;
+const WINDOW_SECS: i64 = 300;
 
 /// Limits and counters.
 #[derive(Debug)]
-pub struct Throttle {
+pub(crate) struct Throttle {
     concurrency_limit: usize,
     request_limit: usize,
     in_flight: Arc<AtomicUsize>,
@@ -23,7 +23,7 @@ pub struct Throttle {
 
 /// Decrements the in-flight gauge when the request finishes.
 #[derive(Debug)]
-pub struct Permit {
+pub(crate) struct Permit {
     in_flight: Arc<AtomicUsize>,
 }
 
@@ -41,7 +41,7 @@ fn throttled(code: &str, message: String, retry_after: u64) -> ApiError {
 
 impl Throttle {
     /// New limits.
-    pub fn new(concurrency_limit: usize, request_limit: usize) -> Self {
+    pub(crate) fn new(concurrency_limit: usize, request_limit: usize) -> Self {
         Throttle {
             concurrency_limit,
             request_limit,
@@ -52,7 +52,7 @@ impl Throttle {
 
     /// Admits a request at simulated time `now`, or says why not. Every request counts
     /// towards the window, refused ones included (§8.2: "the 429s count too").
-    pub fn admit(&self, now: i64) -> Result<(Permit, usize), ApiError> {
+    pub(crate) fn admit(&self, now: i64) -> Result<(Permit, usize), ApiError> {
         let remaining = {
             let mut w = self.window.lock().expect("throttle lock");
             while w.front().is_some_and(|&t| t <= now - WINDOW_SECS) {

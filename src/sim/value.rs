@@ -15,7 +15,7 @@ use uuid::Uuid;
 /// One cell. Decimals and money are stored as scaled integers (`mantissa / 10^scale`, the
 /// scale being the column's, see [`crate::sim::model::AttrType::scale`]).
 #[derive(Clone, Debug, PartialEq)]
-pub enum Value {
+pub(crate) enum Value {
     /// SQL NULL.
     Null,
     /// String / Memo / MultiSelect-free text.
@@ -44,7 +44,7 @@ pub enum Value {
 
 impl Value {
     /// True for [`Value::Null`].
-    pub fn is_null(&self) -> bool {
+    pub(crate) fn is_null(&self) -> bool {
         matches!(self, Value::Null)
     }
 }
@@ -73,21 +73,14 @@ fn strip_accent(c: char) -> char {
 }
 
 /// Folds a string for collation: lower-case, accents stripped (characters in order).
-pub fn fold_chars(s: &str) -> impl Iterator<Item = char> + '_ {
+pub(crate) fn fold_chars(s: &str) -> impl Iterator<Item = char> + '_ {
     s.chars().flat_map(char::to_lowercase).map(strip_accent)
 }
 
-/// Collation key of a string: folded, with trailing spaces removed (SQL Server pads the
-/// shorter operand with spaces for `=` and `<`, so trailing spaces never matter; §2.6).
-pub fn collation_key(s: &str) -> String {
-    let mut k: String = fold_chars(s).collect();
-    let t = k.trim_end_matches(' ').len();
-    k.truncate(t);
-    k
-}
-
-/// Compares two strings under the simulated `Latin1_General_CI_AI` collation.
-pub fn collate(a: &str, b: &str) -> Ordering {
+/// Compares two strings under the simulated `Latin1_General_CI_AI` collation: folded, with
+/// trailing spaces ignored (SQL Server pads the shorter operand with spaces for `=` and `<`,
+/// so trailing spaces never matter; §2.6).
+fn collate(a: &str, b: &str) -> Ordering {
     let mut x = fold_chars(a.trim_end_matches(' '));
     let mut y = fold_chars(b.trim_end_matches(' '));
     loop {
@@ -102,7 +95,7 @@ pub fn collate(a: &str, b: &str) -> Ordering {
 }
 
 /// The 16 bytes of a GUID in SQL Server comparison significance (most significant first).
-pub fn sql_guid_key(u: &Uuid) -> [u8; 16] {
+pub(crate) fn sql_guid_key(u: &Uuid) -> [u8; 16] {
     let d = u.as_bytes();
     [
         d[10], d[11], d[12], d[13], d[14], d[15], d[8], d[9], d[7], d[6], d[5], d[4], d[3], d[2],
@@ -111,7 +104,7 @@ pub fn sql_guid_key(u: &Uuid) -> [u8; 16] {
 }
 
 /// Inverse of [`sql_guid_key`]: builds a GUID from its SQL-significance bytes.
-pub fn guid_from_sql_key(k: [u8; 16]) -> Uuid {
+pub(crate) fn guid_from_sql_key(k: [u8; 16]) -> Uuid {
     let mut d = [0u8; 16];
     d[10..16].copy_from_slice(&k[0..6]);
     d[8] = k[6];
@@ -128,13 +121,13 @@ pub fn guid_from_sql_key(k: [u8; 16]) -> Uuid {
 }
 
 /// Compares GUIDs in SQL Server `uniqueidentifier` order.
-pub fn cmp_guid(a: &Uuid, b: &Uuid) -> Ordering {
+fn cmp_guid(a: &Uuid, b: &Uuid) -> Ordering {
     sql_guid_key(a).cmp(&sql_guid_key(b))
 }
 
 /// Compares two non-null values of the same column type. Returns `None` when the kinds do
 /// not match (the binder prevents that for well-typed filters).
-pub fn cmp_values(a: &Value, b: &Value) -> Option<Ordering> {
+pub(crate) fn cmp_values(a: &Value, b: &Value) -> Option<Ordering> {
     use Value::*;
     Some(match (a, b) {
         (Str(x), Str(y)) => collate(x, y),
@@ -155,7 +148,7 @@ pub fn cmp_values(a: &Value, b: &Value) -> Option<Ordering> {
 }
 
 /// Sort comparison with SQL Server NULL placement: NULL sorts first ascending.
-pub fn cmp_nulls_first(a: &Value, b: &Value) -> Ordering {
+pub(crate) fn cmp_nulls_first(a: &Value, b: &Value) -> Ordering {
     match (a.is_null(), b.is_null()) {
         (true, true) => Ordering::Equal,
         (true, false) => Ordering::Less,
@@ -165,7 +158,7 @@ pub fn cmp_nulls_first(a: &Value, b: &Value) -> Ordering {
 }
 
 /// Formats a scaled integer as a decimal string with exactly `scale` digits.
-pub fn format_scaled(mantissa: i64, scale: u8) -> String {
+pub(crate) fn format_scaled(mantissa: i64, scale: u8) -> String {
     if scale == 0 {
         return mantissa.to_string();
     }
@@ -183,7 +176,7 @@ pub fn format_scaled(mantissa: i64, scale: u8) -> String {
 
 /// Parses a decimal literal into a scaled integer with `scale` digits; `None` when it has
 /// more fractional digits than the scale allows (after trimming zeros) or overflows.
-pub fn parse_scaled(text: &str, scale: u8) -> Option<i64> {
+pub(crate) fn parse_scaled(text: &str, scale: u8) -> Option<i64> {
     let (neg, t) = match text.strip_prefix('-') {
         Some(r) => (true, r),
         None => (false, text.strip_prefix('+').unwrap_or(text)),
@@ -212,25 +205,25 @@ pub fn parse_scaled(text: &str, scale: u8) -> Option<i64> {
 
 /// 1753-01-01T00:00:00Z, the lowest SQL `datetime`, where every Dataverse date is stored
 /// (reference §1.9), in Unix seconds.
-pub const SQL_DATETIME_MIN_SECS: i64 = -6_847_804_800;
+pub(crate) const SQL_DATETIME_MIN_SECS: i64 = -6_847_804_800;
 
 /// 9999-12-31T23:59:59Z, the highest whole second of SQL `datetime` and of .NET `DateTime`
 /// (reference §1.9), in Unix seconds.
-pub const SQL_DATETIME_MAX_SECS: i64 = 253_402_300_799;
+pub(crate) const SQL_DATETIME_MAX_SECS: i64 = 253_402_300_799;
 
 /// Days since 1970-01-01 to `chrono::NaiveDate`.
-pub fn date_from_days(days: i32) -> chrono::NaiveDate {
+pub(crate) fn date_from_days(days: i32) -> chrono::NaiveDate {
     chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch")
         + chrono::TimeDelta::days(days as i64)
 }
 
 /// `chrono::NaiveDate` to days since 1970-01-01.
-pub fn days_from_date(d: chrono::NaiveDate) -> i32 {
+pub(crate) fn days_from_date(d: chrono::NaiveDate) -> i32 {
     (d - chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch")).num_days() as i32
 }
 
 /// Unix seconds to an ISO 8601 UTC string with `Z` and whole seconds (§1.10).
-pub fn format_datetime(secs: i64) -> String {
+pub(crate) fn format_datetime(secs: i64) -> String {
     match chrono::DateTime::from_timestamp(secs, 0) {
         Some(t) => t.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
         None => "1753-01-01T00:00:00Z".to_string(),

@@ -9,22 +9,17 @@ use datafusion_dataverse::sim::{RowCounts, Simulator, SimulatorHandle, Simulator
 use datafusion_dataverse::{Config, ConnectOptions, Dataverse};
 
 pub async fn simulator(rows: RowCounts) -> SimulatorHandle {
-    Simulator::start(SimulatorOptions {
-        rows,
-        ..Default::default()
-    })
-    .await
-    .expect("simulator starts")
+    Simulator::start(SimulatorOptions::default().with_rows(rows))
+        .await
+        .expect("simulator starts")
 }
 
 pub fn small() -> RowCounts {
-    RowCounts {
-        accounts: 300,
-        contacts: 200,
-        opportunities: 100,
-        systemusers: 10,
-        widgets: 120,
-    }
+    RowCounts::accounts_only(300)
+        .with_contacts(200)
+        .with_opportunities(100)
+        .with_systemusers(10)
+        .with_widgets(120)
 }
 
 pub async fn connect(sim: &SimulatorHandle) -> Dataverse {

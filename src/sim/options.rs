@@ -1,0 +1,303 @@
+//! How a simulator instance is configured: [`SimulatorOptions`] and the two settings groups
+//! inside it, [`RowCounts`] and [`FaultOptions`].
+//!
+//! The three types are `#[non_exhaustive]` so that a new setting (or a new generated entity)
+//! is not a breaking change: start from `Default` (or a named [`RowCounts`] set) and change
+//! what matters with the `with_…` methods, or assign the public fields of a `mut` value.
+//!
+//! ```
+//! use std::time::Duration;
+//! use datafusion_dataverse::sim::{FaultOptions, RowCounts, SimulatorOptions};
+//!
+//! let options = SimulatorOptions::default()
+//!     .with_rows(RowCounts::accounts_only(500))
+//!     .with_latency(Duration::from_millis(20))
+//!     .with_faults(FaultOptions::default().with_fault_rate(0.1).with_seed(7));
+//! assert_eq!(options.rows.accounts, 500);
+//! ```
+
+use std::time::Duration;
+
+/// Number of generated rows per entity.
+///
+/// ```
+/// use datafusion_dataverse::sim::RowCounts;
+/// let rows = RowCounts::accounts_only(300).with_contacts(200);
+/// assert_eq!((rows.accounts, rows.contacts, rows.widgets), (300, 200, 10));
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RowCounts {
+    /// `account` rows.
+    pub accounts: usize,
+    /// `contact` rows.
+    pub contacts: usize,
+    /// `opportunity` rows.
+    pub opportunities: usize,
+    /// `systemuser` rows.
+    pub systemusers: usize,
+    /// `new_widget` rows.
+    pub widgets: usize,
+}
+
+impl RowCounts {
+    /// The default demo set: [`RowCounts::scaled`] to 2,000 accounts (3,000 contacts, 1,500
+    /// opportunities, 50 users, 500 widgets).
+    pub fn demo() -> Self {
+        Self::scaled(2000)
+    }
+
+    /// The demo proportions around `accounts` accounts: one and a half times as many
+    /// contacts, three quarters as many opportunities, 50 users and a quarter as many widgets
+    /// (at least 10).
+    pub fn scaled(accounts: usize) -> Self {
+        RowCounts {
+            accounts,
+            contacts: accounts * 3 / 2,
+            opportunities: accounts * 3 / 4,
+            systemusers: 50,
+            widgets: (accounts / 4).max(10),
+        }
+    }
+
+    /// `n` accounts and tiny other tables (20 contacts, 10 opportunities, 5 users, 10
+    /// widgets), for scan benchmarks and paging tests.
+    pub fn accounts_only(n: usize) -> Self {
+        RowCounts {
+            accounts: n,
+            contacts: 20,
+            opportunities: 10,
+            systemusers: 5,
+            widgets: 10,
+        }
+    }
+
+    /// Sets the number of `account` rows.
+    pub fn with_accounts(mut self, n: usize) -> Self {
+        self.accounts = n;
+        self
+    }
+
+    /// Sets the number of `contact` rows.
+    pub fn with_contacts(mut self, n: usize) -> Self {
+        self.contacts = n;
+        self
+    }
+
+    /// Sets the number of `opportunity` rows.
+    pub fn with_opportunities(mut self, n: usize) -> Self {
+        self.opportunities = n;
+        self
+    }
+
+    /// Sets the number of `systemuser` rows.
+    pub fn with_systemusers(mut self, n: usize) -> Self {
+        self.systemusers = n;
+        self
+    }
+
+    /// Sets the number of `new_widget` rows.
+    pub fn with_widgets(mut self, n: usize) -> Self {
+        self.widgets = n;
+        self
+    }
+}
+
+impl Default for RowCounts {
+    /// [`RowCounts::demo`].
+    fn default() -> Self {
+        Self::demo()
+    }
+}
+
+/// Fault injection settings (§8.3). Faults apply to every HTTP request the simulator serves
+/// (Web API and token endpoint); they are decided from `seed` and the request's sequence
+/// number, so a sequential client sees the same faults on every run. The default injects
+/// none.
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct FaultOptions {
+    /// Fraction (0..=1) of requests that fail: split between 429 (with `Retry-After: 0` or
+    /// `1`), 503, and a 200 response whose body is cut off mid-way (default 0).
+    pub fault_rate: f64,
+    /// Seed of the fault sequence (default 0).
+    pub seed: u64,
+}
+
+impl FaultOptions {
+    /// Sets [`FaultOptions::fault_rate`], a fraction between 0 and 1.
+    pub fn with_fault_rate(mut self, rate: f64) -> Self {
+        self.fault_rate = rate;
+        self
+    }
+
+    /// Sets [`FaultOptions::seed`].
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+}
+
+/// Configuration of a simulator instance. All defaults are documented per field; each field
+/// has a `with_…` setter of the same name.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct SimulatorOptions {
+    /// Seed of the data generator (default 42).
+    pub seed: u64,
+    /// Rows per entity (default [`RowCounts::demo`]).
+    pub rows: RowCounts,
+    /// TCP port on 127.0.0.1; 0 picks an ephemeral port (default 0).
+    pub port: u16,
+    /// Tenant id expected in the token endpoint path.
+    pub tenant_id: String,
+    /// Client id accepted by the token endpoint.
+    pub client_id: String,
+    /// Client secret accepted by the token endpoint (default `sim-secret-value`).
+    pub client_secret: String,
+    /// Lifetime of issued access tokens on the simulated clock (default 3600 s).
+    pub token_lifetime: Duration,
+    /// Age after which a delta token is rejected with `0x80044352` (default 7 days, §5.5).
+    pub change_token_expiry: Duration,
+    /// Cache rendered page bodies keyed by the full request; invalidated on any mutation
+    /// (default false). Lets benchmarks measure the client rather than the simulator.
+    pub page_cache: bool,
+    /// Delay added to every Web API response, charged concurrently (default 0).
+    pub latency: Duration,
+    /// Fault injection (default none).
+    pub faults: FaultOptions,
+    /// Concurrent Web API requests allowed before 429 `0x80072326` (default 52, §8.1).
+    pub concurrency_limit: usize,
+    /// Requests per 300 s window per client before 429 `0x80072322` (default 6000, §8.1).
+    pub request_limit: usize,
+    /// Value of the `x-ms-dop-hint` header on every Web API response (default 4).
+    pub dop_hint: u32,
+    /// `ne`, `not contains/startswith/endswith`, `NotIn`, `DoesNotContainValues` match NULL
+    /// (default true, the FetchXML behaviour of §2.5).
+    pub null_inclusive_ne: bool,
+    /// Longest URL (path and query as sent, percent-encoded) answered; longer ones get 414
+    /// from the web server before authentication (default 32,768, reference §2.1 "URL
+    /// length").
+    pub max_url_length: usize,
+}
+
+impl Default for SimulatorOptions {
+    fn default() -> Self {
+        SimulatorOptions {
+            seed: 42,
+            rows: RowCounts::demo(),
+            port: 0,
+            tenant_id: "00000000-0000-0000-0000-00000000d0e5".to_string(),
+            client_id: "51f81489-12ee-4a9e-aaae-a2591f45987d".to_string(),
+            client_secret: "sim-secret-value".to_string(),
+            token_lifetime: Duration::from_secs(3600),
+            change_token_expiry: Duration::from_secs(7 * 24 * 3600),
+            page_cache: false,
+            latency: Duration::ZERO,
+            faults: FaultOptions::default(),
+            concurrency_limit: 52,
+            request_limit: 6000,
+            dop_hint: 4,
+            null_inclusive_ne: true,
+            max_url_length: 32_768,
+        }
+    }
+}
+
+impl SimulatorOptions {
+    /// Sets [`SimulatorOptions::seed`].
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// Sets [`SimulatorOptions::rows`].
+    pub fn with_rows(mut self, rows: RowCounts) -> Self {
+        self.rows = rows;
+        self
+    }
+
+    /// Sets [`SimulatorOptions::port`].
+    pub fn with_port(mut self, port: u16) -> Self {
+        self.port = port;
+        self
+    }
+
+    /// Sets [`SimulatorOptions::tenant_id`].
+    pub fn with_tenant_id(mut self, tenant_id: impl Into<String>) -> Self {
+        self.tenant_id = tenant_id.into();
+        self
+    }
+
+    /// Sets [`SimulatorOptions::client_id`].
+    pub fn with_client_id(mut self, client_id: impl Into<String>) -> Self {
+        self.client_id = client_id.into();
+        self
+    }
+
+    /// Sets [`SimulatorOptions::client_secret`].
+    pub fn with_client_secret(mut self, client_secret: impl Into<String>) -> Self {
+        self.client_secret = client_secret.into();
+        self
+    }
+
+    /// Sets [`SimulatorOptions::token_lifetime`].
+    pub fn with_token_lifetime(mut self, lifetime: Duration) -> Self {
+        self.token_lifetime = lifetime;
+        self
+    }
+
+    /// Sets [`SimulatorOptions::change_token_expiry`].
+    pub fn with_change_token_expiry(mut self, expiry: Duration) -> Self {
+        self.change_token_expiry = expiry;
+        self
+    }
+
+    /// Sets [`SimulatorOptions::page_cache`].
+    pub fn with_page_cache(mut self, page_cache: bool) -> Self {
+        self.page_cache = page_cache;
+        self
+    }
+
+    /// Sets [`SimulatorOptions::latency`].
+    pub fn with_latency(mut self, latency: Duration) -> Self {
+        self.latency = latency;
+        self
+    }
+
+    /// Sets [`SimulatorOptions::faults`].
+    pub fn with_faults(mut self, faults: FaultOptions) -> Self {
+        self.faults = faults;
+        self
+    }
+
+    /// Sets [`SimulatorOptions::concurrency_limit`].
+    pub fn with_concurrency_limit(mut self, limit: usize) -> Self {
+        self.concurrency_limit = limit;
+        self
+    }
+
+    /// Sets [`SimulatorOptions::request_limit`].
+    pub fn with_request_limit(mut self, limit: usize) -> Self {
+        self.request_limit = limit;
+        self
+    }
+
+    /// Sets [`SimulatorOptions::dop_hint`].
+    pub fn with_dop_hint(mut self, dop_hint: u32) -> Self {
+        self.dop_hint = dop_hint;
+        self
+    }
+
+    /// Sets [`SimulatorOptions::null_inclusive_ne`].
+    pub fn with_null_inclusive_ne(mut self, null_inclusive_ne: bool) -> Self {
+        self.null_inclusive_ne = null_inclusive_ne;
+        self
+    }
+
+    /// Sets [`SimulatorOptions::max_url_length`].
+    pub fn with_max_url_length(mut self, max_url_length: usize) -> Self {
+        self.max_url_length = max_url_length;
+        self
+    }
+}
