@@ -1,5 +1,6 @@
 //! Connection settings: the seed connector's JSON (Airbyte `source-microsoft-dataverse`) plus
-//! `authority_host`, or the `DATAVERSE_URL` / `AZURE_*` environment variables (design §6).
+//! `authority_host`, or the `DATAVERSE_URL` / `AZURE_*` environment variables
+//! (ARCHITECTURE.md: "CLI contract").
 //!
 //! The client secret lives in a [`Secret`], whose `Debug` and `Display` never show it.
 
@@ -9,7 +10,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-/// Largest page Dataverse serves (`Prefer: odata.maxpagesize`, reference §3).
+/// Largest page Dataverse serves (`Prefer: odata.maxpagesize`, Web API notes: "Paging").
 pub const MAX_PAGE_SIZE: u32 = 5000;
 /// Where Microsoft Entra ID issues tokens unless `authority_host` says otherwise.
 pub const DEFAULT_AUTHORITY_HOST: &str = "https://login.microsoftonline.com";
@@ -236,7 +237,7 @@ impl Config {
         .expect("validated authority host")
     }
 
-    /// The OAuth scope for client credentials: `{url}/.default` (reference §9.1).
+    /// The OAuth scope for client credentials: `{url}/.default` (Web API notes: "Token request").
     pub fn scope(&self) -> String {
         format!(
             "{}/.default",

@@ -12,7 +12,7 @@ pub use crate::odata::{
 pub use crate::provider::catalog::closest;
 pub use crate::provider::decode::{ChangeColumns, DecodeError, PageDecoder};
 pub use crate::provider::table::projection_request;
-pub use crate::provider::translate::{Pushdown, Translation, pushdown_support, translate};
+pub use crate::provider::translate::{Pushdown, Translation, translate};
 
 /// The HTTP client behind a connection.
 pub fn client(dataverse: &crate::Dataverse) -> &Arc<DataverseClient> {

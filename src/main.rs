@@ -1,5 +1,6 @@
-//! `dvsql`: a SQL prompt and one-shot runner over Microsoft Dataverse (design §6).
-//! Argument handling and wiring only; the parts live in `src/cli/`.
+//! `dvsql`: a SQL prompt and one-shot runner over Microsoft Dataverse
+//! (ARCHITECTURE.md: "CLI contract"). Argument handling and wiring only; the parts live in
+//! `src/cli/`.
 
 mod allocator;
 mod cli;

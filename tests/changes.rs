@@ -1,4 +1,5 @@
-//! `table_changes()` end to end against the simulator's change tracking (design §5).
+//! `table_changes()` end to end against the simulator's change tracking
+//! (ARCHITECTURE.md: "Change feeds").
 
 mod common;
 

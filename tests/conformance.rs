@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use datafusion_dataverse::RetryConfig;
-use datafusion_dataverse::metadata::{ColumnKind, TableDefinition};
-use datafusion_dataverse::internals::Preferences;
 use datafusion_dataverse::internals::PageDecoder;
+use datafusion_dataverse::internals::Preferences;
+use datafusion_dataverse::metadata::{ColumnKind, TableDefinition};
 use datafusion_dataverse::sim::SimulatorHandle;
 use datafusion_dataverse::{ConnectOptions, Dataverse};
 use replay::{CLIENT_SECRET, Replay};
@@ -540,7 +540,7 @@ async fn change_feed_reads_the_initial_load_then_upserts_and_deletions() {
 // Errors
 
 async fn get(dataverse: &Dataverse, relative: &str) -> datafusion_dataverse::ClientError {
-    let client = datafusion_dataverse::internals::client(&dataverse);
+    let client = datafusion_dataverse::internals::client(dataverse);
     client
         .get(
             &client.api_url(relative),

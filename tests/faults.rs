@@ -109,11 +109,7 @@ async fn concurrent_queries_over_the_servers_limit_are_throttled_then_all_succee
     let dv = Dataverse::connect(config).await.unwrap();
     let ctx = dv.session_context().unwrap();
     query(&ctx, "SELECT 1 FROM account LIMIT 1").await;
-    assert_eq!(
-        dv.concurrency(),
-        8,
-        "raised to the server's x-ms-dop-hint"
-    );
+    assert_eq!(dv.concurrency(), 8, "raised to the server's x-ms-dop-hint");
     let scans = (0..8).map(|_| {
         let ctx = ctx.clone();
         async move { rows(&query(&ctx, SCAN).await).len() }

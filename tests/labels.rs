@@ -377,7 +377,9 @@ async fn metadata_tables_answer_joins_with_one_request_per_named_entity() {
 async fn metadata_is_cached_on_disk_like_the_rest() {
     let sim = simulator(small()).await;
     let state = tempfile::tempdir().unwrap();
-    let options = || datafusion_dataverse::ConnectOptions::default().with_state_dir(state.path().to_path_buf());
+    let options = || {
+        datafusion_dataverse::ConnectOptions::default().with_state_dir(state.path().to_path_buf())
+    };
     let sql = "SELECT count(*) FROM metadata.optionsetvalue WHERE entitylogicalname = 'contact'";
     let first = {
         let dv = common::connect_with(&sim, options()).await;

@@ -1,6 +1,6 @@
 //! The pushdown contract, tested differentially: for thousands of generated predicates, a query
 //! through the provider (with pushdown) returns exactly what DataFusion returns over a full,
-//! unfiltered copy of the table (design §4).
+//! unfiltered copy of the table (ARCHITECTURE.md: "Pushdown soundness").
 //!
 //! Predicates mix every operator, strings with mixed case, accents and LIKE wildcards in the
 //! data, NULLs, OR, NOT, IN, BETWEEN and LIKE. `DVSQL_DIFF_CASES` sets the number of cases

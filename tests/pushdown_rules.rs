@@ -1,5 +1,6 @@
-//! One named test per pushdown rule of design §4, each showing the server behaviour that
-//! forced the rule (asked of the simulator directly) and that the provider's answer is right.
+//! One named test per pushdown rule (ARCHITECTURE.md: "Pushdown soundness"), each showing the
+//! server behaviour that forced the rule (asked of the simulator directly) and that the provider's
+//! answer is right.
 
 mod common;
 

@@ -1,7 +1,7 @@
-//! The server's limits on one request (issue 12): at most 500 conditions in a filter and
-//! 32,768 characters in a URL (reference §2.1, §2.3). A query DataFusion can answer never
-//! fails because of them: what does not fit is evaluated locally, EXPLAIN says so, and the
-//! answer is the one pushdown-off gives.
+//! The server's limits on one request (issue 12): at most 500 conditions in a filter and 32,768
+//! characters in a URL (Web API notes: "Supported and unsupported options", "$filter grammar"). A
+//! query DataFusion can answer never fails because of them: what does not fit is evaluated locally,
+//! EXPLAIN says so, and the answer is the one pushdown-off gives.
 
 mod common;
 
@@ -33,7 +33,12 @@ fn url_length(sim: &datafusion_dataverse::sim::SimulatorHandle, r: &LoggedReques
     let query: Vec<String> = r
         .query
         .iter()
-        .map(|(k, v)| format!("{k}={}", datafusion_dataverse::internals::encode_component(v)))
+        .map(|(k, v)| {
+            format!(
+                "{k}={}",
+                datafusion_dataverse::internals::encode_component(v)
+            )
+        })
         .collect();
     sim.url().len() + r.path.len() + 1 + query.join("&").len()
 }

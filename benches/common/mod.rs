@@ -14,7 +14,7 @@ use futures::StreamExt;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// Client credentials against the simulator's token endpoint (reference §9.1).
+/// Client credentials against the simulator's token endpoint (Web API notes: "Token request").
 pub async fn fetch_token(http: &reqwest::Client, config: &Config) -> Result<String, BoxError> {
     let form = [
         ("grant_type", "client_credentials"),

@@ -1,6 +1,7 @@
 //! `table_changes('entity' [, 'token'])`: the change-tracking feed of an entity as a table
-//! (design §5, reference §5): new and updated rows (`_change_type = 'upsert'`, with
-//! `_row_version` from `@odata.etag`) and deleted keys (`'delete'`, other columns NULL).
+//! (ARCHITECTURE.md: "Change feeds"; Web API notes: "Change tracking (delta queries)"): new and
+//! updated rows (`_change_type = 'upsert'`, with `_row_version` from `@odata.etag`) and deleted
+//! keys (`'delete'`, other columns NULL).
 //!
 //! Without a token argument a read starts from the token saved for (environment, entity), or
 //! from a full initial load. The new token is handed over only when the consumer has pulled
@@ -51,7 +52,7 @@ pub const CHANGE_TYPE: &str = "_change_type";
 /// The row's version number (from `@odata.etag`); NULL for a deleted row.
 pub const ROW_VERSION: &str = "_row_version";
 
-/// Expired change-tracking version stamp (reference §5.5).
+/// Expired change-tracking version stamp (Web API notes: "Delta token expiry").
 const EXPIRED_VERSION_STAMP: &str = "0x80044352";
 
 /// Change feeds of one connection: the token store and tokens waiting to be committed.
@@ -507,8 +508,9 @@ impl TableProvider for TableChangesProvider {
         if select.is_empty() {
             select.push(def.primary_id().to_string());
         }
-        // Only $select is allowed with change tracking (reference §5.4): filters and limits are
-        // finished by DataFusion.
+        // Only $select is allowed with change tracking
+        // (Web API notes: "Change tracking restrictions"): filters and limits are finished by
+        // DataFusion.
         let query = ODataQuery {
             track_changes: true,
             ..ODataQuery::new(

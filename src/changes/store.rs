@@ -1,5 +1,5 @@
 //! The delta-token store: for each (environment, entity), the `$deltatoken` that the next
-//! `table_changes()` call starts from (design §5).
+//! `table_changes()` call starts from (ARCHITECTURE.md: "Change feeds").
 //!
 //! One small JSON file per entity under `{state_dir}/changes/{environment}/`, written
 //! atomically (temporary file, then rename), so two dvsql processes never leave a torn file:

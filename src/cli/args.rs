@@ -1,4 +1,4 @@
-//! Command-line arguments (design §6).
+//! Command-line arguments (ARCHITECTURE.md: "CLI contract").
 
 use std::path::PathBuf;
 

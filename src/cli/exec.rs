@@ -241,7 +241,7 @@ impl Session {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum StatementKind {
     Query,
-    /// EXPLAIN [ANALYZE]: printed as plan sections in table format.
+    /// `EXPLAIN [ANALYZE]`: printed as plan sections in table format.
     Explain,
     Copy,
     Other,

@@ -1,6 +1,6 @@
 //! The `dvsql` binary's parts, in the datafusion-cli layout: [`args`] (command line), [`exec`]
 //! (running statements), [`cancel`] (stopping them), [`command`] (backslash commands),
-//! [`helper`] and [`repl`] (the prompt), [`print`] and [`explain`] (output), [`errors`] (error
+//! [`helper`] and [`repl`] (the prompt), [`print`](mod@print) and [`explain`] (output), [`errors`] (error
 //! messages a person can act on), [`progress`] (the progress line), [`activity`] (the demo's
 //! background changes).
 

@@ -1,6 +1,6 @@
-//! OAuth 2.0 client credentials against Microsoft Entra ID (reference §9.1): one token per
-//! connection, cached, refreshed shortly before it expires and again when the Web API answers
-//! 401.
+//! OAuth 2.0 client credentials against Microsoft Entra ID (Web API notes: "Token request"): one
+//! token per connection, cached, refreshed shortly before it expires and again when the Web API
+//! answers 401.
 //!
 //! Concurrency: callers share the cache; the refresh lock is re-checked after it is taken, so
 //! many scans starting at once cause one token request, not many.

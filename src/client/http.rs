@@ -115,8 +115,9 @@ impl DataverseClient {
         what: &str,
     ) -> Result<Response, ClientError> {
         self.check_origin(url)?;
-        // The server answers a longer URL with 414 (reference §2.1); the scan keeps its first
-        // request well below this, so only a server-made link could get here.
+        // The server answers a longer URL with 414
+        // (Web API notes: "Supported and unsupported options"); the scan keeps its first request
+        // well below this, so only a server-made link could get here.
         if url.as_str().len() > MAX_URL_LENGTH {
             return Err(ClientError::UrlTooLong {
                 what: what.to_string(),
@@ -308,8 +309,8 @@ struct ErrorBody {
     message: String,
 }
 
-/// Turns a failed response into a [`ClientError::Service`], keeping the Dataverse code and
-/// message (§7.1); non-JSON bodies (proxies, HTML error pages) are summarised.
+/// Turns a failed response into a [`ClientError::Service`], keeping the Dataverse code and message
+/// (Web API notes: "Error shape"); non-JSON bodies (proxies, HTML error pages) are summarised.
 fn service_error(status: u16, body: &[u8], is_json: bool, what: &str) -> ClientError {
     let parsed: Option<ErrorEnvelope> = serde_json::from_slice(body).ok();
     let (code, message) = match parsed {
@@ -368,4 +369,3 @@ mod tests {
         assert!(html.to_string().contains("non-JSON"), "{html}");
     }
 }
-

@@ -1,6 +1,11 @@
-//! HTTP to the Dataverse Web API: the documented headers (reference §1.2), bearer tokens from
-//! [`TokenCache`], retries ([`retry`]), a session-wide concurrency limit, and Dataverse error
-//! bodies (§7.1) turned into [`ClientError`]s that keep the server's code and message.
+//! HTTP to the Dataverse Web API. Inside the crate: `http.rs` sends one GET with the documented
+//! headers (Web API notes: "Request and response headers"), a bearer token (`auth.rs`),
+//! retries (`retry.rs`) and a session-wide concurrency limit (`throttle.rs`); `pages.rs` is
+//! the one page stream every paged read goes through.
+//!
+//! What users see of it: the errors ([`ClientError`], whose Dataverse error bodies keep the
+//! server's code and message, Web API notes: "Error shape"), the statistics
+//! ([`StatsSnapshot`]) and the settings ([`RetryConfig`], [`TimeoutConfig`]).
 //!
 //! The bearer token is only ever attached to URLs on the configured origin: a `nextLink` or
 //! `deltaLink` elsewhere is refused before any request is made.
@@ -160,7 +165,8 @@ impl std::error::Error for TransportError {
     }
 }
 
-/// The longest GET URL the server accepts (reference §2.1): longer ones are answered 414.
+/// The longest GET URL the server accepts (Web API notes: "Supported and unsupported options"):
+/// longer ones are answered 414.
 pub const MAX_URL_LENGTH: usize = 32_768;
 
 impl ClientError {
@@ -195,7 +201,7 @@ pub(crate) struct RequestStats {
     pub expected_rows: AtomicU64,
 }
 
-/// A copy of [`RequestStats`] at one moment.
+/// The connection's request counters at one moment ([`crate::Dataverse::stats`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct StatsSnapshot {
     /// HTTP requests sent, retries included.
@@ -258,4 +264,3 @@ impl Default for TimeoutConfig {
         }
     }
 }
-

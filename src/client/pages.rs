@@ -169,7 +169,7 @@ impl Pages {
     ) -> Result<Page, ClientError> {
         let response = response?;
         // An entity without change tracking ignores the preference (Web API notes: "Change
-        // tracking"): reading it as a feed would silently return no deletions.
+        // tracking prerequisites"): reading it as a feed would silently return no deletions.
         if self.prefer.track_changes && number == 1 && !applied_tracking(&response) {
             return Err(ClientError::ChangeTrackingNotApplied {
                 what: self.name.clone(),

@@ -1,4 +1,4 @@
-//! What is retried, and how long to wait (reference §8.2).
+//! What is retried, and how long to wait (Web API notes: "Throttling guidance").
 //!
 //! * 429: wait `Retry-After` seconds when given (capped), else back off.
 //! * 502/503/504, connection failures and bodies cut short: exponential backoff with full

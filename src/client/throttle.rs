@@ -1,5 +1,5 @@
-//! The session-wide limit on requests in flight (reference §8.2): start from the server's
-//! `x-ms-dop-hint`, halve on every 429, and grow back by one after a run of successes
+//! The session-wide limit on requests in flight (Web API notes: "Throttling guidance"): start from
+//! the server's `x-ms-dop-hint`, halve on every 429, and grow back by one after a run of successes
 //! (additive increase, multiplicative decrease). Every scan of one connection shares it, so
 //! parallel queries cannot gang up on the service-protection limits.
 
@@ -9,7 +9,7 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 
 /// Successes needed before the limit grows by one.
 const GROWTH_RUN: u32 = 20;
-/// Dataverse's concurrency limit per user (§8.1).
+/// Dataverse's concurrency limit per user (Web API notes: "Throttling limits").
 pub const MAX_CONCURRENCY: usize = 52;
 
 #[derive(Debug)]

@@ -1,5 +1,6 @@
-//! Entity and attribute metadata: fetched from `EntityDefinitions` (reference §1.5), kept in
-//! memory, and cached on disk per environment so that a second run starts without a request.
+//! Entity and attribute metadata: fetched from `EntityDefinitions`
+//! (Web API notes: "EntityDefinitions metadata endpoint"), kept in memory, and cached on disk per
+//! environment so that a second run starts without a request.
 //!
 //! * The entity list is one request, however many entities the environment has.
 //! * Attributes are fetched per entity on first use (one request), so `SHOW TABLES` or a
@@ -15,8 +16,8 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use crate::client::{ClientError, DataverseClient, Pages};
-use crate::odata::{CompareOp, Expand, Filter, Literal, ODataQuery, Resource};
 pub use crate::odata::Annotation;
+use crate::odata::{CompareOp, Expand, Filter, Literal, ODataQuery, Resource};
 pub use model::{AttributeInfo, Column, ColumnKind, EntityInfo, LabelSource, TableDefinition};
 
 /// Bumped whenever the cache format changes; older files are ignored.
@@ -488,10 +489,11 @@ impl MetadataStore {
         Ok(list.into_iter().map(AttributeInfo::from).collect())
     }
 
-    /// Option sets hang off the concrete attribute types (reference §1.5). Real environments
-    /// refuse a cast to the abstract `EnumAttributeMetadata` (HTTP 500, `0x8006088a`
-    /// "Unexpected attribute type"), so each concrete type that the entity has is asked for
-    /// on its own, all at once: Picklist, State, Status, MultiSelectPicklist and Boolean.
+    /// Option sets hang off the concrete attribute types
+    /// (Web API notes: "EntityDefinitions metadata endpoint"). Real environments refuse a cast to
+    /// the abstract `EnumAttributeMetadata` (HTTP 500, `0x8006088a` "Unexpected attribute type"),
+    /// so each concrete type that the entity has is asked for on its own, all at once: Picklist,
+    /// State, Status, MultiSelectPicklist and Boolean.
     async fn fetch_options(
         &self,
         table: &TableDefinition,

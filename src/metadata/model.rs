@@ -1,4 +1,5 @@
-//! The Dataverse metadata we use, and how an attribute becomes a typed column (design §3).
+//! The Dataverse metadata we use, and how an attribute becomes a typed column
+//! (ARCHITECTURE.md: "SQL-facing contract").
 
 use std::sync::Arc;
 
@@ -7,7 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::odata::Annotation;
 
-/// One table of the environment, from `EntityDefinitions` (reference §1.6).
+/// One table of the environment, from `EntityDefinitions`
+/// (Web API notes: "Table (EntityMetadata) properties that matter").
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EntityInfo {
     /// The table's SQL name (`account`).
@@ -27,7 +29,8 @@ pub struct EntityInfo {
     pub is_custom: bool,
 }
 
-/// One attribute as listed by `EntityDefinitions(LogicalName='x')/Attributes` (§1.7).
+/// One attribute as listed by `EntityDefinitions(LogicalName='x')/Attributes`
+/// (Web API notes: "Column (AttributeMetadata) properties that matter").
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AttributeInfo {
     /// The attribute's logical name.
@@ -100,10 +103,11 @@ pub enum ColumnKind {
 }
 
 impl ColumnKind {
-    /// Money is stored with 4 decimal places at most (§1.9).
+    /// Money is stored with 4 decimal places at most
+    /// (Web API notes: "Numeric precision and ranges").
     pub const MONEY_SCALE: i8 = 4;
 
-    /// The Arrow type of this kind (design §3).
+    /// The Arrow type of this kind (ARCHITECTURE.md: "SQL-facing contract").
     pub fn data_type(self) -> DataType {
         match self {
             ColumnKind::Guid | ColumnKind::Lookup | ColumnKind::Text | ColumnKind::Label => {
@@ -147,7 +151,8 @@ pub struct Column {
     pub label: Option<LabelSource>,
 }
 
-/// A label column's source: an annotation on its parent column's value (reference §4).
+/// A label column's source: an annotation on its parent column's value
+/// (Web API notes: "Annotations and OData control information").
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LabelSource {
     /// The SQL name of the data column the label belongs to (`AttributeOf`).

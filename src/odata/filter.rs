@@ -4,7 +4,7 @@
 
 use std::fmt::{self, Write as _};
 
-/// A `$filter` expression in the subset Dataverse supports (reference §2.3).
+/// A `$filter` expression in the subset Dataverse supports (Web API notes: "$filter grammar").
 #[derive(Clone, Debug, PartialEq)]
 pub enum Filter {
     /// All of them.
@@ -20,8 +20,9 @@ pub enum Filter {
         /// The value compared with.
         value: Literal,
     },
-    /// `contains` / `startswith` / `endswith`; `pattern` is already in the server's LIKE
-    /// syntax (wildcards bracket-escaped where they are meant literally, §2.6).
+    /// `contains` / `startswith` / `endswith`; `pattern` is already in the server's LIKE syntax
+    /// (wildcards bracket-escaped where they are meant literally,
+    /// Web API notes: "String comparison semantics").
     Text {
         /// Which function.
         function: TextFunction,
@@ -73,7 +74,7 @@ pub enum TextFunction {
     EndsWith,
 }
 
-/// A literal as OData writes it (§2.3 "Literals").
+/// A literal as OData writes it (Web API notes: "$filter grammar", "Literals").
 #[derive(Clone, Debug, PartialEq)]
 pub enum Literal {
     /// `null`
@@ -102,8 +103,8 @@ pub enum Literal {
 #[error("{0} cannot be written as an OData literal that the server reads exactly")]
 pub struct UnwritableLiteral(pub String);
 
-/// The SQL `datetime` range Dataverse stores and parses dates in (reference §1.9): years
-/// 1753 to 9999.
+/// The SQL `datetime` range Dataverse stores and parses dates in
+/// (Web API notes: "Numeric precision and ranges"): years 1753 to 9999.
 pub const FIRST_YEAR: i32 = 1753;
 pub const LAST_YEAR: i32 = 9999;
 
@@ -113,7 +114,8 @@ const MAX_DECIMAL_MANTISSA: u128 = 79_228_162_514_264_337_593_543_950_335;
 const MAX_DECIMAL_SCALE: usize = 28;
 
 impl Literal {
-    /// The literal in OData syntax (reference §2.3 "Literals"), or why it cannot be sent.
+    /// The literal in OData syntax (Web API notes: "$filter grammar", "Literals"), or why it cannot
+    /// be sent.
     pub fn to_odata(&self) -> Result<String, UnwritableLiteral> {
         let unwritable = || UnwritableLiteral(format!("{self:?}"));
         Ok(match self {
@@ -245,7 +247,8 @@ impl Filter {
         }
     }
 
-    /// Conditions counted as Dataverse does (each comparison or function is one; §2.3 Limits).
+    /// Conditions counted as Dataverse does (each comparison or function is one;
+    /// Web API notes: "$filter grammar", "Limits").
     pub fn condition_count(&self) -> usize {
         match self {
             Filter::And(parts) | Filter::Or(parts) => {

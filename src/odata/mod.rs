@@ -8,9 +8,7 @@
 mod filter;
 mod query;
 
-pub use filter::{
-    CompareOp, Filter, Literal, TextFunction, UnwritableLiteral,
-};
+pub use filter::{CompareOp, Filter, Literal, TextFunction, UnwritableLiteral};
 pub use query::{
     Annotation, Expand, ODataQuery, OrderBy, Preferences, Resource, annotation_list,
     encode_component,

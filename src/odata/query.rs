@@ -136,8 +136,7 @@ pub struct ODataQuery {
     pub annotations: Vec<Annotation>,
     /// `$orderby` (used by the probes of a parallel scan, never to answer ORDER BY).
     pub order_by: Option<OrderBy>,
-    /// `$count=true`: the response carries `@odata.count`, capped at 5,000 (Web API notes:
-    /// "Counting rows").
+    /// `$count=true`: the response carries `@odata.count`, capped at 5,000 (Web API notes: "$count").
     pub count: bool,
 }
 
@@ -245,7 +244,7 @@ impl ODataQuery {
     /// The `Prefer` preferences: a page size unless `$top` already bounds the result.
     pub fn preferences(&self) -> Preferences {
         Preferences {
-            // Current docs: with both, `$top` is ignored (Web API notes: "Limiting rows"), so
+            // Current docs: with both, `$top` is ignored (Web API notes: "$top"), so
             // send only one of them.
             max_page_size: self.page_size.filter(|_| self.top.is_none()),
             include_annotations: self.annotations.clone(),
@@ -260,7 +259,7 @@ fn select_option(select: &[String], encode: &dyn Fn(&str) -> String) -> String {
     format!("$select={}", names.join(","))
 }
 
-/// The `Prefer` preferences of one request (Web API notes: "Request headers").
+/// The `Prefer` preferences of one request (Web API notes: "Request and response headers").
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Preferences {
     /// `odata.maxpagesize`.

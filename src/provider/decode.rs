@@ -3,7 +3,7 @@
 //!
 //! Values are read exactly: decimals and money from their JSON text (never through `f64`),
 //! timestamps to microseconds in UTC, `Edm.Date` to days, multi-select choices from their
-//! comma-separated string (reference §1.8).
+//! comma-separated string (Web API notes: "AttributeType values and JSON value shapes").
 
 use std::collections::HashMap;
 use std::fmt;
@@ -55,8 +55,8 @@ pub struct PageDecoder {
     changes: Option<ChangeColumns>,
 }
 
-/// Where a change feed's extra information goes (reference §5.3): deleted rows arrive as
-/// `{"@odata.context":"…/$deletedEntity","id":"…"}` and carry only the key.
+/// Where a change feed's extra information goes (Web API notes: "Delta request and response"):
+/// deleted rows arrive as `{"@odata.context":"…/$deletedEntity","id":"…"}` and carry only the key.
 #[derive(Clone, Copy, Debug)]
 pub struct ChangeColumns {
     /// Position of the primary key column, when projected.
@@ -537,7 +537,8 @@ enum ColumnBuilder {
     Timestamp(TimestampMicrosecondBuilder),
     Date(Date32Builder),
     MultiChoice(ListBuilder<Int32Builder>),
-    /// Multi-select labels: the server joins them with `"; "` (reference §4).
+    /// Multi-select labels: the server joins them with `"; "`
+    /// (Web API notes: "Annotations and OData control information").
     LabelList(ListBuilder<StringViewBuilder>),
 }
 

@@ -105,9 +105,10 @@ impl DataverseTable {
         self.options.max_degree(self.client.concurrency())
     }
 
-    /// The decision for each filter of one scan, in order, honouring the pushdown switch and
-    /// the server's 500-condition limit across all of them (reference §2.3 Limits), with room
-    /// left for the range a split scan adds. A filter that does not fit stays local, whole.
+    /// The decision for each filter of one scan, in order, honouring the pushdown switch and the
+    /// server's 500-condition limit across all of them (Web API notes: "$filter grammar",
+    /// "Limits"), with room left for the range a split scan adds. A filter that does not fit stays
+    /// local, whole.
     ///
     /// Greedy in order, so the filters DataFusion hands to `scan` (the accepted ones, in the
     /// same order) are accepted again there.
@@ -136,7 +137,8 @@ impl DataverseTable {
     }
 }
 
-/// Conditions Dataverse accepts in one query (reference §2.3 Limits: `0x8004430C` past it).
+/// Conditions Dataverse accepts in one query (Web API notes: "$filter grammar", "Limits";
+/// `0x8004430C` past it).
 pub const MAX_CONDITIONS: usize = 500;
 /// Room kept below [`MAX_URL_LENGTH`] for what is added to a first request's URL later: the
 /// paging cookie in each `@odata.nextLink` and a split scan's range.
@@ -296,7 +298,7 @@ impl DataverseTable {
         let def = &self.definition;
         let mut with_columns = indices.to_vec();
         let createdon = find_or_add(def, &mut with_columns, SPLIT_COLUMN);
-        // The key is not selected: the server returns it with every row (reference §2.2).
+        // The key is not selected: the server returns it with every row (Web API notes: "$select").
         // Should it be missing, a cut reads the rows on its second again instead.
         let (query, _) = projection_request(def, &with_columns, self.options.page_size);
         let key = find_or_add(def, &mut with_columns, def.primary_id());

@@ -1,18 +1,22 @@
-//! The one translator from DataFusion filter expressions to `$filter` (design §4). The same
-//! function answers "can this be pushed, and how exactly?" (for
-//! `supports_filters_pushdown`) and "what is sent?" (for the scan), so the two never disagree.
+//! The one translator from DataFusion filter expressions to `$filter`
+//! (ARCHITECTURE.md: "Pushdown soundness"). The same function answers "can this be pushed, and how
+//! exactly?" (for `supports_filters_pushdown`) and "what is sent?" (for the scan), so the two never
+//! disagree.
 //!
 //! The contract: a query returns exactly what DataFusion would return over an unfiltered copy
 //! of the table. So a filter is
 //! * **Exact** only where Dataverse's answer equals DataFusion's (numbers, money, dates,
 //!   booleans, choices, canonical GUID equality, `IS [NOT] NULL`);
-//! * **Inexact** where the server returns a superset that DataFusion then re-checks: string `=`
-//!   and `LIKE` (the server compares case- and accent-insensitively, §2.6);
-//! * **Unsupported** where the server's answer may miss rows: string `<>`/`<`/`>` (collation
-//!   order is not byte order), GUID ranges (SQL Server uniqueidentifier order, §2.7), casts,
-//!   functions, column-to-column comparisons, multi-select choices, anything else.
+//! * **Inexact** where the server returns a superset that DataFusion then re-checks: string `=` and
+//!   `LIKE` (the server compares case- and accent-insensitively,
+//!   Web API notes: "String comparison semantics");
+//! * **Unsupported** where the server's answer may miss rows: string `<>`/`<`/`>` (collation order
+//!   is not byte order), GUID ranges (SQL Server uniqueidentifier order,
+//!   Web API notes: "$orderby"), casts, functions, column-to-column comparisons, multi-select
+//!   choices, anything else.
 //!
-//! `x <> v` is sent as `x ne v and x ne null` because Dataverse's `ne` matches NULL (§2.5).
+//! `x <> v` is sent as `x ne v and x ne null` because Dataverse's `ne` matches NULL
+//! (Web API notes: "NULL semantics").
 
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::{Between, BinaryExpr, Expr, Like, Operator, expr::InList};
@@ -68,8 +72,9 @@ impl Translation {
     }
 }
 
-/// Largest `IN` list pushed: Dataverse allows 500 conditions per query (§2.3); the scan
-/// counts them across all its filters and keeps what does not fit local.
+/// Largest `IN` list pushed: Dataverse allows 500 conditions per query
+/// (Web API notes: "$filter grammar"); the scan counts them across all its filters and keeps what
+/// does not fit local.
 const MAX_IN_LIST: usize = 500;
 
 /// Translates one predicate over `table`'s columns.
@@ -193,9 +198,10 @@ fn literal_for(kind: ColumnKind, value: &ScalarValue) -> Option<(Literal, bool)>
     writable.then_some((literal, exact))
 }
 
-/// Dataverse binds a condition's value as a parameter of the column's type (reference §1.9):
-/// a value outside the type's range fails, and one with more decimals than the column keeps
-/// would be rounded to them first. Such literals stay local.
+/// Dataverse binds a condition's value as a parameter of the column's type
+/// (Web API notes: "Numeric precision and ranges"): a value outside the type's range fails, and one
+/// with more decimals than the column keeps would be rounded to them first. Such literals stay
+/// local.
 fn within_column_range(kind: ColumnKind, literal: &Literal) -> bool {
     const MONEY_MAX: i128 = 922_337_203_685_477;
     const DECIMAL_MAX: i128 = 100_000_000_000;
@@ -359,7 +365,7 @@ fn compare_column(col: &Column, op: Operator, value: &ScalarValue) -> Translatio
         Operator::Eq | Operator::IsNotDistinctFrom => {
             Translation::with(cmp(CompareOp::Eq), exact_kind || (guid && equality_exact))
         }
-        // `ne` matches NULL on the server (§2.5), SQL `<>` does not.
+        // `ne` matches NULL on the server (Web API notes: "NULL semantics"), SQL `<>` does not.
         Operator::NotEq if exact_kind || (guid && equality_exact) => {
             Translation::exact(Filter::and(vec![cmp(CompareOp::Ne), not_null()]))
         }
@@ -445,8 +451,9 @@ fn boolean_or_null(inner: &Expr, value: bool, table: &TableDefinition) -> Transl
     }
 }
 
-/// `NOT p`: written as the complementary predicate, never as OData `not` (whose NULL handling
-/// is not documented, §2.5), and only where SQL's three-valued NOT is reproduced exactly.
+/// `NOT p`: written as the complementary predicate, never as OData `not` (whose NULL handling is
+/// not documented, Web API notes: "NULL semantics"), and only where SQL's three-valued NOT is
+/// reproduced exactly.
 fn negation(inner: &Expr, table: &TableDefinition) -> Translation {
     match inner {
         Expr::Column(_) => boolean_test(inner, false, table),
@@ -649,8 +656,9 @@ fn parse_like(pattern: &str, escape: char) -> Option<Vec<LikeToken>> {
     Some(out)
 }
 
-/// Makes text match literally inside `contains`/`startswith`/`endswith`, whose arguments are
-/// LIKE patterns on the server (§2.6): `%` → `[%]`, `_` → `[_]`, `[` → `[[]`.
+/// Makes text match literally inside `contains`/`startswith`/`endswith`, whose arguments are LIKE
+/// patterns on the server (Web API notes: "String comparison semantics"): `%` → `[%]`, `_` → `[_]`,
+/// `[` → `[[]`.
 pub fn escape_like_literal(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {

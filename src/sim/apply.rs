@@ -1,6 +1,7 @@
-//! `$apply` aggregation (§6): `aggregate(...)`, `groupby((a,b)[,aggregate(...)])`,
-//! `filter(...)/…`. More than 50,000 input rows fail with `0x8004E023` (§6.2); NULL group
-//! keys are omitted from result rows; money sums and averages carry 9 decimals.
+//! `$apply` aggregation (Web API notes: "Aggregation ($apply)"): `aggregate(...)`,
+//! `groupby((a,b)[,aggregate(...)])`, `filter(...)/…`. More than 50,000 input rows fail with
+//! `0x8004E023` (Web API notes: "50,000-row aggregation limit"); NULL group keys are omitted from
+//! result rows; money sums and averages carry 9 decimals.
 
 use std::cmp::Ordering;
 use std::collections::HashMap;
@@ -14,7 +15,7 @@ use crate::sim::query::{Env, Reply, WebRequest, bind_filter};
 use crate::sim::render::{Annotations, RowWriter, json_str, write_value};
 use crate::sim::value::{Value, cmp_nulls_first, cmp_values, format_scaled};
 
-/// Input rows above which aggregation fails (§6.2).
+/// Input rows above which aggregation fails (Web API notes: "50,000-row aggregation limit").
 const AGGREGATE_LIMIT: usize = 50_000;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -301,7 +302,7 @@ fn aggregate(writer: &RowWriter<'_>, agg: &Agg, rows: &[&Row]) -> (String, Optio
                         .iter()
                         .map(|v| if let Value::Dec(m) = v { *m as i128 } else { 0 })
                         .sum();
-                    // Aggregated money comes back with 9 decimals (§6.1).
+                    // Aggregated money comes back with 9 decimals (Web API notes: "$apply syntax").
                     let out_scale = if matches!(attr.ty, AttrType::Money { .. }) {
                         9
                     } else {

@@ -1,5 +1,6 @@
-//! The fake Microsoft Entra token endpoint (client credentials, §9.1) and bearer-token
-//! validation for Web API calls (401 with `WWW-Authenticate`, §9.2).
+//! The fake Microsoft Entra token endpoint (client credentials, Web API notes: "Token request") and
+//! bearer-token validation for Web API calls (401 with `WWW-Authenticate`,
+//! Web API notes: "Connection check: WhoAmI").
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -30,7 +31,7 @@ pub(crate) struct Credentials {
     pub(crate) lifetime: i64,
 }
 
-/// An AADSTS-style error (§9.1).
+/// An AADSTS-style error (Web API notes: "Token request").
 fn aad_error(status: u16, error: &str, code: u32, description: &str) -> (u16, String) {
     let body = json!({
         "error": error,

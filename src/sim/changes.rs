@@ -1,11 +1,12 @@
-//! Delta queries (change tracking, §5).
+//! Delta queries (change tracking, Web API notes: "Change tracking (delta queries)").
 //!
-//! A delta token is `<version>!<MM/dd/yyyy HH:mm:ss>` (§5.2): the global row version at the
-//! time the token was issued and the simulated time of issue. A delta request returns every
-//! row whose version is newer than the token's (latest state, once, sorted by version), then
-//! the `$deletedEntity` entries of tombstones newer than the token, paged like any query; the
-//! last page carries the new delta link. Tokens older than `change_token_expiry` fail with
-//! `0x80044352` (§5.5).
+//! A delta token is `<version>!<MM/dd/yyyy HH:mm:ss>`
+//! (Web API notes: "Initial change-tracking request"): the global row version at the time the token
+//! was issued and the simulated time of issue. A delta request returns every row whose version is
+//! newer than the token's (latest state, once, sorted by version), then the `$deletedEntity`
+//! entries of tombstones newer than the token, paged like any query; the last page carries the new
+//! delta link. Tokens older than `change_token_expiry` fail with `0x80044352`
+//! (Web API notes: "Delta token expiry").
 
 use crate::sim::data::Store;
 use crate::sim::error::ApiError;

@@ -1,12 +1,14 @@
 //! The in-memory store and the seeded data generator.
 //!
-//! Rows of each table are kept sorted by primary key in SQL Server `uniqueidentifier` order
-//! (the order Dataverse uses when no `$orderby` is given, §2.7), so PK keyset continuation is a
-//! binary search. Values are typed ([`Value`]); JSON is only produced when rendering.
+//! Rows of each table are kept sorted by primary key in SQL Server `uniqueidentifier` order (the
+//! order Dataverse uses when no `$orderby` is given, Web API notes: "$orderby"), so PK keyset
+//! continuation is a binary search. Values are typed ([`Value`]); JSON is only produced when
+//! rendering.
 //!
-//! GUIDs are generated the way Dataverse's sequential ids look (§10.2): each simulated
-//! "server" has a fixed last group (and fourth group) and increments the more significant
-//! front bytes, so ids cluster and uniform GUID-range splits are skewed, as in real data.
+//! GUIDs are generated the way Dataverse's sequential ids look
+//! (Web API notes: "Parallel strategies used by others"): each simulated "server" has a fixed last
+//! group (and fourth group) and increments the more significant front bytes, so ids cluster and
+//! uniform GUID-range splits are skewed, as in real data.
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -32,7 +34,7 @@ pub(crate) struct Row {
     pub(crate) values: Box<[Value]>,
 }
 
-/// A deleted row remembered for delta queries (§5.3).
+/// A deleted row remembered for delta queries (Web API notes: "Delta request and response").
 #[derive(Clone, Debug)]
 pub(crate) struct Tombstone {
     /// Primary key of the deleted row.

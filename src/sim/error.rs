@@ -1,5 +1,6 @@
-//! Web API error responses in the `{"error":{"code","message"}}` shape (§7.1), and the few
-//! plain HTML pages that the web server in front of the Web API answers itself.
+//! Web API error responses in the `{"error":{"code","message"}}` shape
+//! (Web API notes: "Error shape"), and the few plain HTML pages that the web server in front of the
+//! Web API answers itself.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -10,7 +11,8 @@ use axum::response::{IntoResponse, Response};
 pub(crate) struct ApiError {
     /// HTTP status.
     pub(crate) status: u16,
-    /// Hex error code (`0x8006088a`, sometimes `0x0`, §7.3).
+    /// Hex error code (`0x8006088a`, sometimes `0x0`,
+    /// Web API notes: "Common errors for a read client").
     code: String,
     /// Message.
     pub(crate) message: String,
@@ -47,7 +49,7 @@ impl ApiError {
     }
 
     /// 400 `0x0` "Could not find a property named 'p' on type 'Microsoft.Dynamics.CRM.e'."
-    /// (§2.2, §7.3).
+    /// (Web API notes: "$select", "Common errors for a read client").
     pub(crate) fn unknown_property(property: &str, entity: &str) -> Self {
         Self::bad_request(
             "0x0",
@@ -57,7 +59,8 @@ impl ApiError {
         )
     }
 
-    /// 404 `0x8006088a` "Resource not found for the segment 'x'." (§7.3).
+    /// 404 `0x8006088a` "Resource not found for the segment 'x'."
+    /// (Web API notes: "Common errors for a read client").
     pub(crate) fn segment_not_found(segment: &str) -> Self {
         Self::new(
             404,
@@ -101,10 +104,11 @@ impl ApiError {
         )
     }
 
-    /// 400 `0x80040239` for a date before 1753-01-01, the floor of SQL `datetime` (§1.9).
-    /// Code and wording (including Microsoft's "minumum") as Dataverse answers such a value
-    /// through the Web API (microsoft/coe-starter-kit#6417, microsoft/powerapps-tools#427);
-    /// those are writes, the same `CrmDateTime` check on a query condition is inferred.
+    /// 400 `0x80040239` for a date before 1753-01-01, the floor of SQL `datetime`
+    /// (Web API notes: "Numeric precision and ranges"). Code and wording (including Microsoft's
+    /// "minumum") as Dataverse answers such a value through the Web API
+    /// (microsoft/coe-starter-kit#6417, microsoft/powerapps-tools#427); those are writes, the same
+    /// `CrmDateTime` check on a query condition is inferred.
     pub(crate) fn below_crm_datetime_minimum(unix_seconds: i64) -> Self {
         let actual = chrono::DateTime::from_timestamp(unix_seconds, 0)
             .map(|t| t.format("%m/%d/%Y %H:%M:%S").to_string())
@@ -128,7 +132,8 @@ impl ApiError {
         )
     }
 
-    /// 400 `0x8004430C` `TooManyConditionsInQuery` (reference §2.3 Limits, §7.3).
+    /// 400 `0x8004430C` `TooManyConditionsInQuery` (Web API notes: "$filter grammar", "Limits",
+    /// "Common errors for a read client").
     pub(crate) fn too_many_conditions() -> Self {
         Self::bad_request(
             "0x8004430C",
@@ -138,7 +143,7 @@ impl ApiError {
 
     /// 500 `0x8006088a` for a cast to an abstract attribute metadata type, as observed on
     /// real environments for `EnumAttributeMetadata` (Microsoft's metadata docs: that type
-    /// cannot be cast to; reference §1.5).
+    /// cannot be cast to; Web API notes: "EntityDefinitions metadata endpoint").
     pub(crate) fn unexpected_attribute_type(type_name: &str) -> Self {
         Self::new(
             500,
@@ -147,10 +152,10 @@ impl ApiError {
         )
     }
 
-    /// 414 with HTTP.sys's HTML page: the URL (path and query as sent) is longer than the
-    /// 32,768 characters the Web API accepts (reference §2.1 "URL length"). Real
-    /// environments answer this from the web server, not from Dataverse, so the body is the
-    /// server's page rather than an OData error.
+    /// 414 with HTTP.sys's HTML page: the URL (path and query as sent) is longer than the 32,768
+    /// characters the Web API accepts (Web API notes: "Supported and unsupported options", "URL
+    /// length"). Real environments answer this from the web server, not from Dataverse, so the body
+    /// is the server's page rather than an OData error.
     pub(crate) fn url_too_long() -> Self {
         ApiError {
             html_page: Some(URL_TOO_LONG_PAGE),

@@ -1,6 +1,6 @@
-//! Deterministic fault injection (§8.3): whether request number `n` fails, and how, is a
-//! pure function of the fault seed and `n` (SplitMix64), so a sequential client sees the
-//! same faults on every run.
+//! Deterministic fault injection (Web API notes: "Simulator throttling knobs"): whether request
+//! number `n` fails, and how, is a pure function of the fault seed and `n` (SplitMix64), so a
+//! sequential client sees the same faults on every run.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -1,15 +1,18 @@
 //! Binding of parsed `$filter` trees to an entity's columns, and their evaluation.
 //!
-//! Semantics follow §2.3–§2.6:
+//! Semantics follow the Web API notes, "$filter grammar" to "String comparison semantics":
 //! * three-valued logic: a row is returned only when the filter is true;
-//! * `ne`, `not contains/startswith/endswith`, `NotIn` and `DoesNotContainValues` also match
-//!   NULL when `null_inclusive_ne` is set (the FetchXML behaviour, §2.5); column-to-column `ne`
-//!   is `a <> b OR a IS NULL`, and `eq` never matches two NULLs;
-//! * strings compare case- and accent-insensitively with trailing spaces ignored (§2.6);
+//! * `ne`, `not contains/startswith/endswith`, `NotIn` and `DoesNotContainValues` also match NULL
+//!   when `null_inclusive_ne` is set (the FetchXML behaviour, Web API notes: "NULL semantics");
+//!   column-to-column `ne` is `a <> b OR a IS NULL`, and `eq` never matches two NULLs;
+//! * strings compare case- and accent-insensitively with trailing spaces ignored
+//!   (Web API notes: "String comparison semantics");
 //! * `contains`/`startswith`/`endswith` arguments are SQL `LIKE` patterns: `%`, `_`, `[...]`,
-//!   `[^...]` are wildcards and `[%]`, `[_]`, `[[]` escape them (§2.6);
-//! * GUIDs compare in SQL Server order (§2.7);
-//! * at most 500 conditions in a query (§2.3 Limits), counted by [`Pred::conditions`].
+//!   `[^...]` are wildcards and `[%]`, `[_]`, `[[]` escape them
+//!   (Web API notes: "String comparison semantics");
+//! * GUIDs compare in SQL Server order (Web API notes: "$orderby");
+//! * at most 500 conditions in a query (Web API notes: "$filter grammar", "Limits"), counted by
+//!   [`Pred::conditions`].
 
 use std::borrow::Cow;
 use std::cmp::Ordering;
@@ -24,7 +27,7 @@ use crate::sim::value::{
     parse_scaled,
 };
 
-/// Maximum number of conditions in one query (§2.3, `0x8004430C`).
+/// Maximum number of conditions in one query (Web API notes: "$filter grammar", `0x8004430C`).
 const MAX_CONDITIONS: usize = 500;
 
 /// Refuses a query whose filters hold more than [`MAX_CONDITIONS`] conditions in total
@@ -274,7 +277,8 @@ fn lit_to_value(ty: &AttrType, lit: &Lit) -> Option<Value> {
         (AttrType::Boolean { .. }, Lit::Bool(b)) => Value::Bool(*b),
         (AttrType::DateTime(Behavior::DateOnly), Lit::Date(d)) => Value::Date(*d),
         (AttrType::DateTime(_), Lit::DateTime(t)) => Value::DateTime(*t),
-        // A date literal against a DateTimeOffset column means midnight UTC (§13, third-party use).
+        // A date literal against a DateTimeOffset column means midnight UTC
+        // (Web API notes: "Open questions", third-party use).
         (AttrType::DateTime(_), Lit::Date(d)) => Value::DateTime(*d as i64 * 86_400),
         (
             AttrType::Uniqueidentifier
@@ -367,8 +371,9 @@ impl<'a> Binder<'a> {
         }
     }
 
-    /// Resolves aliases: an alias whose value is a literal becomes that literal; one whose
-    /// value is a bare name becomes a property; an unassigned alias is null (§2.1).
+    /// Resolves aliases: an alias whose value is a literal becomes that literal; one whose value is
+    /// a bare name becomes a property; an unassigned alias is null
+    /// (Web API notes: "Supported and unsupported options").
     fn resolve(&self, n: &Node) -> Result<Node, ApiError> {
         match n {
             Node::Alias(a) => match self.aliases.get(a) {
@@ -394,7 +399,8 @@ impl<'a> Binder<'a> {
             Node::And(..) => Ok(Pred::And(self.bind_chain(n, false)?)),
             Node::Not(inner) => {
                 if matches!(**inner, Node::CrmCall(..)) {
-                    // §2.4: `not` cannot negate the Microsoft.Dynamics.CRM query functions.
+                    // `not` cannot negate the Microsoft.Dynamics.CRM query functions
+                    // (Web API notes: "Dataverse query functions").
                     return Err(ApiError::bad_request(
                         "0x80060888",
                         "Not operator along with the Custom Named Condition operators is not allowed",
@@ -605,7 +611,8 @@ impl<'a> Binder<'a> {
 }
 
 /// Refuses a date before 1753-01-01: Dataverse stores dates as SQL `datetime` and checks a
-/// condition's value against that floor when it builds the query (reference §1.9).
+/// condition's value against that floor when it builds the query
+/// (Web API notes: "Numeric precision and ranges").
 fn within_sql_datetime(v: Value) -> Result<Value, ApiError> {
     let secs = match v {
         Value::DateTime(t) => t,
@@ -636,9 +643,9 @@ fn test_op(op: CmpOp, ord: Ordering) -> bool {
 }
 
 impl Pred {
-    /// Conditions as Dataverse counts them against its limit (§2.3 Limits): every comparison
-    /// and every function call is one, each value of `In`/`NotIn` is one (the
-    /// query-antipatterns doc), `and`/`or`/`not` and parentheses are none.
+    /// Conditions as Dataverse counts them against its limit (Web API notes: "$filter grammar",
+    /// "Limits"): every comparison and every function call is one, each value of `In`/`NotIn` is
+    /// one (the query-antipatterns doc), `and`/`or`/`not` and parentheses are none.
     fn conditions(&self) -> usize {
         match self {
             Pred::And(ps) | Pred::Or(ps) => ps.iter().map(Pred::conditions).sum(),

@@ -11,7 +11,7 @@
 //!   (`10000-01-01…`, `-0001-01-01…`) is a number followed by another signed number: a syntax
 //!   error at the second one (OData has no binary minus);
 //! * numbers outside `System.Decimal` are refused: the parser converts them to `Edm.Decimal`
-//!   and .NET overflows (reference §1.9; issue 12).
+//!   and .NET overflows (Web API notes: "Numeric precision and ranges"; issue 12).
 //!
 //! Dates from year 1 to 1752 are valid literals; the binder refuses them, as Dataverse does
 //! when it turns them into SQL `datetime` values ([`crate::sim::filter`]).
@@ -53,7 +53,7 @@ pub(crate) fn numeric_or_temporal(
     number(chars, i, text)
 }
 
-/// A bare GUID at `i` (no quotes, no braces, §2.3).
+/// A bare GUID at `i` (no quotes, no braces, Web API notes: "$filter grammar").
 pub(crate) fn guid(chars: &[char], i: usize) -> Option<(Lit, usize)> {
     let groups = [8, 4, 4, 4, 12];
     let mut j = i;

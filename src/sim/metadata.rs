@@ -1,7 +1,9 @@
-//! Metadata endpoints: the service document, `$metadata` (CSDL), and `EntityDefinitions`
-//! with `$select`, `$filter`, `$expand=Attributes(...)`, typed attribute casts and option
-//! sets (§1.3–§1.8). Metadata queries have no paging: `$orderby`, `$top`, `$skip` and
-//! `$count` are refused with `0x80060888` (§1.5).
+//! Metadata endpoints: the service document, `$metadata` (CSDL), and `EntityDefinitions` with
+//! `$select`, `$filter`, `$expand=Attributes(...)`, typed attribute casts and option sets
+//! (Web API notes: "Entity set names vs logical names; service document" to
+//! "AttributeType values and JSON value shapes"). Metadata queries have no paging: `$orderby`,
+//! `$top`, `$skip` and `$count` are refused with `0x80060888`
+//! (Web API notes: "EntityDefinitions metadata endpoint").
 
 use serde_json::{Map, Value as Json, json};
 
@@ -351,8 +353,9 @@ fn attributes(e: &EntityDef, cast: Option<&str>, o: &Opts) -> Result<Vec<Json>, 
         let d = derived(a);
         let mut full = b.clone();
         full.extend(d.clone());
-        // On the base collection only base properties can be selected (§1.5: casts are
-        // needed for type-specific properties).
+        // On the base collection only base properties can be selected
+        // (Web API notes: "EntityDefinitions metadata endpoint"; casts are needed for type-specific
+        // properties).
         let mut allowed = b;
         if cast.is_some() {
             allowed.extend(d);
@@ -588,7 +591,7 @@ pub(crate) fn entity_definitions(
                 "EntityNameAttributeMetadata",
             ];
             // The abstract base of the choice types is in the CSDL but cannot be cast to:
-            // real environments answer 500 (reference §1.5).
+            // real environments answer 500 (Web API notes: "EntityDefinitions metadata endpoint").
             if c == "EnumAttributeMetadata" {
                 return Err(ApiError::unexpected_attribute_type(c));
             }
@@ -608,7 +611,7 @@ pub(crate) fn entity_definitions(
     ))
 }
 
-/// The service document (§1.3).
+/// The service document (Web API notes: "Entity set names vs logical names; service document").
 pub(crate) fn service_document(model: &Model, req: &WebRequest) -> Reply {
     let mut value: Vec<Json> = model
         .entities
@@ -629,8 +632,8 @@ fn xml_attr(s: &str) -> String {
         .replace('<', "&lt;")
 }
 
-/// CSDL generated from the model (§1.4): lookups as `_x_value` Edm.Guid plus navigation
-/// properties, the ChangeTracking capability on tracked entity sets.
+/// CSDL generated from the model (Web API notes: "$metadata (CSDL)"): lookups as `_x_value`
+/// Edm.Guid plus navigation properties, the ChangeTracking capability on tracked entity sets.
 pub(crate) fn csdl(model: &Model) -> Reply {
     let mut x = String::from(
         r#"<?xml version="1.0" encoding="utf-8"?><edmx:Edmx Version="4.0" xmlns:edmx="http://docs.oasis-open.org/odata/ns/edmx"><edmx:Reference Uri="http://vocabularies.odata.org/OData.Capabilities.V1.xml"><edmx:Include Namespace="Org.OData.Capabilities.V1" Alias="Capabilities"/></edmx:Reference><edmx:DataServices><Schema Namespace="Microsoft.Dynamics.CRM" Alias="mscrm" xmlns="http://docs.oasis-open.org/odata/ns/edm">"#,

@@ -1,7 +1,8 @@
 //! A local, deterministic simulator of the Microsoft Dataverse Web API (read side).
 //!
-//! The simulator follows `shared/reference/dataverse-web-api.md` (sections 1–9 and the
-//! checklist in §12). It serves seeded CRM sample data over real HTTP on a loopback port,
+//! The simulator follows the Web API notes (`docs/dataverse-web-api.md`), from
+//! "Endpoint, versions, names and metadata" to "Authentication (client credentials)", and
+//! their "Simulator checklist". It serves seeded CRM sample data over real HTTP on a loopback port,
 //! with its own OData parser and evaluator: it shares no query code with the client, so a
 //! bug in one cannot hide a bug in the other.
 //!

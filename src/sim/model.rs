@@ -1,10 +1,12 @@
 //! Entity and attribute definitions of the simulated organization.
 //!
-//! The model mirrors what `EntityDefinitions` reports for real tables (§1.5–§1.8): each
-//! stored column has an `AttributeType`; lookups are OData properties only as `_x_value`
-//! (§1.4); and the `AttributeOf` companions (`<choice>name`, `<lookup>name`,
-//! `<polymorphic lookup>type`) and virtual attributes exist in metadata but are not OData
-//! properties (`IsValidODataAttribute` false).
+//! The model mirrors what `EntityDefinitions` reports for real tables
+//! (Web API notes: "EntityDefinitions metadata endpoint" to
+//! "AttributeType values and JSON value shapes"): each stored column has an `AttributeType`;
+//! lookups are OData properties only as `_x_value` (Web API notes: "$metadata (CSDL)"); and the
+//! `AttributeOf` companions (`<choice>name`, `<lookup>name`, `<polymorphic lookup>type`) and
+//! virtual attributes exist in metadata but are not OData properties (`IsValidODataAttribute`
+//! false).
 
 use std::collections::HashMap;
 
@@ -13,7 +15,7 @@ use uuid::Uuid;
 /// Option values and labels of a choice column.
 type Options = &'static [(i32, &'static str)];
 
-/// `DateTimeBehavior` of a DateTime column (§1.10).
+/// `DateTimeBehavior` of a DateTime column (Web API notes: "DateTime behaviours").
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Behavior {
     /// Stored in UTC, returned with `Z`.
@@ -776,7 +778,8 @@ impl Model {
         self.entities.iter().position(|e| e.logical_name == name)
     }
 
-    /// Entity index by entity set name (case-sensitive, §1.3).
+    /// Entity index by entity set name (case-sensitive,
+    /// Web API notes: "Entity set names vs logical names; service document").
     pub(crate) fn by_set(&self, name: &str) -> Option<usize> {
         self.entities.iter().position(|e| e.set_name == name)
     }

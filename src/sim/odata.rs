@@ -1,11 +1,12 @@
 //! The simulator's own lexer and parser of OData `$filter` text into an untyped tree.
 //!
-//! The grammar is the OData 4.0 subset Dataverse accepts (§2.3): comparisons, `and`/`or`/
-//! `not`, parentheses, literals, `contains`/`startswith`/`endswith`, and
-//! `Microsoft.Dynamics.CRM.*` functions with named parameters (§2.4). The OData 4.01 `in`
-//! operator and arithmetic operators are recognised only to be refused with Dataverse's
-//! errors. Bare literals (GUIDs, dates, numbers) are read by [`crate::sim::literal`]; binding
-//! to columns and types happens in [`crate::sim::filter`].
+//! The grammar is the OData 4.0 subset Dataverse accepts (Web API notes: "$filter grammar"):
+//! comparisons, `and`/`or`/`not`, parentheses, literals, `contains`/`startswith`/`endswith`, and
+//! `Microsoft.Dynamics.CRM.*` functions with named parameters
+//! (Web API notes: "Dataverse query functions"). The OData 4.01 `in` operator and arithmetic
+//! operators are recognised only to be refused with Dataverse's errors. Bare literals (GUIDs,
+//! dates, numbers) are read by [`crate::sim::literal`]; binding to columns and types happens in
+//! [`crate::sim::filter`].
 
 use uuid::Uuid;
 
@@ -306,7 +307,8 @@ impl Parser<'_> {
                 "ge" => CmpOp::Ge,
                 "lt" => CmpOp::Lt,
                 "le" => CmpOp::Le,
-                // OData 4.01 `in` is not implemented by Dataverse (§2.3, DynamicsWebApi#121).
+                // OData 4.01 `in` is not implemented by Dataverse
+                // (Web API notes: "$filter grammar", DynamicsWebApi#121).
                 "in" => {
                     return Err(ApiError::new(
                         501,

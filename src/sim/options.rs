@@ -110,10 +110,10 @@ impl Default for RowCounts {
     }
 }
 
-/// Fault injection settings (§8.3). Faults apply to every HTTP request the simulator serves
-/// (Web API and token endpoint); they are decided from `seed` and the request's sequence
-/// number, so a sequential client sees the same faults on every run. The default injects
-/// none.
+/// Fault injection settings (Web API notes: "Simulator throttling knobs"). Faults apply to every
+/// HTTP request the simulator serves (Web API and token endpoint); they are decided from `seed` and
+/// the request's sequence number, so a sequential client sees the same faults on every run. The
+/// default injects none.
 #[derive(Clone, Debug, Default)]
 #[non_exhaustive]
 pub struct FaultOptions {
@@ -157,7 +157,8 @@ pub struct SimulatorOptions {
     pub client_secret: String,
     /// Lifetime of issued access tokens on the simulated clock (default 3600 s).
     pub token_lifetime: Duration,
-    /// Age after which a delta token is rejected with `0x80044352` (default 7 days, §5.5).
+    /// Age after which a delta token is rejected with `0x80044352` (default 7 days,
+    /// Web API notes: "Delta token expiry").
     pub change_token_expiry: Duration,
     /// Cache rendered page bodies keyed by the full request; invalidated on any mutation
     /// (default false). Lets benchmarks measure the client rather than the simulator.
@@ -166,18 +167,20 @@ pub struct SimulatorOptions {
     pub latency: Duration,
     /// Fault injection (default none).
     pub faults: FaultOptions,
-    /// Concurrent Web API requests allowed before 429 `0x80072326` (default 52, §8.1).
+    /// Concurrent Web API requests allowed before 429 `0x80072326` (default 52,
+    /// Web API notes: "Throttling limits").
     pub concurrency_limit: usize,
-    /// Requests per 300 s window per client before 429 `0x80072322` (default 6000, §8.1).
+    /// Requests per 300 s window per client before 429 `0x80072322` (default 6000,
+    /// Web API notes: "Throttling limits").
     pub request_limit: usize,
     /// Value of the `x-ms-dop-hint` header on every Web API response (default 4).
     pub dop_hint: u32,
     /// `ne`, `not contains/startswith/endswith`, `NotIn`, `DoesNotContainValues` match NULL
-    /// (default true, the FetchXML behaviour of §2.5).
+    /// (default true, the FetchXML behaviour, Web API notes: "NULL semantics").
     pub null_inclusive_ne: bool,
-    /// Longest URL (path and query as sent, percent-encoded) answered; longer ones get 414
-    /// from the web server before authentication (default 32,768, reference §2.1 "URL
-    /// length").
+    /// Longest URL (path and query as sent, percent-encoded) answered; longer ones get 414 from the
+    /// web server before authentication (default 32,768,
+    /// Web API notes: "Supported and unsupported options", "URL length").
     pub max_url_length: usize,
 }
 

@@ -1,4 +1,4 @@
-//! The `$skiptoken` paging cookie (§3).
+//! The `$skiptoken` paging cookie (Web API notes: "Paging").
 //!
 //! Format, as documented: `<cookie pagenumber="2" pagingcookie="…" istracking="False" />`
 //! where `pagingcookie` is the URL-encoded inner cookie
@@ -120,7 +120,8 @@ impl Cookie {
         )
     }
 
-    /// Parses a `$skiptoken` value; any deviation is `0x8004112A` (§7.3).
+    /// Parses a `$skiptoken` value; any deviation is `0x8004112A`
+    /// (Web API notes: "Common errors for a read client").
     pub(crate) fn decode(token: &str) -> Result<Cookie, ApiError> {
         let bad = || {
             ApiError::bad_request(

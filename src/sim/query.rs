@@ -1,9 +1,10 @@
-//! Queries on entity sets: option validation, `$select`, `$filter`, `$orderby`, `$top`,
-//! `$count`, paging with the cookie `$skiptoken` (§2, §3), single rows, `/$count`.
+//! Queries on entity sets: option validation, `$select`, `$filter`, `$orderby`, `$top`, `$count`,
+//! paging with the cookie `$skiptoken` (Web API notes: "Query options", "Paging"), single rows,
+//! `/$count`.
 //!
-//! Paging is keyset-based: a page request is evaluated afresh as "rows strictly after the
-//! last row of the previous page" in (sort keys, primary key) order, so it is stable and
-//! complete under concurrent inserts and deletes (§3). With the default order (primary key)
+//! Paging is keyset-based: a page request is evaluated afresh as "rows strictly after the last row
+//! of the previous page" in (sort keys, primary key) order, so it is stable and complete under
+//! concurrent inserts and deletes (Web API notes: "Paging"). With the default order (primary key)
 //! the start position is found by binary search.
 
 use std::cmp::Ordering;
@@ -18,10 +19,10 @@ use crate::sim::paging::{Cookie, CookieKey, percent_encode};
 use crate::sim::render::{Annotations, RowWriter, json_str, primary_name};
 use crate::sim::value::{Value, cmp_nulls_first, sql_guid_key};
 
-/// Maximum page size, `$top` and count (§2.13).
+/// Maximum page size, `$top` and count (Web API notes: "Limits summary").
 const MAX_PAGE: usize = 5000;
 
-/// Parsed `Prefer` header (§1.2).
+/// Parsed `Prefer` header (Web API notes: "Request and response headers").
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Prefer {
     /// `odata.maxpagesize=N` as sent.
@@ -91,7 +92,8 @@ pub(crate) struct WebRequest {
 }
 
 impl WebRequest {
-    /// Value of a query parameter (case-sensitive name, §1.3).
+    /// Value of a query parameter (case-sensitive name,
+    /// Web API notes: "Entity set names vs logical names; service document").
     pub(crate) fn param(&self, name: &str) -> Option<&str> {
         self.params
             .iter()
@@ -108,9 +110,9 @@ impl WebRequest {
             .collect()
     }
 
-    /// This request's URL with the given paging/delta parameters removed and `extra` added
-    /// (`extra` already encoded). Keeps the client's own encoding of everything else (§3:
-    /// the nextLink is the same URL plus `$skiptoken`).
+    /// This request's URL with the given paging/delta parameters removed and `extra` added (`extra`
+    /// already encoded). Keeps the client's own encoding of everything else
+    /// (Web API notes: "Paging"; the nextLink is the same URL plus `$skiptoken`).
     pub(crate) fn link(&self, extra: &str) -> String {
         let kept: Vec<&str> = self
             .raw_query
@@ -183,7 +185,7 @@ const ALLOWED: &[&str] = &[
     "$deltatoken",
 ];
 
-/// Rejects unsupported system query options (§2.1).
+/// Rejects unsupported system query options (Web API notes: "Supported and unsupported options").
 pub(crate) fn validate_options(req: &WebRequest) -> Result<(), ApiError> {
     for (k, _) in &req.params {
         if k.starts_with('$') && !ALLOWED.contains(&k.as_str()) {
@@ -206,7 +208,7 @@ pub(crate) fn validate_options(req: &WebRequest) -> Result<(), ApiError> {
 }
 
 /// Resolves `$select`: attribute indexes to emit (PK always; a money column pulls in
-/// `_transactioncurrencyid_value`, §2.2) and the context suffix.
+/// `_transactioncurrencyid_value`, Web API notes: "$select") and the context suffix.
 pub(crate) fn select(
     entity: &EntityDef,
     req: &WebRequest,
@@ -291,7 +293,7 @@ fn parse_orderby(entity: &EntityDef, req: &WebRequest) -> Result<Vec<OrderKey>, 
 }
 
 /// Sort key value of a row for one order column: lookups sort by the related row's
-/// primary name (§2.7), everything else by its own value.
+/// primary name (Web API notes: "$orderby"), everything else by its own value.
 fn sort_value(model: &Model, store: &Store, entity: &EntityDef, attr: usize, row: &Row) -> Value {
     let a = &entity.attrs[attr];
     match &*cell(row, a.storage) {
@@ -504,7 +506,7 @@ fn count_capped(table: &Table, pred: Option<&Pred>, null_inclusive_ne: bool, cap
     n
 }
 
-/// Effective page size: `odata.maxpagesize` capped at 5,000 (§3).
+/// Effective page size: `odata.maxpagesize` capped at 5,000 (Web API notes: "Paging").
 pub(crate) fn page_size(req: &WebRequest) -> usize {
     req.prefer
         .max_page_size
@@ -541,7 +543,8 @@ pub(crate) fn collection(
     let entity = &env.model.entities[ei];
     let tracking = req.prefer.track_changes && entity.change_tracking;
     if tracking {
-        // §5.4: only $select is allowed with change tracking.
+        // Only $select is allowed with change tracking
+        // (Web API notes: "Change tracking restrictions").
         for opt in ["$filter", "$orderby", "$expand", "$top", "$apply", "$count"] {
             if req.param(opt).is_some() {
                 return Err(ApiError::bad_request(
@@ -588,8 +591,8 @@ pub(crate) fn collection(
         Some(c) => Some(position(entity, &order, c)?),
         None => None,
     };
-    // §2.8: $top is ignored when odata.maxpagesize is given; otherwise it caps the result
-    // (at most 5,000) and disables paging.
+    // $top is ignored when odata.maxpagesize is given; otherwise it caps the result (at
+    // most 5,000) and disables paging (Web API notes: "$top").
     let (limit, paged) = match (req.prefer.max_page_size, top) {
         (None, Some(t)) => (t.min(MAX_PAGE), false),
         _ => (page_size(req), true),
@@ -633,7 +636,7 @@ pub(crate) fn collection(
         buf.extend_from_slice(format!(",\"@odata.count\":{n}").as_bytes());
     }
     if annotations.total_count {
-        // §2.10: without $count the total is -1.
+        // Without $count the total is -1 (Web API notes: "$count").
         let (n, exceeded) = match (want_count, total) {
             (true, Some(t)) => (t.min(MAX_PAGE) as i64, t > MAX_PAGE),
             _ => (-1, false),
@@ -686,7 +689,8 @@ pub(crate) fn collection(
     Ok(reply)
 }
 
-/// Serves `GET {set}(<guid>)` (§1.1; 404 `0x80040217` when missing).
+/// Serves `GET {set}(<guid>)` (Web API notes: "Base URL and versions"; 404 `0x80040217` when
+/// missing).
 pub(crate) fn single(
     env: &Env<'_>,
     store: &Store,
@@ -735,7 +739,7 @@ pub(crate) fn single(
     Ok(reply)
 }
 
-/// Serves `GET {set}/$count`: plain text, capped at 5,000 (§2.10).
+/// Serves `GET {set}/$count`: plain text, capped at 5,000 (Web API notes: "$count").
 pub(crate) fn count_segment(
     env: &Env<'_>,
     store: &Store,

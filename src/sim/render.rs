@@ -1,6 +1,6 @@
-//! Renders rows straight into a JSON byte buffer (no intermediate `serde_json::Value`), with
-//! the annotations of §4: `@odata.etag` on every row, and on request FormattedValue,
-//! `lookuplogicalname` and `associatednavigationproperty`.
+//! Renders rows straight into a JSON byte buffer (no intermediate `serde_json::Value`), with the
+//! annotations (Web API notes: "Annotations and OData control information"): `@odata.etag` on every
+//! row, and on request FormattedValue, `lookuplogicalname` and `associatednavigationproperty`.
 
 use crate::sim::data::{Row, Store};
 use crate::sim::filter::cell;
@@ -35,7 +35,8 @@ pub(crate) fn json_str(buf: &mut Vec<u8>, s: &str) {
     buf.push(b'"');
 }
 
-/// Which annotations the client asked for with `Prefer: odata.include-annotations` (§4).
+/// Which annotations the client asked for with `Prefer: odata.include-annotations`
+/// (Web API notes: "Annotations and OData control information").
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Annotations {
     /// `OData.Community.Display.V1.FormattedValue`.
@@ -123,7 +124,8 @@ fn rescale(m: i64, from: u8, to: u8) -> String {
     format_scaled(r, to)
 }
 
-/// en-US style date/time formatting of the application user (§4: don't parse these).
+/// en-US style date/time formatting of the application user
+/// (Web API notes: "Annotations and OData control information"; don't parse these).
 fn format_user_datetime(secs: i64) -> String {
     match chrono::DateTime::from_timestamp(secs, 0) {
         Some(t) => t.format("%-m/%-d/%Y %-I:%M %p").to_string(),
@@ -237,7 +239,8 @@ impl RowWriter<'_> {
         }
     }
 
-    /// The formatted value of a cell, if its type has one (§4).
+    /// The formatted value of a cell, if its type has one
+    /// (Web API notes: "Annotations and OData control information").
     pub(crate) fn formatted(&self, a: &AttrDef, v: &Value, row: &Row) -> Option<String> {
         Some(match (&a.ty, v) {
             (_, Value::Null) => return None,

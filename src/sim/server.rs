@@ -293,8 +293,8 @@ fn build(reply: &Reply, fault: Fault, state: &AppState, remaining: Option<usize>
     let body = Bytes::from(reply.body.clone());
     let len = body.len();
     let mut resp = if fault == Fault::CutOff && reply.status == 200 && len > 1 {
-        // Headers promise the full length; the stream then fails half-way, which makes the
-        // server drop the connection mid-body (§8.3 "cut off").
+        // Headers promise the full length; the stream then fails half-way, which makes the server
+        // drop the connection mid-body (Web API notes: "Simulator throttling knobs", "cut off").
         let half = body.slice(..len / 2);
         let stream = futures::stream::iter(vec![
             Ok::<Bytes, std::io::Error>(half),
@@ -405,8 +405,8 @@ async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response {
     resp
 }
 
-/// Length of the request target as sent: path and query, still percent-encoded (the
-/// measure of the 32,768-character limit, reference §2.1 "URL length").
+/// Length of the request target as sent: path and query, still percent-encoded (the measure of the
+/// 32,768-character limit, Web API notes: "Supported and unsupported options", "URL length").
 fn request_target_length(uri: &axum::http::Uri) -> usize {
     uri.path_and_query().map_or(0, |pq| pq.as_str().len())
 }

@@ -1,5 +1,5 @@
-//! Service protection limits (§8.1): concurrent requests and requests per 300-second
-//! sliding window (on the simulated clock), answered with 429, `Retry-After` and the
+//! Service protection limits (Web API notes: "Throttling limits"): concurrent requests and requests
+//! per 300-second sliding window (on the simulated clock), answered with 429, `Retry-After` and the
 //! documented codes.
 
 use std::collections::VecDeque;
@@ -50,8 +50,8 @@ impl Throttle {
         }
     }
 
-    /// Admits a request at simulated time `now`, or says why not. Every request counts
-    /// towards the window, refused ones included (§8.2: "the 429s count too").
+    /// Admits a request at simulated time `now`, or says why not. Every request counts towards the
+    /// window, refused ones included (Web API notes: "Throttling guidance", "the 429s count too").
     pub(crate) fn admit(&self, now: i64) -> Result<(Permit, usize), ApiError> {
         let remaining = {
             let mut w = self.window.lock().expect("throttle lock");
@@ -78,7 +78,7 @@ impl Throttle {
             in_flight: self.in_flight.clone(),
         };
         if prev >= self.concurrency_limit {
-            // The concurrency limit is reported immediately (§8.1).
+            // The concurrency limit is reported immediately (Web API notes: "Throttling limits").
             return Err(throttled(
                 "0x80072326",
                 format!(

@@ -3,10 +3,11 @@
 //! Rows hold [`Value`]s rather than JSON so filtering, ordering and rendering work on typed
 //! data. Two orders here differ from naive Rust ordering on purpose:
 //! * strings compare like SQL Server's `Latin1_General_CI_AI` (case- and accent-insensitive,
-//!   trailing spaces ignored; §2.6);
-//! * GUIDs compare like SQL Server `uniqueidentifier`: the last 6 bytes are most significant,
-//!   then bytes 8–9, then groups 3, 2 and 1 compared as numbers (they are stored
-//!   little-endian), i.e. significance d10..d15, d8, d9, d7, d6, d5, d4, d3..d0 (§2.7, §10.2).
+//!   trailing spaces ignored; Web API notes: "String comparison semantics");
+//! * GUIDs compare like SQL Server `uniqueidentifier`: the last 6 bytes are most significant, then
+//!   bytes 8–9, then groups 3, 2 and 1 compared as numbers (they are stored little-endian), i.e.
+//!   significance d10..d15, d8, d9, d7, d6, d5, d4, d3..d0 (Web API notes: "$orderby",
+//!   "Parallel strategies used by others").
 
 use std::cmp::Ordering;
 
@@ -30,7 +31,7 @@ pub(crate) enum Value {
     Double(f64),
     /// Boolean.
     Bool(bool),
-    /// DateTime as Unix seconds (whole seconds, §1.10).
+    /// DateTime as Unix seconds (whole seconds, Web API notes: "DateTime behaviours").
     DateTime(i64),
     /// DateOnly as days since 1970-01-01.
     Date(i32),
@@ -79,7 +80,7 @@ pub(crate) fn fold_chars(s: &str) -> impl Iterator<Item = char> + '_ {
 
 /// Compares two strings under the simulated `Latin1_General_CI_AI` collation: folded, with
 /// trailing spaces ignored (SQL Server pads the shorter operand with spaces for `=` and `<`,
-/// so trailing spaces never matter; §2.6).
+/// so trailing spaces never matter; Web API notes: "String comparison semantics").
 fn collate(a: &str, b: &str) -> Ordering {
     let mut x = fold_chars(a.trim_end_matches(' '));
     let mut y = fold_chars(b.trim_end_matches(' '));
@@ -204,11 +205,11 @@ pub(crate) fn parse_scaled(text: &str, scale: u8) -> Option<i64> {
 }
 
 /// 1753-01-01T00:00:00Z, the lowest SQL `datetime`, where every Dataverse date is stored
-/// (reference §1.9), in Unix seconds.
+/// (Web API notes: "Numeric precision and ranges"), in Unix seconds.
 pub(crate) const SQL_DATETIME_MIN_SECS: i64 = -6_847_804_800;
 
 /// 9999-12-31T23:59:59Z, the highest whole second of SQL `datetime` and of .NET `DateTime`
-/// (reference §1.9), in Unix seconds.
+/// (Web API notes: "Numeric precision and ranges"), in Unix seconds.
 pub(crate) const SQL_DATETIME_MAX_SECS: i64 = 253_402_300_799;
 
 /// Days since 1970-01-01 to `chrono::NaiveDate`.
@@ -222,7 +223,8 @@ pub(crate) fn days_from_date(d: chrono::NaiveDate) -> i32 {
     (d - chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch")).num_days() as i32
 }
 
-/// Unix seconds to an ISO 8601 UTC string with `Z` and whole seconds (§1.10).
+/// Unix seconds to an ISO 8601 UTC string with `Z` and whole seconds
+/// (Web API notes: "DateTime behaviours").
 pub(crate) fn format_datetime(secs: i64) -> String {
     match chrono::DateTime::from_timestamp(secs, 0) {
         Some(t) => t.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
