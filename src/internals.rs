@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 pub use crate::client::http::DataverseClient;
-pub use crate::client::pages::{Page, Pages};
+pub use crate::client::pages::{Links, Page, Pages, links_of};
 pub use crate::odata::{
     Annotation, CompareOp, Filter, Literal, ODataQuery, Preferences, Resource, encode_component,
 };

@@ -11,8 +11,8 @@ use datafusion::common::DFSchema;
 use datafusion::logical_expr::simplify::SimplifyContext;
 use datafusion::optimizer::simplify_expressions::ExprSimplifier;
 use datafusion::prelude::SessionContext;
+use datafusion_dataverse::internals::{Pushdown, translate};
 use datafusion_dataverse::metadata::{AttributeInfo, EntityInfo, TableDefinition};
-use datafusion_dataverse::odata::translate::{Pushdown, translate};
 use libfuzzer_sys::fuzz_target;
 
 fn table() -> &'static TableDefinition {

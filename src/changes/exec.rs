@@ -157,11 +157,15 @@ impl ExecutionPlan for TableChangesExec {
             };
             let explain = |e| ChangesError::explain(e, &entity, had_token);
             let mut pages = reader.pages(&query).map_err(explain)?;
-            reader
+            let finished = reader
                 .read_pages(&mut pages, &emit)
                 .await
                 .map_err(explain)?;
-            *delta_link.lock().expect("not poisoned") = pages.delta_link().map(str::to_string);
+            // A consumer that stopped early must not move the token (commit-on-end would not
+            // see the end either; this keeps the two from depending on each other).
+            if finished {
+                *delta_link.lock().expect("not poisoned") = pages.delta_link().map(str::to_string);
+            }
             Ok(())
         });
         Ok(commit_on_end(

@@ -322,15 +322,21 @@ pub fn table_changes_in(statement: &Statement) -> Vec<String> {
     impl Visitor for Finder {
         type Break = ();
         fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<()> {
-            if let TableFactor::Table {
-                name,
-                args: Some(args),
-                ..
-            } = factor
-                && name.0.len() == 1
-                && name.to_string().eq_ignore_ascii_case("table_changes")
+            // `FROM table_changes('a')` is a table with arguments; `LATERAL table_changes('a')`
+            // a function (which DataFusion plans by the name's last part).
+            let (name, args) = match factor {
+                TableFactor::Table {
+                    name,
+                    args: Some(args),
+                    ..
+                } if name.0.len() == 1 => (name, &args.args),
+                TableFactor::Function { name, args, .. } => (name, args),
+                _ => return ControlFlow::Continue(()),
+            };
+            let called = name.0.last().map(|part| part.to_string());
+            if called.is_some_and(|n| n.eq_ignore_ascii_case("table_changes"))
                 && let Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(SqlExpr::Value(v)))) =
-                    args.args.first()
+                    args.first()
                 && let Value::SingleQuotedString(entity) = &v.value
             {
                 self.0.push(entity.clone());
@@ -679,6 +685,13 @@ mod tests {
         let nested = "EXPLAIN SELECT * FROM contact WHERE contactid IN \
                       (SELECT contactid FROM table_changes('contact'))";
         assert_eq!(table_changes_references(nested), vec!["contact"]);
+        let lateral = "SELECT * FROM account a CROSS JOIN LATERAL table_changes('contact') c; \
+                       WITH t AS (SELECT * FROM table_changes('lead')) SELECT * FROM t; \
+                       CREATE TABLE x AS SELECT * FROM table_changes('opportunity')";
+        assert_eq!(
+            table_changes_references(lateral),
+            vec!["contact", "lead", "opportunity"]
+        );
         // Text that only looks like a call is not one.
         let quoted = "SELECT 'table_changes(''lead'')' AS note, x.table_changes FROM account x";
         assert!(table_changes_references(quoted).is_empty());

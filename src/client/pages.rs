@@ -108,6 +108,14 @@ impl Pages {
         self
     }
 
+    /// Names the read in errors and progress instead of its resource ("the largest createdon
+    /// of accounts").
+    pub fn named(mut self, name: String) -> Self {
+        self.name = name;
+        self.numbered = false;
+        self
+    }
+
     /// Turns prefetching on or off from the next page on.
     pub fn set_prefetch(&mut self, prefetch: bool) {
         self.prefetch = prefetch;
@@ -186,8 +194,6 @@ impl Pages {
                 what: self.what(number),
                 message: format!("the nextLink is not a URL ({e})"),
             })?;
-            // Checked before anything is sent, so a foreign link never sees the token.
-            self.client.check_origin(&url)?;
             self.next = self.request_ahead(url, number + 1);
         }
         Ok(Page {
@@ -198,8 +204,11 @@ impl Pages {
         })
     }
 
+    /// The next page: requested now when prefetching, else when asked for. A link to another
+    /// origin is never requested ahead; following it fails in `DataverseClient::get`, before
+    /// the token is attached (and only if the reader wants the page).
     fn request_ahead(&self, url: Url, number: usize) -> Next {
-        if !self.prefetch {
+        if !self.prefetch || self.client.check_origin(&url).is_err() {
             return Next::Url(url);
         }
         let client = self.client.clone();
@@ -218,15 +227,17 @@ fn applied_tracking(response: &Response) -> bool {
 
 /// The paging links of one page body.
 #[derive(Debug, Default, PartialEq, Eq)]
-struct Links {
-    next: Option<String>,
-    delta: Option<String>,
+pub struct Links {
+    /// `@odata.nextLink`.
+    pub next: Option<String>,
+    /// `@odata.deltaLink`.
+    pub delta: Option<String>,
 }
 
 /// The links of a page: read from the end of the body when a link is the top-level object's
 /// last member, as Dataverse writes it; otherwise (or when there is none there) the whole
 /// document is parsed, skipping the rows.
-fn links_of(body: &[u8]) -> Result<Links, serde_json::Error> {
+pub fn links_of(body: &[u8]) -> Result<Links, serde_json::Error> {
     if let Some(links) = trailing_link(body) {
         return Ok(links);
     }
@@ -257,6 +268,12 @@ fn trailing_link(body: &[u8]) -> Option<Links> {
         let Some(at) = memchr::memmem::rfind(&body[..end], key) else {
             continue;
         };
+        // A member starts after `,` or `{`: anything else (an escaped quote ending a longer
+        // key, `"x\"@odata.nextLink":…`) is not this key. Parse such a body.
+        let before = body[..at].iter().rev().find(|b| !b.is_ascii_whitespace());
+        if !matches!(before, Some(b',' | b'{')) {
+            return None;
+        }
         let value = &body[at + key.len()..end];
         let mut de = serde_json::Deserializer::from_slice(value);
         let Ok(link) = String::deserialize(&mut de) else {
@@ -283,9 +300,12 @@ fn trailing_link(body: &[u8]) -> Option<Links> {
             }
         });
     }
-    // No link as the last member: the last page, unless a link sits elsewhere (then parse).
-    let anywhere = KEYS.iter().any(|k| memchr::memmem::find(body, k).is_some());
-    (!anywhere).then(Links::default)
+    // No link as the last member: the last page, if no key anywhere can be a link. A key that
+    // reads `…Link` is written with `Link"` in its bytes, unless a letter is escaped, which
+    // takes a `\u`; a body with either is parsed in full.
+    let might_hold_a_link = memchr::memmem::find(body, b"Link\"").is_some()
+        || memchr::memmem::find(body, b"\\u").is_some();
+    (!might_hold_a_link).then(Links::default)
 }
 
 #[cfg(test)]
@@ -330,6 +350,23 @@ mod tests {
         assert_eq!(links(nested), Links::default());
         let in_a_string = r#"{"value":[{"note":"\"@odata.nextLink\":\"http://evil/p\""}]}"#;
         assert_eq!(links(in_a_string), Links::default());
+        // Spellings the end of the body does not show: found by the full parse.
+        let spaced = r#"{"value":[],"@odata.nextLink" : "https://org/p2"}"#;
+        assert_eq!(links(spaced).next.as_deref(), Some("https://org/p2"));
+        let escaped = r#"{"value":[],"@odata.next\u004cink":"https://org/p2"}"#;
+        assert_eq!(links(escaped).next.as_deref(), Some("https://org/p2"));
+        let quoted_key = r#"{"value":[],"\"@odata.nextLink":"https://org/evil"}"#;
+        assert!(trailing_link(quoted_key.as_bytes()).is_none());
+        assert_eq!(links(quoted_key), Links::default());
+        // A key that only ends in the link's name, last in the object.
+        let key_ending_so = r#"{"value":[],"x\"@odata.nextLink":"http://evil/p"}"#;
+        assert!(trailing_link(key_ending_so.as_bytes()).is_none());
+        assert_eq!(links(key_ending_so), Links::default());
+        let escaped_backslash = r#"{"value":[{"a":"\\"}],"@odata.nextLink":"http://h/p2"}"#;
+        assert_eq!(
+            links(escaped_backslash).next.as_deref(),
+            Some("http://h/p2")
+        );
         assert!(links_of(b"{\"value\":[").is_err());
     }
 

@@ -394,12 +394,13 @@ fn piece_needs_largest(piece: &Piece) -> bool {
 /// The largest `createdon` under the scan's filter (one `$top=1` request).
 async fn largest_createdon(reader: &PageReader, scan: &ODataQuery) -> Result<Option<i64>> {
     let probe = largest_query(scan);
-    let mut pages = reader.pages(&probe)?;
+    let name = format!("the largest {SPLIT_COLUMN} of {}", probe.resource);
+    let mut pages = reader.pages(&probe)?.named(name);
     let page = reader.first_page(&mut pages).await?;
     reader.metrics.record(&page);
     let parsed: LargestPage = serde_json::from_slice(&page.body).map_err(|source| {
         external(crate::client::ClientError::InvalidJson {
-            what: format!("the largest {SPLIT_COLUMN} of {}", pages.name()),
+            what: pages.name().to_string(),
             source,
         })
     })?;
