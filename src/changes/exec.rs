@@ -6,23 +6,19 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::TaskContext;
-use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
-use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
-use datafusion::physical_plan::metrics::{ExecutionPlanMetricsSet, MetricsSet};
+use datafusion::physical_plan::metrics::ExecutionPlanMetricsSet;
 use datafusion::physical_plan::stream::RecordBatchReceiverStream;
 use datafusion::physical_plan::{
-    DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
-    ReplaceChildrenOptions, SendableRecordBatchStream,
+    DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties, SendableRecordBatchStream,
 };
 
 use super::{ChangeFeed, ChangeRead, ChangesError, commit_on_end};
 use crate::client::DataverseClient;
 use crate::odata::ODataQuery;
 use crate::provider::decode::PageDecoder;
-use crate::provider::exec::{PageReader, ScanMetrics};
+use crate::provider::exec::{PageReader, ScanMetrics, leaf_plan_methods, plan_properties};
 
 /// Reads one entity's change feed from `read.start_token` (or from the beginning).
 #[derive(Debug)]
@@ -45,12 +41,7 @@ impl TableChangesExec {
         feed: Arc<ChangeFeed>,
         read: ChangeRead,
     ) -> Self {
-        let properties = PlanProperties::new(
-            EquivalenceProperties::new(decoder.schema().clone()),
-            Partitioning::UnknownPartitioning(1),
-            EmissionType::Incremental,
-            Boundedness::Bounded,
-        );
+        let properties = plan_properties(decoder.schema(), 1);
         Self {
             client,
             query,
@@ -92,35 +83,7 @@ impl ExecutionPlan for TableChangesExec {
         &self.properties
     }
 
-    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
-        vec![]
-    }
-
-    fn apply_expressions(
-        &self,
-        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
-    ) -> Result<TreeNodeRecursion> {
-        Ok(TreeNodeRecursion::Continue)
-    }
-
-    fn replace_children(
-        self: Arc<Self>,
-        _children: Vec<Arc<dyn ExecutionPlan>>,
-        _options: ReplaceChildrenOptions,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        Ok(self)
-    }
-
-    fn with_new_children(
-        self: Arc<Self>,
-        _children: Vec<Arc<dyn ExecutionPlan>>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        Ok(self)
-    }
-
-    fn metrics(&self) -> Option<MetricsSet> {
-        Some(self.metrics.clone_inner())
-    }
+    leaf_plan_methods!();
 
     fn execute(
         &self,

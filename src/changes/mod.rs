@@ -43,6 +43,7 @@ use crate::client::{ClientError, DataverseClient};
 use crate::metadata::{ColumnKind, MetadataStore, TableDefinition};
 use crate::odata::ODataQuery;
 use crate::provider::decode::{ChangeColumns, PageDecoder};
+use crate::provider::table::Projection;
 use exec::TableChangesExec;
 use store::DeltaTokenStore;
 
@@ -488,8 +489,16 @@ impl TableProvider for TableChangesProvider {
                 .map(|&i| self.schema.field(i).clone())
                 .collect::<Vec<_>>(),
         ));
+        // The data columns are projected as a scan projects them; the change columns are
+        // filled by the decoder from each row's kind and etag, at their place in the schema.
+        let data: Vec<usize> = indices
+            .iter()
+            .filter(|&&i| i < base)
+            .map(|&i| self.data_columns[i])
+            .collect();
+        let projection = Projection::of(def, &data);
+        let mut data_wire = projection.wire.iter().cloned();
         let mut wire = Vec::new();
-        let mut select = Vec::new();
         let mut changes = ChangeColumns {
             primary_key: None,
             change_type: None,
@@ -497,12 +506,10 @@ impl TableProvider for TableChangesProvider {
         };
         for (position, &i) in indices.iter().enumerate() {
             if i < base {
-                let c = &def.columns[self.data_columns[i]];
-                if c.name == def.entity.primary_id {
+                if def.columns[self.data_columns[i]].name == def.entity.primary_id {
                     changes.primary_key = Some(position);
                 }
-                select.push(c.odata_name.clone());
-                wire.push((c.odata_name.clone(), c.kind));
+                wire.extend(data_wire.next());
             } else if i == base {
                 changes.change_type = Some(position);
                 wire.push((CHANGE_TYPE.to_string(), ColumnKind::Text));
@@ -511,19 +518,13 @@ impl TableProvider for TableChangesProvider {
                 wire.push((ROW_VERSION.to_string(), ColumnKind::BigInt));
             }
         }
-        if select.is_empty() {
-            select.push(def.primary_id().to_string());
-        }
         // Only $select is allowed with change tracking
         // (Web API notes: "Change tracking restrictions"): filters and limits are finished by
         // DataFusion.
+        let page_size = self.feed.client.config().odata_maxpagesize;
         let query = ODataQuery {
             track_changes: true,
-            ..ODataQuery::new(
-                &def.entity.entity_set,
-                select,
-                self.feed.client.config().odata_maxpagesize,
-            )
+            ..projection.query(def, page_size)
         };
         let entity = def.entity.logical_name.clone();
         let read = match &self.explicit_token {

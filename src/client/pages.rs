@@ -255,57 +255,96 @@ pub fn links_of(body: &[u8]) -> Result<Links, serde_json::Error> {
     })
 }
 
-/// `…,"@odata.nextLink":"<link>"}` at the very end of the body (whitespace aside): the last
-/// member of the top-level object, since a nested object would be closed by more than one
-/// brace. `None` when the body does not end so.
+/// The links of a page read from its end, without parsing the rows. Dataverse writes a page's
+/// link as the last member of the top-level object (`…,"@odata.nextLink":"<link>"}`), so the
+/// body is read backwards from its final brace: a string, a colon, the key, and a `,` or `{`
+/// before it. A nested object would be closed by more than one brace, so what is found this
+/// way belongs to the top-level object. `None` when the body does not end so, or may hold a
+/// link elsewhere: then it is parsed in full.
 fn trailing_link(body: &[u8]) -> Option<Links> {
-    const KEYS: [&[u8]; 2] = [b"\"@odata.nextLink\":", b"\"@odata.deltaLink\":"];
-    let end = body.iter().rposition(|b| !b.is_ascii_whitespace())?;
-    if body[end] != b'}' {
+    let close = last_non_space(body, body.len())?;
+    if body[close] != b'}' {
         return None;
     }
-    for (i, key) in KEYS.iter().enumerate() {
-        let Some(at) = memchr::memmem::rfind(&body[..end], key) else {
-            continue;
-        };
-        // A member starts after `,` or `{`: anything else (an escaped quote ending a longer
-        // key, `"x\"@odata.nextLink":…`) is not this key. Parse such a body.
-        let before = body[..at].iter().rev().find(|b| !b.is_ascii_whitespace());
-        if !matches!(before, Some(b',' | b'{')) {
-            return None;
-        }
-        let value = &body[at + key.len()..end];
-        let mut de = serde_json::Deserializer::from_slice(value);
-        let Ok(link) = String::deserialize(&mut de) else {
-            continue;
-        };
-        // Nothing but whitespace may follow the string before the final brace.
-        if de.end().is_err() {
-            continue;
-        }
-        // Both links in one page is not a layout Dataverse writes: parse it in full.
-        let other = KEYS[1 - i];
-        if memchr::memmem::find(body, other).is_some() {
-            return None;
-        }
-        return Some(if i == 0 {
-            Links {
+    match last_member(body, close) {
+        Some((key, link)) if key == NEXT_LINK => {
+            return Some(Links {
                 next: Some(link),
                 delta: None,
-            }
-        } else {
-            Links {
+            });
+        }
+        // The last page of a change feed: a next link elsewhere as well would end the read
+        // early, so this key must be the only one that can be a link.
+        Some((key, link)) if key == DELTA_LINK => {
+            let only_link = memchr::memmem::find_iter(body, b"Link\"").count() == 1;
+            return (only_link && !has_escapes(body)).then_some(Links {
                 next: None,
                 delta: Some(link),
-            }
-        });
+            });
+        }
+        _ => {}
     }
     // No link as the last member: the last page, if no key anywhere can be a link. A key that
     // reads `…Link` is written with `Link"` in its bytes, unless a letter is escaped, which
     // takes a `\u`; a body with either is parsed in full.
-    let might_hold_a_link = memchr::memmem::find(body, b"Link\"").is_some()
-        || memchr::memmem::find(body, b"\\u").is_some();
+    let might_hold_a_link = memchr::memmem::find(body, b"Link\"").is_some() || has_escapes(body);
     (!might_hold_a_link).then(Links::default)
+}
+
+const NEXT_LINK: &[u8] = b"@odata.nextLink";
+const DELTA_LINK: &[u8] = b"@odata.deltaLink";
+
+fn has_escapes(body: &[u8]) -> bool {
+    memchr::memmem::find(body, b"\\u").is_some()
+}
+
+/// The last member of the object closed at `close`, when its value is a string: its key as
+/// written (between the quotes) and its value.
+fn last_member(body: &[u8], close: usize) -> Option<(&[u8], String)> {
+    let value_end = last_non_space(body, close)?;
+    if body[value_end] != b'"' || is_escaped(body, value_end) {
+        return None;
+    }
+    let value_start = opening_quote(body, value_end)?;
+    let colon = last_non_space(body, value_start)?;
+    if body[colon] != b':' {
+        return None;
+    }
+    let key_end = last_non_space(body, colon)?;
+    if body[key_end] != b'"' || is_escaped(body, key_end) {
+        return None;
+    }
+    let key_start = opening_quote(body, key_end)?;
+    let before = last_non_space(body, key_start)?;
+    if !matches!(body[before], b',' | b'{') {
+        return None;
+    }
+    let value: String = serde_json::from_slice(&body[value_start..=value_end]).ok()?;
+    Some((&body[key_start + 1..key_end], value))
+}
+
+/// Where the last byte before `end` that is not whitespace is.
+fn last_non_space(body: &[u8], end: usize) -> Option<usize> {
+    body[..end].iter().rposition(|b| !b.is_ascii_whitespace())
+}
+
+/// Whether the byte at `at` follows an odd run of backslashes (inside a string: escaped).
+fn is_escaped(body: &[u8], at: usize) -> bool {
+    let backslashes = body[..at].iter().rev().take_while(|&&b| b == b'\\').count();
+    backslashes % 2 == 1
+}
+
+/// The quote opening the string that the quote at `close` ends: inside a string every quote
+/// is escaped, so it is the nearest quote before that is not.
+fn opening_quote(body: &[u8], close: usize) -> Option<usize> {
+    let mut end = close;
+    loop {
+        let at = memchr::memrchr(b'"', &body[..end])?;
+        if !is_escaped(body, at) {
+            return Some(at);
+        }
+        end = at;
+    }
 }
 
 #[cfg(test)]

@@ -408,29 +408,55 @@ pub fn projection_request(
     indices: &[usize],
     page_size: u32,
 ) -> (ODataQuery, PageDecoder) {
-    let columns: Vec<&TableColumn> = indices.iter().map(|&i| &def.columns[i]).collect();
     let schema: SchemaRef = Arc::new(Schema::new(
         indices
             .iter()
             .map(|&i| def.schema.field(i).clone())
             .collect::<Vec<_>>(),
     ));
-    let mut select: Vec<String> = Vec::new();
-    for c in &columns {
-        if !select.contains(&c.odata_name) {
-            select.push(c.odata_name.clone());
+    let projection = Projection::of(def, indices);
+    let decoder = PageDecoder::new(schema, &projection.wire);
+    (projection.query(def, page_size), decoder)
+}
+
+/// What reading some columns of a table takes, for scans and change feeds alike.
+pub(crate) struct Projection {
+    /// Each property once (a label column selects its parent's); the primary key when no
+    /// column is wanted (`SELECT count(*)`: the smallest row there is).
+    pub(crate) select: Vec<String>,
+    /// The annotations the label columns among them need.
+    pub(crate) annotations: Vec<Annotation>,
+    /// Each column's key in a row and its kind, in the columns' order (the decoder's input).
+    pub(crate) wire: Vec<(String, ColumnKind)>,
+}
+
+impl Projection {
+    /// The projection of `def`'s columns at `indices`.
+    pub(crate) fn of(def: &TableDefinition, indices: &[usize]) -> Self {
+        let columns: Vec<&TableColumn> = indices.iter().map(|&i| &def.columns[i]).collect();
+        let mut select: Vec<String> = Vec::new();
+        for c in &columns {
+            if !select.contains(&c.odata_name) {
+                select.push(c.odata_name.clone());
+            }
+        }
+        if select.is_empty() {
+            select.push(def.primary_id().to_string());
+        }
+        Self {
+            select,
+            annotations: annotations_for(&columns),
+            wire: columns.iter().map(|c| (c.wire_key(), c.kind)).collect(),
         }
     }
-    if select.is_empty() {
-        // `SELECT count(*)`: ask for the key only, the smallest row there is.
-        select.push(def.primary_id().to_string());
+
+    /// The request for these columns: no filter yet, pages of `page_size`.
+    pub(crate) fn query(&self, def: &TableDefinition, page_size: u32) -> ODataQuery {
+        ODataQuery {
+            annotations: self.annotations.clone(),
+            ..ODataQuery::new(&def.entity.entity_set, self.select.clone(), page_size)
+        }
     }
-    let query = ODataQuery {
-        annotations: annotations_for(&columns),
-        ..ODataQuery::new(&def.entity.entity_set, select, page_size)
-    };
-    let wire: Vec<_> = columns.iter().map(|c| (c.wire_key(), c.kind)).collect();
-    (query, PageDecoder::new(schema, &wire))
 }
 
 /// The `Prefer: odata.include-annotations` list for the selected columns: only the
