@@ -73,11 +73,6 @@ impl DataverseClient {
         &self.config
     }
 
-    /// `{url}/api/data/v9.2/`.
-    pub fn api_root(&self) -> &Url {
-        &self.api_root
-    }
-
     /// The connection's request counters.
     pub(crate) fn stats(&self) -> &Arc<RequestStats> {
         &self.stats
@@ -272,21 +267,6 @@ impl DataverseClient {
             what: what.to_string(),
             message: message.to_string(),
         }
-    }
-
-    /// GETs a JSON document and deserializes it.
-    pub async fn get_json<T: for<'de> Deserialize<'de>>(
-        &self,
-        url: &Url,
-        what: &str,
-    ) -> Result<(T, Response), ClientError> {
-        let response = self.get(url, &Preferences::default(), what).await?;
-        let value =
-            serde_json::from_slice(&response.body).map_err(|source| ClientError::InvalidJson {
-                what: what.to_string(),
-                source,
-            })?;
-        Ok((value, response))
     }
 }
 

@@ -81,31 +81,16 @@ impl Pages {
                 what: name.clone(),
                 source,
             })?;
-        let first = client.api_url(&relative);
-        Ok(Self::starting_at(client, query, first))
-    }
-
-    /// The pages of `query` from `url` on: a next link read earlier (a piece of a split
-    /// scan), or a delta link.
-    pub fn starting_at(client: Arc<DataverseClient>, query: &ODataQuery, url: Url) -> Self {
-        Self {
-            client,
-            name: query.resource.to_string(),
+        Ok(Self {
             numbered: query.entity_set().is_some(),
             prefer: query.preferences(),
             prefetch: false,
-            next: Next::Url(url),
+            next: Next::Url(client.api_url(&relative)),
             number: 0,
             delta_link: None,
-        }
-    }
-
-    /// Whether the next page is requested as soon as one is handed out (off by default: a
-    /// reader with a LIMIT, or one that may stop after the first page, should not pay for a
-    /// page nobody reads).
-    pub fn with_prefetch(mut self, prefetch: bool) -> Self {
-        self.prefetch = prefetch;
-        self
+            client,
+            name,
+        })
     }
 
     /// Names the read in errors and progress instead of its resource ("the largest createdon
@@ -116,7 +101,9 @@ impl Pages {
         self
     }
 
-    /// Turns prefetching on or off from the next page on.
+    /// Turns prefetching on or off from the next page on: whether the next page is requested
+    /// as soon as one is handed out. Off at first: a reader with a LIMIT, or one that may stop
+    /// after the first page, should not pay for a page nobody reads.
     pub fn set_prefetch(&mut self, prefetch: bool) {
         self.prefetch = prefetch;
     }

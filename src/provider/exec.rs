@@ -243,8 +243,8 @@ impl ExecutionPlan for DataverseScanExec {
             match split {
                 Some((split, columns)) => read_pieces(&split, &columns, &query, reader, emit).await,
                 None => {
-                    let pages = reader.pages(&query)?;
-                    reader.read(pages, &emit).await.map(|_| ())
+                    let mut pages = reader.pages(&query)?;
+                    reader.read_pages(&mut pages, &emit).await.map(|_| ())
                 }
             }
         });
@@ -319,7 +319,7 @@ where
     let mut pages = reader.pages(&query)?;
     if query.order_by.is_none() {
         // The NULLs, or the rest of a piece: read plainly to the end.
-        return reader.read(pages, emit).await;
+        return reader.read_pages(&mut pages, emit).await;
     }
     let first_piece = *piece == Piece::everything();
     let whole_table = scan.filter.is_none();
@@ -379,7 +379,7 @@ where
             if !reader.emit_page(batch, emit).await {
                 return Ok(false);
             }
-            reader.read(pages, emit).await
+            reader.read_pages(&mut pages, emit).await
         }
         FirstPage::Cut { keep_below, pieces } => {
             let kept = match keep_below {
@@ -578,16 +578,8 @@ impl PageReader {
 
     /// Calls `emit` for each page's batch until the last page, the limit, or `emit` answering
     /// false (the consumer is gone: then false). Without a limit the next page is requested
-    /// while this one is decoded; with one, only when it is needed.
-    pub(crate) async fn read<F, Fut>(&self, mut pages: Pages, emit: &F) -> Result<bool>
-    where
-        F: Fn(RecordBatch) -> Fut,
-        Fut: std::future::Future<Output = bool>,
-    {
-        self.read_pages(&mut pages, emit).await
-    }
-
-    /// [`PageReader::read`] leaving the stream to the caller (for its delta link).
+    /// while this one is decoded; with one, only when it is needed. The stream stays the
+    /// caller's (a change feed reads its delta link afterwards).
     pub(crate) async fn read_pages<F, Fut>(&self, pages: &mut Pages, emit: &F) -> Result<bool>
     where
         F: Fn(RecordBatch) -> Fut,
