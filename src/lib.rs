@@ -36,6 +36,8 @@ mod fsutil;
 #[doc(hidden)]
 pub mod internals;
 pub mod metadata;
+#[cfg(feature = "delta")]
+pub mod mirror;
 mod odata;
 mod provider;
 #[cfg(feature = "simulator")]
@@ -314,6 +316,28 @@ impl Dataverse {
     /// The connection settings.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// What [`mirror::sync_table`] needs from this connection (feature `delta`).
+    #[cfg(feature = "delta")]
+    pub fn mirror_source(&self) -> mirror::MirrorSource {
+        mirror::MirrorSource::new(
+            self.changes.clone(),
+            self.metadata.clone(),
+            self.config.environment_url().to_string(),
+        )
+    }
+
+    /// Syncs one entity into the Delta table `{dir}/{entity}`, exactly once (feature
+    /// `delta`; see [`mirror`]).
+    #[cfg(feature = "delta")]
+    pub async fn sync_mirror(
+        &self,
+        dir: &std::path::Path,
+        entity: &str,
+        options: &mirror::SyncOptions,
+    ) -> Result<mirror::TableReport, mirror::MirrorError> {
+        mirror::sync_table(&self.mirror_source(), dir, entity, options).await
     }
 }
 

@@ -15,7 +15,7 @@ use datafusion_dataverse::sim::{
 };
 use datafusion_dataverse::{Config, ConnectOptions, Dataverse};
 
-use cli::args::{Cli, Command, Format, RunArgs, SimulateArgs};
+use cli::args::{Cli, Command, ConnectArgs, Format, RunArgs, SimulateArgs};
 use cli::cancel::Interrupts;
 use cli::exec::{Outcome, Session, is_broken_pipe, one_line};
 use cli::print::{Output, PrintOptions};
@@ -71,6 +71,28 @@ async fn run(cli: Cli) -> Result<u8, String> {
             }
             simulate(args).await.map(|()| 0)
         }
+        Some(Command::Sync(sync)) => {
+            let connect = cli.connect.merge(sync.connect.clone());
+            let run = cli.run.merge(sync.run.clone());
+            let refused: Vec<&str> = run
+                .given()
+                .into_iter()
+                .filter(|f| !["--state-dir", "-q", "--parallel"].contains(f))
+                .collect();
+            if !refused.is_empty() {
+                return Err(format!(
+                    "`dvsql sync` writes Delta tables and runs no queries; {} {} not apply",
+                    refused.join(", "),
+                    if refused.len() == 1 { "does" } else { "do" }
+                ));
+            }
+            if sync.status {
+                return cli::sync::status(&sync.to).await;
+            }
+            let dataverse = connect_configured(&connect, &run).await?;
+            let tables = cli::sync::entities(&dataverse, &sync).await?;
+            cli::sync::run(dataverse, &sync, tables, run.parallel, run.quiet).await
+        }
         Some(Command::Demo(demo)) => {
             let given = cli.connect.given();
             if !given.is_empty() {
@@ -97,26 +119,29 @@ async fn run(cli: Cli) -> Result<u8, String> {
             session(dataverse, &run, "demo", state_dir).await
         }
         None => {
-            let config = match &cli.connect.config {
-                Some(path) => Config::from_file(path).map_err(|e| one_line(&e))?,
-                None if !any_connection_variable() => return Err(NOT_CONFIGURED.to_string()),
-                None => Config::from_env().map_err(|e| one_line(&e))?,
-            };
-            let state_dir = state_dir(&cli.run);
-            let mut options =
-                ConnectOptions::default().with_refresh_metadata(cli.connect.refresh_metadata);
-            options.state_dir = state_dir.clone();
-            let name = config.environment_name();
-            let url = config.url.clone();
-            let dataverse = Dataverse::connect_with(config, options)
-                .await
-                .map_err(|e| one_line(&e))?;
+            let dataverse = connect_configured(&cli.connect, &cli.run).await?;
+            let name = dataverse.config().environment_name();
             if !cli.run.quiet && is_interactive(&cli.run) {
+                let url = dataverse.config().url.clone();
                 eprintln!("{}", connected_banner(&dataverse, &name, &url));
             }
-            session(dataverse, &cli.run, &name, state_dir).await
+            session(dataverse, &cli.run, &name, state_dir(&cli.run)).await
         }
     }
+}
+
+/// Connects to the environment of `--config`, else of the environment variables.
+async fn connect_configured(connect: &ConnectArgs, run: &RunArgs) -> Result<Dataverse, String> {
+    let config = match &connect.config {
+        Some(path) => Config::from_file(path).map_err(|e| one_line(&e))?,
+        None if !any_connection_variable() => return Err(NOT_CONFIGURED.to_string()),
+        None => Config::from_env().map_err(|e| one_line(&e))?,
+    };
+    let mut options = ConnectOptions::default().with_refresh_metadata(connect.refresh_metadata);
+    options.state_dir = state_dir(run);
+    Dataverse::connect_with(config, options)
+        .await
+        .map_err(|e| one_line(&e))
 }
 
 /// What a bare `dvsql` says when nothing tells it where to connect.
@@ -191,6 +216,9 @@ async fn session_inner(
         None => Output::default(),
     };
     let ctx = dataverse.session_context().map_err(|e| one_line(&e))?;
+    if let Some(dir) = &args.mirror {
+        datafusion_dataverse::mirror::register_mirror(&ctx, dir).map_err(|e| one_line(&e))?;
+    }
     let stdout_is_terminal = std::io::stdout().is_terminal() && output.is_stdout();
     let format = args.format.unwrap_or(if stdout_is_terminal {
         Format::Table

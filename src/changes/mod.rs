@@ -66,23 +66,56 @@ pub struct ChangeFeed {
     pending: Mutex<HashMap<String, String>>,
 }
 
-/// Where one `table_changes` read starts and whether its end may move the saved token.
+/// Where one `table_changes` read starts and where the new token goes at its end.
 #[derive(Clone, Debug)]
 pub(crate) struct ChangeRead {
     pub(crate) entity: String,
     pub(crate) start_token: Option<String>,
-    /// False when the token was given as an argument: such reads save nothing.
-    pub(crate) saves_token: bool,
+    pub(crate) sink: TokenSink,
+}
+
+/// Where the new token of a read that reached its end goes.
+#[derive(Clone, Debug)]
+pub(crate) enum TokenSink {
+    /// The feed's token store (or its pending commit).
+    Store,
+    /// Nowhere: the read started from a token given as an argument.
+    Discard,
+    /// The caller, who stores it with what it did with the rows ([`HandedToken`]).
+    Hand(HandedToken),
 }
 
 impl ChangeRead {
     /// How EXPLAIN names where the read starts.
     pub(crate) fn describe(&self) -> String {
-        match (&self.start_token, self.saves_token) {
+        match (&self.start_token, &self.sink) {
             (None, _) => "change feed: full initial load".into(),
-            (Some(_), true) => "change feed: from the saved token".into(),
-            (Some(_), false) => "change feed: from the given token (not saved)".into(),
+            (Some(_), TokenSink::Store) => "change feed: from the saved token".into(),
+            (Some(_), TokenSink::Discard) => {
+                "change feed: from the given token (not saved)".into()
+            }
+            (Some(_), TokenSink::Hand(_)) => {
+                "change feed: from the given token (handed to the caller)".into()
+            }
         }
+    }
+}
+
+/// The new delta token of a read made with [`ChangeFeed::read_handing_token`]: set when the
+/// read's stream has been consumed to its end (never for a read stopped early), and saved
+/// nowhere, so that the caller can store it atomically with the rows it wrote (`dvsql sync`
+/// puts it in the Delta commit of the same data).
+#[derive(Clone, Debug, Default)]
+pub struct HandedToken(Arc<Mutex<Option<String>>>);
+
+impl HandedToken {
+    /// The new token, once the read has completed; `None` before (or after an error).
+    pub fn take(&self) -> Option<String> {
+        self.0.lock().expect("not poisoned").take()
+    }
+
+    fn put(&self, token: String) {
+        *self.0.lock().expect("not poisoned") = Some(token);
     }
 }
 
@@ -150,6 +183,26 @@ impl ChangeFeed {
         self.pending.lock().expect("not poisoned").remove(entity);
         self.store.reset(entity)
     }
+
+    /// The change feed of one entity as a table (its data columns, then `_change_type` and
+    /// `_row_version`), read from `start_token` (a full load from `None`), whose new token is
+    /// handed to the caller ([`HandedToken`]) instead of the token store. The definition must
+    /// come from this connection's metadata and have change tracking enabled.
+    pub fn read_handing_token(
+        self: &Arc<Self>,
+        definition: Arc<TableDefinition>,
+        start_token: Option<String>,
+    ) -> Result<(Arc<dyn TableProvider>, HandedToken), ChangesError> {
+        if !definition.entity.change_tracking {
+            return Err(ChangesError::NotTracked {
+                entity: definition.entity.logical_name.clone(),
+            });
+        }
+        let handed = HandedToken::default();
+        let start = ChangeStart::Handed(start_token, handed.clone());
+        let provider = TableChangesProvider::new(definition, self.clone(), start);
+        Ok((Arc::new(provider), handed))
+    }
 }
 
 /// Why a change feed could not be read or its token not saved.
@@ -181,6 +234,15 @@ pub enum ChangesError {
     /// The delta link has no `$deltatoken` parameter.
     #[error("the delta link has no $deltatoken")]
     NoDeltaToken,
+    /// The entity does not have change tracking enabled.
+    #[error(
+        "change tracking is not enabled for {entity} (turn on \"Track changes\" in its \
+         properties in Power Apps)"
+    )]
+    NotTracked {
+        /// The entity's logical name.
+        entity: String,
+    },
     /// The token store could not be written.
     #[error("cannot save the change token of {entity}")]
     Store {
@@ -255,24 +317,18 @@ impl Stream for CommitOnEnd {
             }
             Poll::Ready(None) if !self.done => {
                 let link = self.delta_link.lock().expect("not poisoned").take();
-                if !self.read.saves_token {
+                if matches!(self.read.sink, TokenSink::Discard) {
                     return Poll::Ready(None);
                 }
                 let entity = &self.read.entity;
-                let result =
-                    match link.as_deref().map(delta_token_of) {
-                        Some(Ok(token)) => self.feed.completed(entity, token).map_err(|source| {
-                            ChangesError::Store {
-                                entity: entity.clone(),
-                                source,
-                            }
-                        }),
-                        Some(Err(e)) => Err(e),
-                        None => Err(ChangesError::NoDeltaLink {
-                            entity: entity.clone(),
-                        }),
-                    }
-                    .map_err(|e| DataFusionError::External(Box::new(e)));
+                let result = match link.as_deref().map(delta_token_of) {
+                    Some(Ok(token)) => self.hand_over(token),
+                    Some(Err(e)) => Err(e),
+                    None => Err(ChangesError::NoDeltaLink {
+                        entity: entity.clone(),
+                    }),
+                }
+                .map_err(|e| DataFusionError::External(Box::new(e)));
                 self.done = true;
                 match result {
                     Ok(()) => Poll::Ready(None),
@@ -280,6 +336,27 @@ impl Stream for CommitOnEnd {
                 }
             }
             other => other,
+        }
+    }
+}
+
+impl CommitOnEnd {
+    fn hand_over(&self, token: String) -> Result<(), ChangesError> {
+        let entity = &self.read.entity;
+        match &self.read.sink {
+            TokenSink::Store => {
+                self.feed
+                    .completed(entity, token)
+                    .map_err(|source| ChangesError::Store {
+                        entity: entity.clone(),
+                        source,
+                    })
+            }
+            TokenSink::Hand(handed) => {
+                handed.put(token);
+                Ok(())
+            }
+            TokenSink::Discard => Ok(()),
         }
     }
 }
@@ -417,10 +494,14 @@ impl TableFunctionImpl for TableChangesFunction {
                  (turn on \"Track changes\" in its properties in Power Apps)"
             )));
         }
+        let start = match token {
+            Some(token) => ChangeStart::Given(token),
+            None => ChangeStart::Saved,
+        };
         Ok(Arc::new(TableChangesProvider::new(
             definition,
             self.feed.clone(),
-            token,
+            start,
         )))
     }
 }
@@ -433,16 +514,23 @@ pub(crate) struct TableChangesProvider {
     /// Positions in `definition.columns` of the data columns, in schema order.
     data_columns: Vec<usize>,
     feed: Arc<ChangeFeed>,
-    explicit_token: Option<String>,
+    start: ChangeStart,
     schema: SchemaRef,
 }
 
+/// Where a change-feed table starts reading, which decides where its new token goes.
+#[derive(Debug)]
+enum ChangeStart {
+    /// The token saved for the entity (or a full load); the new one is saved.
+    Saved,
+    /// A token given as an argument; the new one is not saved.
+    Given(String),
+    /// A token (or a full load) chosen by a library caller, who gets the new one.
+    Handed(Option<String>, HandedToken),
+}
+
 impl TableChangesProvider {
-    fn new(
-        definition: Arc<TableDefinition>,
-        feed: Arc<ChangeFeed>,
-        explicit_token: Option<String>,
-    ) -> Self {
+    fn new(definition: Arc<TableDefinition>, feed: Arc<ChangeFeed>, start: ChangeStart) -> Self {
         let data_columns: Vec<usize> = definition.data_columns().map(|(i, _)| i).collect();
         let mut fields: Vec<Field> = data_columns
             .iter()
@@ -454,7 +542,7 @@ impl TableChangesProvider {
             definition,
             data_columns,
             feed,
-            explicit_token,
+            start,
             schema: Arc::new(Schema::new(fields)),
         }
     }
@@ -527,22 +615,22 @@ impl TableProvider for TableChangesProvider {
             ..projection.query(def, page_size)
         };
         let entity = def.entity.logical_name.clone();
-        let read = match &self.explicit_token {
-            Some(token) => ChangeRead {
-                entity,
-                start_token: Some(token.clone()),
-                saves_token: false,
-            },
-            None => ChangeRead {
-                start_token: self
-                    .feed
+        let (start_token, sink) = match &self.start {
+            ChangeStart::Given(token) => (Some(token.clone()), TokenSink::Discard),
+            ChangeStart::Handed(token, handed) => (token.clone(), TokenSink::Hand(handed.clone())),
+            ChangeStart::Saved => (
+                self.feed
                     .store
                     .get(&entity)
                     .map_err(|e| DataFusionError::External(Box::new(e)))?
                     .map(|t| t.token),
-                entity,
-                saves_token: true,
-            },
+                TokenSink::Store,
+            ),
+        };
+        let read = ChangeRead {
+            entity,
+            start_token,
+            sink,
         };
         let decoder = PageDecoder::for_changes(schema, &wire, changes);
         Ok(Arc::new(TableChangesExec::new(

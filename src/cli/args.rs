@@ -44,6 +44,14 @@ pub struct ConnectArgs {
 }
 
 impl ConnectArgs {
+    /// These options, then `later`'s (given after the subcommand): a value given after wins.
+    pub fn merge(self, later: ConnectArgs) -> ConnectArgs {
+        ConnectArgs {
+            config: later.config.or(self.config),
+            refresh_metadata: self.refresh_metadata || later.refresh_metadata,
+        }
+    }
+
     /// The options given, as typed.
     pub fn given(&self) -> Vec<&'static str> {
         let mut given = Vec::new();
@@ -90,9 +98,14 @@ pub struct RunArgs {
     #[arg(long)]
     pub no_pushdown: bool,
     /// Most concurrent range reads of one large table (0 = follow the server's hint, at most
-    /// 8; 1 = read every table sequentially) [default: 0].
+    /// 8; 1 = read every table sequentially) [default: 0]. With `sync`: tables synced at once
+    /// [default: 4].
     #[arg(long, value_name = "N")]
     pub parallel: Option<usize>,
+    /// Register the Delta tables under DIR (written by `dvsql sync`) as the schema `mirror`
+    /// (`SELECT … FROM mirror.account`).
+    #[arg(long, value_name = "DIR")]
+    pub mirror: Option<PathBuf>,
 }
 
 impl RunArgs {
@@ -112,6 +125,7 @@ impl RunArgs {
             max_rows: later.max_rows.or(self.max_rows),
             no_pushdown: self.no_pushdown || later.no_pushdown,
             parallel: later.parallel.or(self.parallel),
+            mirror: later.mirror.or(self.mirror),
         }
     }
 
@@ -128,6 +142,7 @@ impl RunArgs {
             (self.max_rows.is_some(), "--max-rows"),
             (self.no_pushdown, "--no-pushdown"),
             (self.parallel.is_some(), "--parallel"),
+            (self.mirror.is_some(), "--mirror"),
         ];
         flags
             .into_iter()
@@ -144,6 +159,51 @@ pub enum Command {
     Demo(DemoArgs),
     /// Run the simulator alone, for other tools to connect to (takes no query options).
     Simulate(SimulateArgs),
+    /// Keep a Delta Lake mirror of tables up to date, exactly once: the first run loads each
+    /// table, later runs apply what changed (takes --config, --state-dir, --parallel, -q).
+    Sync(SyncArgs),
+}
+
+#[derive(Args, Debug)]
+#[command(after_help = "\
+Examples:
+  dvsql sync --config prod.json --to /data/crm --tables account,contact
+  dvsql sync --config prod.json --to /data/crm --all-tracked --parallel 4 -q
+  dvsql sync --to /data/crm --status
+  dvsql --config prod.json --mirror /data/crm -c 'SELECT count(*) FROM mirror.account'")]
+pub struct SyncArgs {
+    /// The mirror directory: one Delta table per entity in DIR/<entity>.
+    #[arg(long, value_name = "DIR")]
+    pub to: PathBuf,
+    /// The entities to sync (logical names, comma-separated).
+    #[arg(long, value_name = "A,B", value_delimiter = ',', conflicts_with = "all_tracked")]
+    pub tables: Vec<String>,
+    /// Sync every entity with change tracking enabled.
+    #[arg(long)]
+    pub all_tracked: bool,
+    /// Show what each table's sync would read (full load or changes since when); read and
+    /// write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// List the mirrored tables: versions, row counts, last sync, token age. Connects to
+    /// nothing.
+    #[arg(long, conflicts_with_all = ["tables", "all_tracked", "dry_run", "optimize", "vacuum"])]
+    pub status: bool,
+    /// After syncing, compact each table's small files (OPTIMIZE).
+    #[arg(long)]
+    pub optimize: bool,
+    /// After syncing, delete files older than the retention period (7 days) that no current
+    /// version uses (VACUUM).
+    #[arg(long)]
+    pub vacuum: bool,
+    /// An expired change token is an error (the table is left as it is) instead of a full
+    /// reload with a warning.
+    #[arg(long)]
+    pub fail_on_expired: bool,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 #[derive(Args, Debug)]

@@ -2,7 +2,7 @@
 //! (running statements), [`cancel`] (stopping them), [`command`] (backslash commands),
 //! [`helper`] and [`repl`] (the prompt), [`print`](mod@print) and [`explain`] (output), [`errors`] (error
 //! messages a person can act on), [`progress`] (the progress line), [`activity`] (the demo's
-//! background changes).
+//! background changes), [`sync`] (`dvsql sync`, the Delta Lake mirror).
 
 pub mod activity;
 pub mod args;
@@ -15,3 +15,4 @@ pub mod helper;
 pub mod print;
 pub mod progress;
 pub mod repl;
+pub mod sync;

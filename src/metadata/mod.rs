@@ -377,6 +377,32 @@ impl MetadataStore {
         Ok(Some(table))
     }
 
+    /// The table definition of an entity fetched anew (one request), replacing the one in
+    /// memory and in the disk cache: for callers that must see attributes added since the
+    /// cache was filled (`dvsql sync` adds them to its Delta tables). `None` for an unknown
+    /// entity.
+    pub async fn reload_table(
+        &self,
+        logical_name: &str,
+    ) -> Result<Option<Arc<TableDefinition>>, MetadataError> {
+        let Some(entity) = self.entity(logical_name).await? else {
+            return Ok(None);
+        };
+        let _guard = self.fetching.lock().await;
+        let attributes = self.fetch_attributes(logical_name).await?;
+        self.write_cache(&format!("attributes/{logical_name}.json"), &attributes)?;
+        let table = Arc::new(TableDefinition::new(entity, &attributes));
+        self.tables
+            .lock()
+            .expect("not poisoned")
+            .insert(logical_name.to_string(), table.clone());
+        self.options
+            .lock()
+            .expect("not poisoned")
+            .remove(logical_name);
+        Ok(Some(table))
+    }
+
     /// The options of every choice-like column of an entity (Picklist, State, Status,
     /// MultiSelectPicklist, Boolean), fetched on first use with one request per type the
     /// entity has, sent together, and cached like the attributes. `None` for an unknown entity.

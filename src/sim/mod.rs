@@ -167,6 +167,15 @@ impl SimulatorHandle {
         self.state.delete(entity, id)
     }
 
+    /// Adds a stored attribute to an entity, as a maker adding a column in Dataverse does:
+    /// metadata lists it, queries may select it, existing rows hold NULL in it and keep their
+    /// versions. `type_code` is an `AttributeType` name: `String`, `Memo`, `Integer`, `BigInt`,
+    /// `Decimal`, `Double`, `Money`, `Boolean` or `DateTime`. Panics on an unknown entity or
+    /// type, or a name the entity already has (test API).
+    pub fn add_attribute(&self, entity: &str, logical_name: &str, type_code: &str) {
+        self.state.add_attribute(entity, logical_name, type_code)
+    }
+
     /// Moves the simulated clock forward (token expiry, change-token expiry, timestamps).
     pub fn advance_clock(&self, by: Duration) {
         self.state.clock.advance(by)

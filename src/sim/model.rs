@@ -571,6 +571,36 @@ fn s(max_len: u32) -> AttrType {
 }
 
 impl Model {
+    /// This model with one more stored attribute on entity `ei`, as when a maker adds a column
+    /// in Dataverse: `type_code` is an `AttributeType` name (`String`, `Memo`, `Integer`,
+    /// `BigInt`, `Decimal`, `Double`, `Money`, `Boolean`, `DateTime`). `None` for another type.
+    pub(crate) fn with_attribute(&self, ei: usize, name: &str, type_code: &str) -> Option<Model> {
+        let ty = match type_code {
+            "String" => s(100),
+            "Memo" => AttrType::Memo { max_len: 2000 },
+            "Integer" => AttrType::Integer {
+                min: i32::MIN,
+                max: i32::MAX,
+            },
+            "BigInt" => AttrType::BigInt,
+            "Decimal" => AttrType::Decimal { precision: 2 },
+            "Double" => AttrType::Double { precision: 2 },
+            "Money" => AttrType::Money { precision: 2 },
+            "Boolean" => AttrType::Boolean {
+                true_label: "Yes",
+                false_label: "No",
+            },
+            "DateTime" => AttrType::DateTime(Behavior::UserLocal),
+            _ => return None,
+        };
+        let mut model = self.clone();
+        let builder = EntityBuilder {
+            def: self.entities[ei].clone(),
+        };
+        model.entities[ei] = builder.col(name, ty).build();
+        Some(model)
+    }
+
     /// The fixed model of the simulated organization.
     pub(crate) fn standard() -> Model {
         let account = EntityBuilder::new("account", "accounts", 1, true, "Account")

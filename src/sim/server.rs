@@ -32,8 +32,9 @@ pub(crate) struct AppState {
     options: SimulatorOptions,
     /// Environment URL (origin).
     url: String,
-    /// Model.
-    model: Model,
+    /// Model; replaced as a whole when a test adds an attribute
+    /// ([`crate::sim::SimulatorHandle::add_attribute`]).
+    model: RwLock<Arc<Model>>,
     /// Data.
     store: RwLock<Store>,
     /// Simulated clock.
@@ -60,7 +61,7 @@ impl AppState {
             faults: Faults::new(options.faults.seed, options.faults.fault_rate),
             options,
             url,
-            model,
+            model: RwLock::new(Arc::new(model)),
             store: RwLock::new(store),
             clock: Clock::new(),
             tokens: TokenStore::default(),
@@ -69,8 +70,13 @@ impl AppState {
         }
     }
 
+    /// The current model (requests hold it for their whole answer).
+    fn model(&self) -> Arc<Model> {
+        self.model.read().expect("model lock").clone()
+    }
+
     fn entity(&self, logical: &str) -> usize {
-        self.model
+        self.model()
             .by_logical(logical)
             .unwrap_or_else(|| panic!("unknown entity {logical}"))
     }
@@ -82,17 +88,19 @@ impl AppState {
         values: &mut [Value],
         fields: &serde_json::Value,
     ) {
-        let e = &self.model.entities[ei];
+        let model = self.model();
+        let e = &model.entities[ei];
         let obj = fields.as_object().expect("fields must be a JSON object");
         for (k, v) in obj {
             let (c, val) =
-                json_to_value(&self.model, store, e, k, v).unwrap_or_else(|err| panic!("{err}"));
+                json_to_value(&model, store, e, k, v).unwrap_or_else(|err| panic!("{err}"));
             values[c] = val;
         }
     }
 
     fn stamp(&self, ei: usize, values: &mut [Value], created: bool) {
-        let e = &self.model.entities[ei];
+        let model = self.model();
+        let e = &model.entities[ei];
         let now = Value::DateTime(self.clock.now());
         for (name, on) in [("createdon", created), ("modifiedon", true)] {
             if let (true, Some(Storage::Col(c))) = (on, e.attr(name).map(|a| a.storage)) {
@@ -105,12 +113,36 @@ impl AppState {
         self.cache.lock().expect("cache lock").clear();
     }
 
+    /// Test API: a new stored attribute; existing rows hold NULL in it and keep their
+    /// versions (adding a column in Dataverse changes no row).
+    pub(crate) fn add_attribute(&self, entity: &str, name: &str, type_code: &str) {
+        let ei = self.entity(entity);
+        let mut store = self.store.write().expect("store lock");
+        let mut model = self.model.write().expect("model lock");
+        assert!(
+            model.entities[ei].attr(name).is_none(),
+            "{entity} already has an attribute {name}"
+        );
+        let grown = model
+            .with_attribute(ei, name, type_code)
+            .unwrap_or_else(|| panic!("unsupported attribute type {type_code}"));
+        for row in &mut store.tables[ei].rows {
+            let mut values = std::mem::take(&mut row.values).into_vec();
+            values.push(Value::Null);
+            row.values = values.into_boxed_slice();
+        }
+        *model = Arc::new(grown);
+        drop(model);
+        drop(store);
+        self.invalidate();
+    }
+
     /// Test API: insert.
     pub(crate) fn insert(&self, entity: &str, fields: &serde_json::Value) -> uuid::Uuid {
         let ei = self.entity(entity);
         let mut store = self.store.write().expect("store lock");
         let mut values =
-            vec![Value::Null; self.model.entities[ei].columns.len()].into_boxed_slice();
+            vec![Value::Null; self.model().entities[ei].columns.len()].into_boxed_slice();
         self.set_fields(&store, ei, &mut values, fields);
         self.stamp(ei, &mut values, true);
         store.version += 1;
@@ -171,9 +203,9 @@ impl AppState {
         self.store.read().expect("store lock").tables[ei].rows.len()
     }
 
-    fn env(&self) -> Env<'_> {
+    fn env<'a>(&self, model: &'a Model) -> Env<'a> {
         Env {
-            model: &self.model,
+            model,
             null_inclusive_ne: self.options.null_inclusive_ne,
             now: self.clock.now(),
             change_token_expiry: self.options.change_token_expiry.as_secs() as i64,
@@ -182,10 +214,11 @@ impl AppState {
 
     /// Answers one Web API request (path relative to the API root, decoded).
     fn web_api(&self, rel: &str, req: &WebRequest) -> Result<Reply, ApiError> {
-        let env = self.env();
+        let model = self.model();
+        let env = self.env(&model);
         match rel {
-            "" => return Ok(metadata::service_document(&self.model, req)),
-            "$metadata" => return Ok(metadata::csdl(&self.model)),
+            "" => return Ok(metadata::service_document(&model, req)),
+            "$metadata" => return Ok(metadata::csdl(&model)),
             "WhoAmI" | "WhoAmI()" => {
                 let body = json!({
                     "@odata.context": format!("{}$metadata#Microsoft.Dynamics.CRM.WhoAmIResponse", req.api_base),
@@ -198,7 +231,7 @@ impl AppState {
             _ => {}
         }
         if rel.starts_with("EntityDefinitions") {
-            return metadata::entity_definitions(&self.model, rel, req);
+            return metadata::entity_definitions(&model, rel, req);
         }
         if let Some(args) = rel
             .strip_prefix("RetrieveTotalRecordCount(EntityNames=")
@@ -214,7 +247,7 @@ impl AppState {
             let store = self.store.read().expect("store lock");
             let mut counts = Vec::new();
             for n in &names {
-                let ei = self.model.by_logical(n).ok_or_else(|| {
+                let ei = model.by_logical(n).ok_or_else(|| {
                     ApiError::bad_request(
                         "0x80040217",
                         format!("Could not find entity with logical name {n}."),
@@ -232,8 +265,7 @@ impl AppState {
             Some(i) => (&rel[..i], &rel[i..]),
             None => (rel, ""),
         };
-        let ei = self
-            .model
+        let ei = model
             .by_set(segment)
             .ok_or_else(|| ApiError::segment_not_found(segment))?;
         query::validate_options(req)?;
@@ -244,7 +276,7 @@ impl AppState {
                     return changes::delta(&env, &store, ei, req, token);
                 }
                 if let Some(a) = req.param("$apply") {
-                    if req.prefer.track_changes && self.model.entities[ei].change_tracking {
+                    if req.prefer.track_changes && model.entities[ei].change_tracking {
                         return Err(ApiError::bad_request(
                             "0x80060888",
                             "The \"$apply\" query parameter isn't supported when Change Tracking is enabled.",

@@ -97,3 +97,6 @@ pub async fn bearer_token(sim: &SimulatorHandle) -> String {
         .unwrap();
     token["access_token"].as_str().unwrap().to_string()
 }
+
+#[cfg(feature = "delta")]
+pub mod mirror;
