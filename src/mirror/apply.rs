@@ -30,6 +30,11 @@ fn writer_properties() -> WriterProperties {
         .build()
 }
 
+/// A session with deltalake's planner extensions (its operations plan their own nodes).
+fn delta_session() -> SessionContext {
+    deltalake::delta_datafusion::DeltaSessionContext::new().into_inner()
+}
+
 async fn staged_frame(ctx: &SessionContext, staged: &Staged) -> Result<DataFrame, MirrorError> {
     let path = staged.path.to_string_lossy();
     Ok(ctx
@@ -44,7 +49,7 @@ pub(crate) async fn overwrite(
     staged: &Staged,
     state: &SyncState,
 ) -> Result<DeltaTable, MirrorError> {
-    let ctx = SessionContext::new();
+    let ctx = delta_session();
     let data: Vec<&str> = data_columns(&staged.data_schema);
     let rows = staged_frame(&ctx, staged)
         .await?
@@ -69,7 +74,7 @@ pub(crate) async fn renew_token(
     staged: &Staged,
     state: &SyncState,
 ) -> Result<DeltaTable, MirrorError> {
-    let ctx = SessionContext::new();
+    let ctx = delta_session();
     let data: Vec<&str> = data_columns(&staged.data_schema);
     let nothing = staged_frame(&ctx, staged)
         .await?
@@ -96,7 +101,7 @@ pub(crate) async fn merge(
     primary_key: &str,
     state: &SyncState,
 ) -> Result<(DeltaTable, MergeMetrics), MirrorError> {
-    let ctx = SessionContext::new();
+    let ctx = delta_session();
     let source = latest_change_per_key(staged_frame(&ctx, staged).await?, primary_key)?;
     let data: Vec<String> = data_columns(&staged.data_schema)
         .into_iter()

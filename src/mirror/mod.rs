@@ -274,6 +274,15 @@ pub enum MirrorError {
         /// The entity it mirrors there.
         mirrored: String,
     },
+    /// The directory holds a Delta table that no sync wrote (it carries no sync state).
+    #[error(
+        "{dir} is a Delta table that dvsql sync did not write; it is left alone (use another \
+         directory)"
+    )]
+    NotAMirror {
+        /// The table's directory.
+        dir: PathBuf,
+    },
     /// The saved token expired and [`OnExpiredToken::Fail`] was asked for.
     #[error(
         "the change token of {entity} has expired; the mirror is unchanged. Sync without \
@@ -409,6 +418,13 @@ pub async fn sync_table(
         Some(_) => state::read(&table, &source.environment, entity).await?,
         None => Saved::Nothing,
     };
+    // A sync's first commit creates the table together with its state, so an existing table
+    // without one was written by something else: never overwrite it.
+    if table.version().is_some() && matches!(saved, Saved::Nothing) {
+        return Err(MirrorError::NotAMirror {
+            dir: table_dir(root, entity),
+        });
+    }
     let mut run = TableSync {
         source,
         root,

@@ -30,7 +30,7 @@ pub async fn columns(table: &DeltaTable) -> Vec<String> {
 pub async fn table_rows(dir: &Path, key: &str, version: Option<i64>) -> Vec<Vec<String>> {
     let mut table = open(dir).await;
     if let Some(v) = version {
-        table.load_version(v).await.expect("the version loads");
+        table.load_version(v as u64).await.expect("the version loads");
     }
     let ctx = SessionContext::new();
     table.update_datafusion_session(&ctx.state()).unwrap();
