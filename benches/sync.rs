@@ -69,7 +69,12 @@ async fn main() -> Result<(), BoxError> {
         "COPY (SELECT * FROM account) TO '{}'",
         export.to_str().ok_or("temp path is not UTF-8")?
     );
-    let copied = run_child(&sim, dir.path(), &["--config", path(&config), "-q", "-c", &copy]).await?;
+    let copied = run_child(
+        &sim,
+        dir.path(),
+        &["--config", path(&config), "-q", "-c", &copy],
+    )
+    .await?;
     check_parquet(&export, rows)?;
     std::fs::remove_file(&export)?;
 
@@ -124,7 +129,10 @@ fn path(p: &Path) -> &str {
 /// The `--config` file for the simulator (user-only: dvsql warns about readable secrets).
 fn write_config(sim: &SimulatorHandle, dir: &Path) -> Result<PathBuf, BoxError> {
     let path = dir.join("sim.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&Config::for_simulator(sim))?)?;
+    std::fs::write(
+        &path,
+        serde_json::to_string_pretty(&Config::for_simulator(sim))?,
+    )?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -150,7 +158,9 @@ async fn run_child(sim: &SimulatorHandle, dir: &Path, args: &[&str]) -> Result<R
     sim.clear_requests();
     let started = Instant::now();
     let mut child = command.spawn()?;
-    let pid = child.id().ok_or("the child exited before its pid was read")?;
+    let pid = child
+        .id()
+        .ok_or("the child exited before its pid was read")?;
     let status_file = PathBuf::from(format!("/proc/{pid}/status"));
     let mut peak_kib = 0;
     let status = loop {
@@ -210,22 +220,22 @@ async fn check_mirror(mirror: &Path, rows: usize) -> Result<(), BoxError> {
 
 /// Renames `n` accounts (every k-th one of the mirror, so they are spread over the table).
 async fn change_rows(sim: &SimulatorHandle, mirror: &Path, n: usize) -> Result<usize, BoxError> {
-    use datafusion::arrow::array::AsArray;
+    use datafusion::arrow::array::{Array, AsArray};
+    use datafusion::arrow::compute::cast;
+    use datafusion::arrow::datatypes::DataType;
     let (ctx, _table) = mirror_frame(mirror).await?;
     let batches = ctx
         .sql("SELECT accountid FROM account ORDER BY accountid")
         .await?
         .collect()
         .await?;
-    let ids: Vec<String> = batches
-        .iter()
-        .flat_map(|b| {
-            let column = b.column(0).as_string::<i32>();
-            (0..column.len())
-                .map(|i| column.value(i).to_string())
-                .collect::<Vec<_>>()
-        })
-        .collect();
+    let mut ids: Vec<String> = Vec::new();
+    for batch in &batches {
+        // Plain or view strings, as the Delta reader gives them.
+        let column = cast(batch.column(0), &DataType::Utf8)?;
+        let column = column.as_string::<i32>();
+        ids.extend((0..column.len()).map(|i| column.value(i).to_string()));
+    }
     let step = (ids.len() / n.max(1)).max(1);
     let mut changed = 0;
     for id in ids.iter().step_by(step).take(n) {

@@ -79,7 +79,9 @@ fn imports() -> BTreeMap<String, BTreeSet<String>> {
 fn no_two_modules_import_each_other() {
     let graph = imports();
     assert!(
-        graph.contains_key("client") && graph.contains_key("provider") && graph.contains_key("mirror"),
+        graph.contains_key("client")
+            && graph.contains_key("provider")
+            && graph.contains_key("mirror"),
         "{graph:?}"
     );
     let mut cycles = Vec::new();

@@ -54,7 +54,7 @@ async fn the_first_sync_loads_the_entity_with_the_token_in_the_same_commit() {
     // The data, the application transaction and the token are one commit.
     let dir = root.path().join("account");
     let actions = commit_actions(&dir, 0);
-    let app_id = SyncState::app_id(&dv.config().environment_url().to_string(), "account");
+    let app_id = SyncState::app_id(dv.config().environment_url().as_ref(), "account");
     let txn = actions
         .iter()
         .find_map(|a| a.get("txn"))
@@ -97,11 +97,20 @@ async fn inserts_updates_and_deletes_are_merged_so_the_mirror_equals_the_entity(
         .unwrap();
 
     let inserted: Vec<_> = (0..3)
-        .map(|i| sim.insert("account", json!({"name": format!("New {i}"), "revenue": 10.5})))
+        .map(|i| {
+            sim.insert(
+                "account",
+                json!({"name": format!("New {i}"), "revenue": 10.5}),
+            )
+        })
         .collect();
     // One row updated three times: the mirror keeps the last version.
     for v in 1..=3 {
-        sim.update("account", existing[0], json!({"name": format!("Renamed {v}")}));
+        sim.update(
+            "account",
+            existing[0],
+            json!({"name": format!("Renamed {v}")}),
+        );
     }
     sim.update(
         "account",
@@ -169,7 +178,11 @@ async fn a_sync_with_nothing_changed_commits_nothing_until_the_token_needs_renew
         .unwrap();
     assert_eq!(report.outcome, SyncOutcome::Unchanged);
     assert_eq!(open(&dir).await.version(), Some(0));
-    assert!(!dir.join("_delta_log").join(format!("{:020}.json", 1)).exists());
+    assert!(
+        !dir.join("_delta_log")
+            .join(format!("{:020}.json", 1))
+            .exists()
+    );
 
     // A token older than the renewal age is committed anew, without data.
     let renew = SyncOptions::default().with_token_renewal(Duration::ZERO);
@@ -200,7 +213,11 @@ async fn a_new_attribute_becomes_a_column_and_old_rows_hold_null() {
         .await
         .unwrap();
     let dir = root.path().join("account");
-    assert!(!common::mirror::columns(&open(&dir).await).await.contains(&"new_tier".into()));
+    assert!(
+        !common::mirror::columns(&open(&dir).await)
+            .await
+            .contains(&"new_tier".into())
+    );
 
     sim.add_attribute("account", "new_tier", "Integer");
     sim.update("account", existing[0], json!({"new_tier": 3}));
@@ -304,7 +321,10 @@ async fn a_table_of_another_environment_is_refused() {
         .sync_mirror(root.path(), "account", &SyncOptions::default())
         .await
         .unwrap_err();
-    assert!(matches!(err, MirrorError::OtherEnvironment { .. }), "{err:?}");
+    assert!(
+        matches!(err, MirrorError::OtherEnvironment { .. }),
+        "{err:?}"
+    );
     assert_eq!(open(&root.path().join("account")).await.version(), Some(0));
 }
 
@@ -339,7 +359,11 @@ async fn the_mirror_schema_is_queried_and_joined_with_live_tables() {
     dv.sync_mirror(root.path(), "account", &SyncOptions::default())
         .await
         .unwrap();
-    let seen = query(&ctx, "SELECT count(*) FROM mirror.account WHERE name = 'Seen'").await;
+    let seen = query(
+        &ctx,
+        "SELECT count(*) FROM mirror.account WHERE name = 'Seen'",
+    )
+    .await;
     assert_eq!(rows(&seen), vec![vec!["1"]]);
 }
 
@@ -380,7 +404,11 @@ async fn an_independent_reader_sees_the_same_rows() {
     dv.sync_mirror(root.path(), "account", &SyncOptions::default())
         .await
         .unwrap();
-    sim.update("account", existing[0], json!({"name": "Changed", "revenue": 99.25}));
+    sim.update(
+        "account",
+        existing[0],
+        json!({"name": "Changed", "revenue": 99.25}),
+    );
     sim.delete("account", existing[1]);
     sim.insert("account", json!({"name": "Added"}));
     dv.sync_mirror(root.path(), "account", &SyncOptions::default())
@@ -404,7 +432,11 @@ async fn an_independent_reader_sees_the_same_rows() {
         .unwrap();
     let from_python = rows(&query(&ctx, "SELECT * FROM py ORDER BY accountid").await);
     let ours = table_rows(&root.path().join("account"), "accountid", None).await;
-    assert_eq!(from_python.len(), 304, "300 + 4 seeded, one deleted, one added");
+    assert_eq!(
+        from_python.len(),
+        304,
+        "300 + 4 seeded, one deleted, one added"
+    );
     assert_eq!(from_python, ours);
     assert_mirrors(&dv, root.path(), "account", "accountid").await;
 }
@@ -418,8 +450,11 @@ async fn a_delta_table_that_sync_did_not_write_is_left_alone() {
     let dir = root.path().join("account");
     std::fs::create_dir_all(&dir).unwrap();
     let schema = std::sync::Arc::new(Schema::new(vec![Field::new("x", DataType::Int32, true)]));
-    let batch = RecordBatch::try_new(schema, vec![std::sync::Arc::new(Int32Array::from(vec![1, 2]))])
-        .unwrap();
+    let batch = RecordBatch::try_new(
+        schema,
+        vec![std::sync::Arc::new(Int32Array::from(vec![1, 2]))],
+    )
+    .unwrap();
     let url = url::Url::from_directory_path(&dir).unwrap();
     deltalake::DeltaTable::try_from_url(url)
         .await

@@ -91,9 +91,7 @@ impl ChangeRead {
         match (&self.start_token, &self.sink) {
             (None, _) => "change feed: full initial load".into(),
             (Some(_), TokenSink::Store) => "change feed: from the saved token".into(),
-            (Some(_), TokenSink::Discard) => {
-                "change feed: from the given token (not saved)".into()
-            }
+            (Some(_), TokenSink::Discard) => "change feed: from the given token (not saved)".into(),
             (Some(_), TokenSink::Hand(_)) => {
                 "change feed: from the given token (handed to the caller)".into()
             }

@@ -176,7 +176,12 @@ pub struct SyncArgs {
     #[arg(long, value_name = "DIR")]
     pub to: PathBuf,
     /// The entities to sync (logical names, comma-separated).
-    #[arg(long, value_name = "A,B", value_delimiter = ',', conflicts_with = "all_tracked")]
+    #[arg(
+        long,
+        value_name = "A,B",
+        value_delimiter = ',',
+        conflicts_with = "all_tracked"
+    )]
     pub tables: Vec<String>,
     /// Sync every entity with change tracking enabled.
     #[arg(long)]

@@ -59,7 +59,8 @@ pub async fn run(
     parallel: Option<usize>,
     quiet: bool,
 ) -> Result<u8, String> {
-    let progress = SyncProgress::new(!quiet && std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    let progress =
+        SyncProgress::new(!quiet && std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let options = SyncOptions::default()
         .with_dry_run(args.dry_run)
         .with_optimize(args.optimize)
@@ -155,11 +156,7 @@ fn duration_text(d: Duration) -> String {
 
 /// One finished table: what happened, the rows, requests and time.
 fn report_line(r: &TableReport, dry_run: bool) -> String {
-    let cost = format!(
-        "{} requests, {:.1} s",
-        r.requests,
-        r.duration.as_secs_f64()
-    );
+    let cost = format!("{} requests, {:.1} s", r.requests, r.duration.as_secs_f64());
     let version = r
         .version
         .map(|v| format!(", version {v}"))

@@ -90,9 +90,12 @@ pub enum SyncEvent<'a> {
     },
 }
 
+/// A function called with each [`SyncEvent`].
+type EventFn = dyn Fn(&SyncEvent<'_>) + Send + Sync;
+
 /// Receives the [`SyncEvent`]s of a sync.
 #[derive(Clone, Default)]
-pub struct SyncObserver(Option<Arc<dyn Fn(&SyncEvent<'_>) + Send + Sync>>);
+pub struct SyncObserver(Option<Arc<EventFn>>);
 
 impl SyncObserver {
     /// An observer calling `f` for every event.
@@ -400,13 +403,14 @@ pub async fn sync_table(
     }
     std::fs::create_dir_all(root).map_err(|e| MirrorError::io(root, e))?;
     let _lock = lock::lock(root, entity)?;
-    let definition = source
-        .metadata
-        .reload_table(entity)
-        .await?
-        .ok_or_else(|| MirrorError::UnknownTable {
-            entity: entity.to_string(),
-        })?;
+    let definition =
+        source
+            .metadata
+            .reload_table(entity)
+            .await?
+            .ok_or_else(|| MirrorError::UnknownTable {
+                entity: entity.to_string(),
+            })?;
     if !definition.entity.change_tracking {
         return Err(ChangesError::NotTracked {
             entity: entity.to_string(),
@@ -596,10 +600,7 @@ impl TableSync<'_> {
         let state = self.state(saved, &staged, "merge");
         let primary_key = self.definition.primary_id().to_string();
         let (table, metrics) = self
-            .commit(
-                &staged,
-                apply::merge(table, &staged, &primary_key, &state),
-            )
+            .commit(&staged, apply::merge(table, &staged, &primary_key, &state))
             .await?;
         self.report.outcome = SyncOutcome::Merged;
         self.report.inserted = metrics.num_target_rows_inserted as u64;

@@ -12,8 +12,8 @@ use datafusion::catalog::{SchemaProvider, TableProvider};
 use datafusion::error::{DataFusionError, Result};
 use datafusion::prelude::SessionContext;
 
-use super::status::table_names;
 use super::open_or_new;
+use super::status::table_names;
 
 /// The name the mirror's tables are registered under.
 pub const MIRROR_SCHEMA: &str = "mirror";

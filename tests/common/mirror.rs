@@ -30,7 +30,10 @@ pub async fn columns(table: &DeltaTable) -> Vec<String> {
 pub async fn table_rows(dir: &Path, key: &str, version: Option<i64>) -> Vec<Vec<String>> {
     let mut table = open(dir).await;
     if let Some(v) = version {
-        table.load_version(v as u64).await.expect("the version loads");
+        table
+            .load_version(v as u64)
+            .await
+            .expect("the version loads");
     }
     let ctx = SessionContext::new();
     table.update_datafusion_session(&ctx.state()).unwrap();
@@ -90,7 +93,11 @@ pub async fn assert_mirrors(dataverse: &Dataverse, root: &Path, entity: &str, ke
         let at = columns.iter().position(|c| c == key).expect("key column");
         mirror.iter().map(|r| &r[at]).collect()
     };
-    assert_eq!(keys.len(), mirror.len(), "duplicate keys in the mirror of {entity}");
+    assert_eq!(
+        keys.len(),
+        mirror.len(),
+        "duplicate keys in the mirror of {entity}"
+    );
     let live = entity_rows(dataverse, entity, &columns, key).await;
     assert_eq!(mirror.len(), live.len(), "row counts of {entity}");
     for (m, l) in mirror.iter().zip(&live) {
