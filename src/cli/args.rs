@@ -172,7 +172,7 @@ Examples:
   dvsql sync --to /data/crm --status
   dvsql --config prod.json --mirror /data/crm -c 'SELECT count(*) FROM mirror.account'")]
 pub struct SyncArgs {
-    /// The mirror directory: one Delta table per entity in DIR/<entity>.
+    /// The mirror directory: one Delta table per entity in DIR/ENTITY.
     #[arg(long, value_name = "DIR")]
     pub to: PathBuf,
     /// The entities to sync (logical names, comma-separated).

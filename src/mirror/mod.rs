@@ -3,13 +3,13 @@
 //!
 //! One Delta table per entity under `{dir}/{entity}`. A sync of one table:
 //!
-//! 1. takes the table's lock ([`lock`]) and reloads the entity's attributes (new columns);
+//! 1. takes the table's lock (`lock.rs`) and reloads the entity's attributes (new columns);
 //! 2. reads the table's sync state from its own Delta log ([`state`]): the last committed
 //!    delta token, or nothing (first run);
 //! 3. reads the change feed from that token (a full load without one) into a staging Parquet
-//!    file ([`stage`]); only at the end of the feed is the new token in hand. An expired token
+//!    file (`stage.rs`); only at the end of the feed is the new token in hand. An expired token
 //!    restarts the read as a full load (or fails, if asked to);
-//! 4. writes the changes and the new token in ONE Delta commit ([`apply`]): a full load
+//! 4. writes the changes and the new token in ONE Delta commit (`apply.rs`): a full load
 //!    overwrites the table, changes are MERGEd on the primary key (the latest change of each
 //!    key wins); a read that found nothing commits nothing, unless the token needs renewing.
 //!
