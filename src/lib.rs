@@ -195,6 +195,7 @@ impl Dataverse {
             .options_mut()
             .catalog
             .default_schema = SCHEMA_NAME.to_string();
+        add_pushdown_rule(ctx);
         let feed = self.changes.clone();
         ctx.register_udtf(
             "table_changes",
@@ -315,6 +316,30 @@ impl Dataverse {
     pub fn config(&self) -> &Config {
         &self.config
     }
+}
+
+/// Puts the aggregate and top-N pushdown rule first among the context's physical optimizer
+/// rules (once): it must see the planner's own shapes, before DataFusion's rules rearrange
+/// them (see `provider/rules.rs`). It only acts on Dataverse scans, and not at all with
+/// pushdown off.
+fn add_pushdown_rule(ctx: &SessionContext) {
+    use datafusion::execution::SessionStateBuilder;
+    use datafusion::physical_optimizer::PhysicalOptimizerRule;
+    let state_ref = ctx.state_ref();
+    let mut state = state_ref.write();
+    let existing = state.physical_optimizers();
+    if existing
+        .iter()
+        .any(|r| r.name() == provider::rules::RULE_NAME)
+    {
+        return;
+    }
+    let mut rules: Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync>> =
+        vec![Arc::new(provider::rules::DataversePushdownRule)];
+    rules.extend(existing.iter().cloned());
+    *state = SessionStateBuilder::new_from_existing(state.clone())
+        .with_physical_optimizer_rules(rules)
+        .build();
 }
 
 /// An error and its causes as one line: each `source()` appended after `: `, unless its text

@@ -14,8 +14,10 @@ use super::split::{
     FirstPage, Piece, SPLIT_COLUMN, SplitScan, after_first_page, expected_rows, largest_query,
     rest_of, target_rows,
 };
+use super::top_n::TopN;
 use super::translate::Pushdown;
 use crate::client::{DataverseClient, Page, Pages};
+use crate::metadata::{Column as TableColumn, TableDefinition};
 use crate::odata::{ODataQuery, annotation_list};
 use datafusion::arrow::array::{AsArray, BooleanArray, RecordBatch, TimestampMicrosecondArray};
 use datafusion::arrow::compute::filter_record_batch;
@@ -90,6 +92,27 @@ pub(crate) fn plan_properties(schema: &SchemaRef, partitions: usize) -> PlanProp
     )
 }
 
+/// What a scan reads, as the pushdown rules of `provider/rules.rs` need it: the table, and for
+/// each column the scan returns, its position among the table's columns.
+#[derive(Clone, Debug)]
+pub struct ScanSource {
+    pub definition: Arc<TableDefinition>,
+    pub columns: Vec<usize>,
+    pub page_size: u32,
+    /// Whether pushdown was on when the scan was planned (`--no-pushdown` turns the rules
+    /// off too).
+    pub pushdown: bool,
+}
+
+impl ScanSource {
+    /// The table column behind the scan's column `index`.
+    pub fn column(&self, index: usize) -> Option<&TableColumn> {
+        self.columns
+            .get(index)
+            .map(|&i| &self.definition.columns[i])
+    }
+}
+
 /// Reads one entity set.
 #[derive(Debug)]
 pub struct DataverseScanExec {
@@ -99,6 +122,9 @@ pub struct DataverseScanExec {
     /// Rows wanted at most (LIMIT), when every filter was exact.
     limit: Option<usize>,
     pushed: Vec<PushedFilter>,
+    source: ScanSource,
+    /// Set for a top-N scan: the ordered requests read one after another.
+    top_n: Option<TopN>,
     /// Set for a parallel scan: the queue of `createdon` pieces its partitions share, and
     /// where `createdon` and the key are among the decoder's columns.
     split: Option<(Arc<SplitScan>, SplitColumns)>,
@@ -116,6 +142,7 @@ impl DataverseScanExec {
         decoder: PageDecoder,
         limit: Option<usize>,
         pushed: Vec<PushedFilter>,
+        source: ScanSource,
     ) -> Self {
         let schema = decoder.schema().clone();
         Self {
@@ -124,6 +151,8 @@ impl DataverseScanExec {
             decoder,
             limit,
             pushed,
+            source,
+            top_n: None,
             split: None,
             properties: Arc::new(plan_properties(&schema, 1)),
             schema,
@@ -151,8 +180,61 @@ impl DataverseScanExec {
         self.split.as_ref().map_or(1, |(s, _)| s.degree())
     }
 
+    /// What the scan reads.
+    pub(crate) fn source(&self) -> &ScanSource {
+        &self.source
+    }
+
+    /// The connection it reads through.
+    pub(crate) fn client(&self) -> &Arc<DataverseClient> {
+        &self.client
+    }
+
+    /// The request sent (for a split scan, before its ranges are added).
+    pub(crate) fn query(&self) -> &ODataQuery {
+        &self.query
+    }
+
+    /// Whether this scan returns every row of its table that its filter admits, with pushdown
+    /// on, so that a rule may answer an operator above it with a different request instead.
+    pub(crate) fn is_plain(&self) -> bool {
+        self.source.pushdown
+            && self.limit.is_none()
+            && self.top_n.is_none()
+            && self.query.top.is_none()
+            && self.query.order_by.is_empty()
+            && self.query.apply.is_none()
+            && self.query.entity_set().is_some()
+    }
+
+    /// This scan as a top-N read: one partition, the unsplit request and decoder of its
+    /// columns, the ordered requests of `top_n`.
+    pub(crate) fn with_top_n(&self, query: ODataQuery, decoder: PageDecoder, top_n: TopN) -> Self {
+        let limit = Some(top_n.fetch);
+        let mut exec = Self::new(
+            self.client.clone(),
+            query,
+            decoder,
+            limit,
+            self.pushed.clone(),
+            self.source.clone(),
+        );
+        exec.top_n = Some(top_n);
+        exec
+    }
+
     fn describe(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "DataverseScanExec: GET {}", self.query.display_query())?;
+        match &self.top_n {
+            Some(top_n) => {
+                let requests: Vec<String> = top_n
+                    .requests(&self.query, top_n.fetch)
+                    .iter()
+                    .map(|q| q.display_query())
+                    .collect();
+                write!(f, "DataverseScanExec: GET {}", requests.join(" then GET "))?;
+            }
+            None => write!(f, "DataverseScanExec: GET {}", self.query.display_query())?,
+        }
         if let (None, Some(size)) = (self.query.top, self.query.page_size) {
             write!(f, ", page_size={size}")?;
         }
@@ -239,10 +321,14 @@ impl ExecutionPlan for DataverseScanExec {
         };
         let query = self.query.clone();
         let split = self.split.clone();
+        let top_n = self.top_n.clone();
         builder.spawn(async move {
-            match split {
-                Some((split, columns)) => read_pieces(&split, &columns, &query, reader, emit).await,
-                None => {
+            match (split, top_n) {
+                (_, Some(top_n)) => read_top_n(&top_n, &query, reader, emit).await,
+                (Some((split, columns)), None) => {
+                    read_pieces(&split, &columns, &query, reader, emit).await
+                }
+                (None, None) => {
                     let mut pages = reader.pages(&query)?;
                     reader.read_pages(&mut pages, &emit).await.map(|_| ())
                 }
@@ -250,6 +336,88 @@ impl ExecutionPlan for DataverseScanExec {
         });
         Ok(builder.build())
     }
+}
+
+/// A top-N scan: its requests one after another, each asking for the rows still missing;
+/// or, when the NULLs come first and the rows fit in one `$top`, both requests at once (the
+/// NULLs are usually none, and waiting for that answer would double the time).
+async fn read_top_n<F, Fut>(
+    top_n: &TopN,
+    scan: &ODataQuery,
+    reader: PageReader,
+    emit: F,
+) -> Result<()>
+where
+    F: Fn(RecordBatch) -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    if top_n.read_together() {
+        return read_together(top_n, scan, reader, emit).await;
+    }
+    let sent = std::sync::atomic::AtomicUsize::new(0);
+    let counted = |batch: RecordBatch| {
+        sent.fetch_add(batch.num_rows(), std::sync::atomic::Ordering::Relaxed);
+        emit(batch)
+    };
+    for segment in 0..top_n.segments.len() {
+        let missing = top_n.fetch - sent.load(std::sync::atomic::Ordering::Relaxed);
+        if missing == 0 {
+            break;
+        }
+        let query = top_n.request(scan, segment, missing);
+        let reader = PageReader {
+            limit: Some(missing),
+            ..reader.clone()
+        };
+        let mut pages = reader.pages(&query)?;
+        if !reader.read_pages(&mut pages, &counted).await? {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// [`read_top_n`] with its two requests sent at once: each answer is held (at most `$top`
+/// rows each), then the rows are handed on in order up to the fetch.
+async fn read_together<F, Fut>(
+    top_n: &TopN,
+    scan: &ODataQuery,
+    reader: PageReader,
+    emit: F,
+) -> Result<()>
+where
+    F: Fn(RecordBatch) -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let read = |segment: usize| {
+        let reader = reader.clone();
+        let query = top_n.request(scan, segment, top_n.fetch);
+        async move {
+            let held = std::sync::Mutex::new(Vec::new());
+            let hold = |batch: RecordBatch| {
+                if let Ok(mut held) = held.lock() {
+                    held.push(batch);
+                }
+                std::future::ready(true)
+            };
+            let mut pages = reader.pages(&query)?;
+            reader.read_pages(&mut pages, &hold).await?;
+            Ok::<_, DataFusionError>(held.into_inner().unwrap_or_default())
+        }
+    };
+    let (first, second) = tokio::try_join!(read(0), read(1))?;
+    let mut missing = top_n.fetch;
+    for batch in first.into_iter().chain(second) {
+        if missing == 0 {
+            break;
+        }
+        let batch = batch.slice(0, batch.num_rows().min(missing));
+        missing -= batch.num_rows();
+        if !emit(batch).await {
+            break;
+        }
+    }
+    Ok(())
 }
 
 /// One partition of a split scan: takes pieces from the shared queue until none is left.
@@ -317,7 +485,7 @@ where
 {
     let query = piece.query(scan, &columns.key_name);
     let mut pages = reader.pages(&query)?;
-    if query.order_by.is_none() {
+    if query.order_by.is_empty() {
         // The NULLs, or the rest of a piece: read plainly to the end.
         return reader.read_pages(&mut pages, emit).await;
     }
@@ -402,8 +570,16 @@ fn piece_needs_largest(piece: &Piece) -> bool {
 
 /// The largest `createdon` under the scan's filter (one `$top=1` request).
 async fn largest_createdon(reader: &PageReader, scan: &ODataQuery) -> Result<Option<i64>> {
-    let probe = largest_query(scan);
-    let name = format!("the largest {SPLIT_COLUMN} of {}", probe.resource);
+    probe_createdon(reader, largest_query(scan), "largest").await
+}
+
+/// The `createdon` of the one row a `$top=1` probe returns (see [`largest_query`]).
+pub(crate) async fn probe_createdon(
+    reader: &PageReader,
+    probe: ODataQuery,
+    which: &str,
+) -> Result<Option<i64>> {
+    let name = format!("the {which} {SPLIT_COLUMN} of {}", probe.resource);
     let mut pages = reader.pages(&probe)?.named(name);
     let page = reader.first_page(&mut pages).await?;
     reader.metrics.record(&page);
@@ -530,7 +706,7 @@ impl PageReader {
     }
 
     /// The first (or next) page, which must exist.
-    async fn first_page(&self, pages: &mut Pages) -> Result<Page> {
+    pub(crate) async fn first_page(&self, pages: &mut Pages) -> Result<Page> {
         match pages.next_page().await {
             Some(page) => page.map_err(external),
             None => Err(DataFusionError::Internal(format!(
@@ -541,7 +717,7 @@ impl PageReader {
     }
 
     /// Decodes one page off the I/O threads and counts it.
-    async fn decode(&self, page: Page, resource: &str) -> Result<RecordBatch> {
+    pub(crate) async fn decode(&self, page: Page, resource: &str) -> Result<RecordBatch> {
         self.metrics.record(&page);
         let decoder = self.decoder.clone();
         let what = format!("page {} of {resource}", page.number);

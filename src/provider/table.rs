@@ -21,7 +21,7 @@ use datafusion::physical_plan::filter::FilterExec;
 use datafusion::physical_plan::projection::{ProjectionExec, ProjectionExpr};
 
 use super::decode::PageDecoder;
-use super::exec::{DataverseScanExec, PushedFilter, SplitColumns};
+use super::exec::{DataverseScanExec, PushedFilter, ScanSource, SplitColumns};
 use super::split::{MAX_DEGREE, RANGE_CONDITIONS, SPLIT_COLUMN, SplitScan, pins_primary_key};
 use super::translate::{Pushdown, translate};
 use crate::client::{DataverseClient, MAX_URL_LENGTH};
@@ -261,7 +261,14 @@ impl TableProvider for DataverseTable {
             _ => query.select.clone(),
         };
         let query = ODataQuery { select, ..query };
-        let exec = DataverseScanExec::new(self.client.clone(), query, decoder, limit, pushed);
+        let source = ScanSource {
+            definition: def.clone(),
+            columns: indices.clone(),
+            page_size: self.options.page_size,
+            pushdown: self.options.pushdown_enabled(),
+        };
+        let exec =
+            DataverseScanExec::new(self.client.clone(), query, decoder, limit, pushed, source);
         let exec: Arc<dyn ExecutionPlan> = Arc::new(match split {
             Some((_, decoder, columns)) => {
                 exec.with_split(SplitScan::new(degree), decoder, columns)
