@@ -250,6 +250,24 @@ async fn the_rows_count_includes_nulls_so_a_column_count_has_its_own_request() {
 }
 
 #[tokio::test]
+async fn an_average_of_no_values_is_null_not_zero_over_zero() {
+    let (sim, dv, ctx) = setup(RowCounts::accounts_only(100), 50_000).await;
+    for i in 0..3 {
+        sim.insert(
+            "account",
+            serde_json::json!({"name": format!("Empty {i}"), "creditlimit": 123456}),
+        );
+    }
+    // A group whose averaged column is NULL in every row: the sum request says null, the
+    // count request has no row for it.
+    let sql = "SELECT industrycode, avg(numberofemployees), count(numberofemployees), avg(revenue) \
+               FROM account WHERE creditlimit = 123456 GROUP BY industrycode ORDER BY industrycode NULLS FIRST";
+    let (on, off) = on_and_off(&dv, &ctx, sql).await;
+    assert_eq!(on, off);
+    assert!(on.iter().any(|r| r[1] == "NULL" && r[2] == "0"), "{on:?}");
+}
+
+#[tokio::test]
 async fn past_the_limit_an_aggregate_is_read_in_createdon_ranges() {
     // 600 accounts against a limit of 100: the whole table fails, ranges of about 75 rows pass,
     // and those that still fail are halved.
@@ -456,4 +474,58 @@ async fn choices_booleans_and_dates_are_ordered_on_the_server_by_value() {
         assert_eq!(on, off, "{sql}");
         assert!(explain(&ctx, sql).await.contains("$orderby="), "{sql}");
     }
+}
+
+/// The issue's figures, on 200,000 accounts and the real 50,000-row limit: a grouped count
+/// under the limit is one request; over it, a few dozen at most, with the right total; the
+/// latest ten is one round trip.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_200000_accounts_summaries_cost_a_handful_of_requests() {
+    let (sim, _dv, ctx) = setup(RowCounts::accounts_only(200_000), 50_000).await;
+    let total = sim.row_count("account");
+
+    let filtered = rows(
+        &query(
+            &ctx,
+            "SELECT industrycode, count(*) FROM account WHERE statecode = 1 GROUP BY industrycode",
+        )
+        .await,
+    );
+    let counted: u64 = filtered.iter().map(|r| r[1].parse::<u64>().unwrap()).sum();
+    assert!(
+        counted > 1000 && counted < 50_000,
+        "{counted} rows under the limit"
+    );
+    assert_eq!(api_requests(&sim).len(), 1);
+
+    sim.clear_requests();
+    let grouped = rows(
+        &query(
+            &ctx,
+            "SELECT statecode, count(*) FROM account GROUP BY statecode",
+        )
+        .await,
+    );
+    let sum: usize = grouped.iter().map(|r| r[1].parse::<usize>().unwrap()).sum();
+    assert_eq!(sum, total, "no wrong total: {grouped:?}");
+    let requests = api_requests(&sim);
+    assert!(
+        requests.len() <= 36,
+        "a few dozen requests at most, not hundreds: {}",
+        requests.len()
+    );
+    assert!(
+        requests.iter().all(|r| r.rows_returned <= 10),
+        "no rows were read"
+    );
+
+    sim.clear_requests();
+    query(
+        &ctx,
+        "SELECT name, createdon FROM account ORDER BY createdon DESC LIMIT 10",
+    )
+    .await;
+    let latest = api_requests(&sim);
+    assert_eq!(latest.len(), 2, "the ten latest and the NULLs, at once");
+    assert!(latest.iter().map(|r| r.rows_returned).sum::<usize>() <= 20);
 }

@@ -96,7 +96,9 @@ enum StateColumn {
     /// Group key `i`: decoded at position `i` from every request.
     Group(usize),
     /// Decoded at `position` from `request`; in the rows of the other requests the state's
-    /// neutral value (0 for a count, NULL for anything else, which merging ignores).
+    /// neutral value: 0 for `count` (whose state is never NULL), NULL for anything else, as
+    /// DataFusion's own partial aggregates leave it for a group without values (an average's
+    /// count included: a 0 there would make an average of no values 0/0 instead of NULL).
     Value {
         request: usize,
         position: usize,
@@ -254,8 +256,9 @@ impl Builder {
         }
     }
 
-    /// The non-NULL count of `column`, from its own request (1 + its index).
-    fn count_of(&mut self, column: &TableColumn) -> StateColumn {
+    /// The non-NULL count of `column`, from its own request (1 + its index); `neutral_zero`
+    /// for a `count` state, NULL elsewhere for an average's.
+    fn count_of(&mut self, column: &TableColumn, neutral_zero: bool) -> StateColumn {
         let index = match self.counted.iter().position(|c| *c == column.odata_name) {
             Some(i) => i,
             None => {
@@ -266,7 +269,7 @@ impl Builder {
         StateColumn::Value {
             request: 1 + index,
             position: self.group_by.len(),
-            neutral_zero: true,
+            neutral_zero,
         }
     }
 
@@ -288,11 +291,11 @@ impl Builder {
                     }
                     vec![s]
                 }
-                Pushed::CountValues(c) => vec![self.count_of(c)],
+                Pushed::CountValues(c) => vec![self.count_of(c, true)],
                 Pushed::Sum(c) => vec![self.sum(c)],
                 Pushed::Min(c) => vec![self.main_value(method(c, AggregateMethod::Min), c.kind)],
                 Pushed::Max(c) => vec![self.main_value(method(c, AggregateMethod::Max), c.kind)],
-                Pushed::Avg(c) => vec![self.count_of(c), self.sum(c)],
+                Pushed::Avg(c) => vec![self.count_of(c, false), self.sum(c)],
             };
             (fields.len() == produced.len()).then_some(())?;
             states.extend(produced);
