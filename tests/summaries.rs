@@ -529,3 +529,20 @@ async fn on_200000_accounts_summaries_cost_a_handful_of_requests() {
     assert_eq!(latest.len(), 2, "the ten latest and the NULLs, at once");
     assert!(latest.iter().map(|r| r.rows_returned).sum::<usize>() <= 20);
 }
+
+#[tokio::test]
+async fn a_page_full_of_groups_is_not_trusted_to_be_all_of_them() {
+    // Whether the server pages grouped results is not documented: with pages of 40 rows, a
+    // grouping into more than 40 groups is read from the rows instead.
+    let sim = simulator(RowCounts::accounts_only(300)).await;
+    let mut config = datafusion_dataverse::Config::for_simulator(&sim);
+    config.odata_maxpagesize = 40;
+    let dv = Dataverse::connect(config).await.unwrap();
+    let ctx = dv.session_context().unwrap();
+    let sql = "SELECT parentaccountid, count(*) FROM account GROUP BY parentaccountid ORDER BY 1 NULLS FIRST";
+    let (on, off) = on_and_off(&dv, &ctx, sql).await;
+    assert!(on.len() > 40, "{} groups", on.len());
+    assert_eq!(on, off);
+    let analyzed = explain(&ctx, &format!("ANALYZE {sql}")).await;
+    assert!(analyzed.contains("may have been cut short"), "{analyzed}");
+}

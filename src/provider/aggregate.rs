@@ -148,11 +148,20 @@ impl AggregatePlan {
         Builder::new(&groups).build(&pushed, schema, partial)
     }
 
-    /// The requests as EXPLAIN shows them.
-    fn describe(&self, base: &ODataQuery) -> Vec<String> {
+    /// The requests sent, with their positions: without groups and without aggregates of
+    /// all rows the main request has nothing to say (`count(x)` alone: the count request
+    /// returns the one row itself), so it is left out.
+    fn sent(&self) -> impl Iterator<Item = (usize, &ApplyRequest)> {
         self.requests
             .iter()
-            .map(|r| r.query(base, None, "").display_query())
+            .enumerate()
+            .filter(|(_, r)| !r.apply.group_by.is_empty() || !r.apply.aggregates.is_empty())
+    }
+
+    /// The requests as EXPLAIN shows them.
+    fn describe(&self, base: &ODataQuery) -> Vec<String> {
+        self.sent()
+            .map(|(_, r)| r.query(base, None, "").display_query())
             .collect()
     }
 
@@ -309,9 +318,6 @@ impl Builder {
             },
             decoded: [self.group_decoded.clone(), self.main_decoded].concat(),
         }];
-        // Without groups and without aggregates of all rows, the main request has nothing to
-        // say (the count requests return their one row themselves); keep its slot empty.
-        let main_needed = !self.group_by.is_empty() || !self.main.is_empty();
         for property in &self.counted {
             let mut decoded = self.group_decoded.clone();
             decoded.push(("n".into(), ColumnKind::BigInt));
@@ -326,9 +332,6 @@ impl Builder {
                 },
                 decoded,
             });
-        }
-        if !main_needed {
-            requests[0].apply.aggregates.clear();
         }
         Some(AggregatePlan {
             requests,
@@ -626,10 +629,7 @@ impl Runner {
     async fn run(self) -> Result<SendableRecordBatchStream> {
         let mut batches = Vec::new();
         let mut sent = 0;
-        for (index, request) in self.plan.requests.iter().enumerate() {
-            if request.apply.group_by.is_empty() && request.apply.aggregates.is_empty() {
-                continue;
-            }
+        for (index, request) in self.plan.sent() {
             match self.answer(request).await? {
                 Ok((decoded, requests)) => {
                     sent += requests;
@@ -728,7 +728,7 @@ impl Runner {
             ..self.reader()
         };
         let mut pages = reader.pages(query)?;
-        let mut batches = Vec::new();
+        let mut batches: Vec<RecordBatch> = Vec::new();
         while let Some(page) = pages.next_page().await {
             let page = match page {
                 Ok(page) => page,
@@ -738,6 +738,14 @@ impl Runner {
                 Ok(batch) => batches.push(batch),
                 Err(e) => return Ok(Attempt::Refused(crate::error_report(&e))),
             }
+        }
+        // Whether the server pages grouped results is not documented (Web API notes:
+        // "$apply syntax"): a last page as full as a page can be may have been cut short.
+        let page_size = query.page_size.unwrap_or(crate::config::MAX_PAGE_SIZE) as usize;
+        if batches.last().is_some_and(|b| b.num_rows() >= page_size) {
+            return Ok(Attempt::Refused(format!(
+                "{page_size} groups or more in one page: the list may have been cut short"
+            )));
         }
         Ok(Attempt::Answered(batches))
     }
