@@ -337,7 +337,9 @@ fn add_pushdown_rule(ctx: &SessionContext) {
     let mut rules: Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync>> =
         vec![Arc::new(provider::rules::DataversePushdownRule)];
     rules.extend(existing.iter().cloned());
+    let session_id = state.session_id().to_string();
     *state = SessionStateBuilder::new_from_existing(state.clone())
+        .with_session_id(session_id)
         .with_physical_optimizer_rules(rules)
         .build();
 }

@@ -321,7 +321,7 @@ async fn count_star_selects_only_the_key_and_limit_becomes_top() {
         vec![vec!["300".to_string()]]
     );
     let api = api_requests(&sim);
-    assert_eq!(param(&api[0], "$apply"), Some("aggregate($count as a0)"));
+    assert_eq!(param(&api[0], "$apply"), Some("aggregate($count as Agg0)"));
     // Read row by row (pushdown off), the smallest row there is: the key alone.
     sim.clear_requests();
     dv.set_pushdown(false);

@@ -104,9 +104,9 @@ async fn a_grouped_count_is_one_request_and_matches_a_local_count() {
     assert_eq!(
         applies(&sim),
         vec![
-            "filter(numberofemployees gt 100)/groupby((statecode,industrycode),aggregate($count as a0,revenue with sum as a1,numberofemployees with sum as a2,createdon with min as a3,revenue with max as a4))",
-            "filter(numberofemployees gt 100 and revenue ne null)/groupby((statecode,industrycode),aggregate($count as n))",
-            "filter(numberofemployees gt 100 and numberofemployees ne null)/groupby((statecode,industrycode),aggregate($count as n))",
+            "filter(numberofemployees gt 100)/groupby((statecode,industrycode),aggregate($count as Agg0,revenue with sum as Agg1,createdon with min as Agg2,revenue with max as Agg3))",
+            "filter(numberofemployees gt 100 and revenue ne null)/groupby((statecode,industrycode),aggregate($count as NonNullCount))",
+            "filter(numberofemployees gt 100 and numberofemployees ne null)/groupby((statecode,industrycode),aggregate($count as NonNullCount,numberofemployees with sum as NonNullSum))",
         ]
     );
     assert_eq!(api_requests(&sim).len(), 3, "nothing but the aggregates");
@@ -545,4 +545,28 @@ async fn a_page_full_of_groups_is_not_trusted_to_be_all_of_them() {
     assert_eq!(on, off);
     let analyzed = explain(&ctx, &format!("ANALYZE {sql}")).await;
     assert!(analyzed.contains("may have been cut short"), "{analyzed}");
+}
+
+#[tokio::test]
+async fn a_top_n_over_several_pages_orders_by_the_key_last_so_paging_is_stable() {
+    // Paging is only stable in a unique order (Web API notes: "$orderby"): past one `$top`, the
+    // primary key breaks ties.
+    let sim = simulator(RowCounts::accounts_only(300)).await;
+    let mut config = datafusion_dataverse::Config::for_simulator(&sim);
+    config.odata_maxpagesize = 40;
+    let dv = Dataverse::connect(config).await.unwrap();
+    let ctx = dv.session_context().unwrap();
+    let sql = "SELECT revenue FROM account ORDER BY revenue DESC NULLS LAST LIMIT 6000";
+    query(&ctx, "SELECT 1 FROM account LIMIT 1").await;
+    sim.clear_requests();
+    let (on, off) = on_and_off(&dv, &ctx, sql).await;
+    assert_eq!(on, off);
+    let ordered: Vec<String> = api_requests(&sim)
+        .iter()
+        .filter_map(|r| param(r, "$orderby").map(str::to_string))
+        .collect();
+    assert!(
+        !ordered.is_empty() && ordered.iter().all(|o| o == "revenue desc,accountid asc"),
+        "{ordered:?}"
+    );
 }

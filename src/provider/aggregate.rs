@@ -56,7 +56,7 @@ use super::exec::{
     probe_createdon,
 };
 use super::split::{Piece, SECOND, SPLIT_COLUMN, cut, largest_query, smallest_query};
-use crate::client::{ClientError, DataverseClient};
+use crate::client::{ClientError, DataverseClient, Pages};
 use crate::metadata::{Column as TableColumn, ColumnKind};
 use crate::odata::{
     AggregateMethod, Aggregated, Apply, ApplyAggregate, CompareOp, Filter, Literal as ODataLiteral,
@@ -232,8 +232,22 @@ struct Builder {
     main: Vec<ApplyAggregate>,
     main_decoded: Vec<(String, ColumnKind)>,
     /// Columns whose non-NULL values are counted, each by its own request.
-    counted: Vec<String>,
+    counted: Vec<Counted>,
 }
+
+/// A column whose non-NULL values are counted (and, for an average, summed) by a request of its
+/// own, filtered on `x ne null`: a group without values then has no row there at all, so an
+/// average's count and sum are both absent rather than one of them 0.
+struct Counted {
+    property: String,
+    /// The kind its sum is decoded as, when an average needs it.
+    sum: Option<ColumnKind>,
+}
+
+/// Result names: attribute logical names are lower case, so these never collide with a
+/// group property in a result row.
+const COUNT_ALIAS: &str = "NonNullCount";
+const SUM_ALIAS: &str = "NonNullSum";
 
 impl Builder {
     fn new(groups: &[&TableColumn]) -> Self {
@@ -252,7 +266,7 @@ impl Builder {
 
     /// A value of the main request; returns its state column.
     fn main_value(&mut self, what: Aggregated, kind: ColumnKind) -> StateColumn {
-        let alias = format!("a{}", self.main.len());
+        let alias = format!("Agg{}", self.main.len());
         self.main.push(ApplyAggregate {
             what,
             alias: alias.clone(),
@@ -265,20 +279,43 @@ impl Builder {
         }
     }
 
-    /// The non-NULL count of `column`, from its own request (1 + its index); `neutral_zero`
-    /// for a `count` state, NULL elsewhere for an average's.
-    fn count_of(&mut self, column: &TableColumn, neutral_zero: bool) -> StateColumn {
-        let index = match self.counted.iter().position(|c| *c == column.odata_name) {
+    /// The request counting `column`'s non-NULL values: 1 + its index in `counted`.
+    fn counting(&mut self, column: &TableColumn) -> usize {
+        let index = match self
+            .counted
+            .iter()
+            .position(|c| c.property == column.odata_name)
+        {
             Some(i) => i,
             None => {
-                self.counted.push(column.odata_name.clone());
+                self.counted.push(Counted {
+                    property: column.odata_name.clone(),
+                    sum: None,
+                });
                 self.counted.len() - 1
             }
         };
+        1 + index
+    }
+
+    /// The non-NULL count of `column`, from its own request; `neutral_zero` for a `count`
+    /// state, NULL elsewhere for an average's.
+    fn count_of(&mut self, column: &TableColumn, neutral_zero: bool) -> StateColumn {
         StateColumn::Value {
-            request: 1 + index,
+            request: self.counting(column),
             position: self.group_by.len(),
             neutral_zero,
+        }
+    }
+
+    /// The sum of `column` from the request counting its non-NULL values (an average's).
+    fn sum_beside_count(&mut self, column: &TableColumn) -> StateColumn {
+        let request = self.counting(column);
+        self.counted[request - 1].sum = Some(sum_kind(column.kind));
+        StateColumn::Value {
+            request,
+            position: self.group_by.len() + 1,
+            neutral_zero: false,
         }
     }
 
@@ -304,7 +341,7 @@ impl Builder {
                 Pushed::Sum(c) => vec![self.sum(c)],
                 Pushed::Min(c) => vec![self.main_value(method(c, AggregateMethod::Min), c.kind)],
                 Pushed::Max(c) => vec![self.main_value(method(c, AggregateMethod::Max), c.kind)],
-                Pushed::Avg(c) => vec![self.count_of(c, false), self.sum(c)],
+                Pushed::Avg(c) => vec![self.count_of(c, false), self.sum_beside_count(c)],
             };
             (fields.len() == produced.len()).then_some(())?;
             states.extend(produced);
@@ -318,17 +355,29 @@ impl Builder {
             },
             decoded: [self.group_decoded.clone(), self.main_decoded].concat(),
         }];
-        for property in &self.counted {
+        for counted in &self.counted {
             let mut decoded = self.group_decoded.clone();
-            decoded.push(("n".into(), ColumnKind::BigInt));
+            decoded.push((COUNT_ALIAS.into(), ColumnKind::BigInt));
+            let mut aggregates = vec![ApplyAggregate {
+                what: Aggregated::Rows,
+                alias: COUNT_ALIAS.into(),
+            }];
+            if let Some(kind) = counted.sum {
+                decoded.push((SUM_ALIAS.into(), kind));
+                aggregates.push(ApplyAggregate {
+                    what: Aggregated::Property(counted.property.clone(), AggregateMethod::Sum),
+                    alias: SUM_ALIAS.into(),
+                });
+            }
             requests.push(ApplyRequest {
-                condition: Some(Filter::compare(property, CompareOp::Ne, ODataLiteral::Null)),
+                condition: Some(Filter::compare(
+                    &counted.property,
+                    CompareOp::Ne,
+                    ODataLiteral::Null,
+                )),
                 apply: Apply {
                     group_by: self.group_by.clone(),
-                    aggregates: vec![ApplyAggregate {
-                        what: Aggregated::Rows,
-                        alias: "n".into(),
-                    }],
+                    aggregates,
                 },
                 decoded,
             });
@@ -340,14 +389,19 @@ impl Builder {
         })
     }
 
-    /// An exact sum: whole numbers come back as whole numbers, decimals and money with their
-    /// own (or more, all zero) decimals.
+    /// A `sum` of the main request. A group whose values are all NULL sums to NULL on SQL
+    /// Server as in SQL (the simulator does the same); an average never relies on it.
     fn sum(&mut self, c: &TableColumn) -> StateColumn {
-        let kind = match c.kind {
-            ColumnKind::Integer | ColumnKind::BigInt => ColumnKind::BigInt,
-            other => other,
-        };
-        self.main_value(method(c, AggregateMethod::Sum), kind)
+        self.main_value(method(c, AggregateMethod::Sum), sum_kind(c.kind))
+    }
+}
+
+/// How an exact sum is decoded: whole numbers as 64-bit, decimals and money with their own
+/// decimals (money sums come back with 9, all zeros past the column's 4).
+fn sum_kind(kind: ColumnKind) -> ColumnKind {
+    match kind {
+        ColumnKind::Integer | ColumnKind::BigInt => ColumnKind::BigInt,
+        other => other,
     }
 }
 
@@ -396,15 +450,16 @@ fn translate<'a>(
 }
 
 /// Whether a cast DataFusion put around an aggregate's column keeps every value (`Int32` to
-/// `Int64`, or to `Float64` for an average; a decimal to a decimal of the same scale).
+/// `Int64`, or to `Float64` for an average; a decimal to its own type).
 fn widening(kind: ColumnKind, cast: Option<&DataType>, float_ok: bool) -> bool {
     match (kind, cast) {
         (_, None) => true,
         (ColumnKind::Integer, Some(DataType::Int64)) => true,
         (ColumnKind::Integer, Some(DataType::Float64)) => float_ok,
         (ColumnKind::BigInt, Some(DataType::Int64)) => true,
-        (ColumnKind::Decimal(s), Some(DataType::Decimal128(_, t))) => s == *t,
-        (ColumnKind::Money, Some(DataType::Decimal128(_, t))) => *t == ColumnKind::MONEY_SCALE,
+        // A decimal cast only when it is to the column's own type (any other came from the
+        // query, and may fail or round where the server would not).
+        (ColumnKind::Decimal(_) | ColumnKind::Money, Some(t)) => *t == kind.data_type(),
         _ => false,
     }
 }
@@ -634,7 +689,10 @@ impl Runner {
                 Ok((decoded, requests)) => {
                     sent += requests;
                     for batch in decoded {
-                        batches.push(self.plan.states(index, &batch)?);
+                        match self.plan.states(index, &batch) {
+                            Ok(states) => batches.push(states),
+                            Err(e) => return self.fall_back(crate::error_report(&e)),
+                        }
                     }
                 }
                 Err(reason) => return self.fall_back(reason),
@@ -679,13 +737,18 @@ impl Runner {
             ..ODataQuery::of(self.base.resource.clone())
         };
         let reader = self.reader();
-        let (lo, hi) = tokio::try_join!(
+        let probes = tokio::try_join!(
             probe_createdon(&reader, smallest_query(&probed), "smallest"),
             probe_createdon(&reader, largest_query(&probed), "largest"),
-        )?;
-        let mut queue: Vec<Piece> = match (lo, hi) {
-            (Some(lo), Some(hi)) => cut(lo, hi + SECOND, FIRST_RANGES),
-            _ => Vec::new(),
+        );
+        let mut queue: Vec<Piece> = match probes {
+            // Whole seconds, as every boundary: a fraction could not be written as a literal.
+            Ok((Some(lo), Some(hi))) => {
+                cut(lo.div_euclid(SECOND) * SECOND, hi + SECOND, FIRST_RANGES)
+            }
+            Ok((None, None)) => Vec::new(),
+            Ok(_) => return Ok(Err(format!("the {SPLIT_COLUMN} probes disagree"))),
+            Err(e) => return Ok(Err(crate::error_report(&e))),
         };
         queue.push(Piece::Nulls);
         let mut sent = 2;
@@ -727,7 +790,10 @@ impl Runner {
             width: request.decoded.len(),
             ..self.reader()
         };
-        let mut pages = reader.pages(query)?;
+        let mut pages = match Pages::new(self.client.clone(), query) {
+            Ok(pages) => pages,
+            Err(e) => return refusal(e),
+        };
         let mut batches: Vec<RecordBatch> = Vec::new();
         while let Some(page) = pages.next_page().await {
             let page = match page {
@@ -775,8 +841,11 @@ impl Runner {
     }
 }
 
-/// How a failed request is taken: over the limit, refused (fallback), or an error to report
-/// (authentication, throttling beyond retries, the network).
+/// How a failed request is taken: over the limit; an error to report where reading the rows
+/// would fail the same way (signing in, permissions, throttling beyond retries, a link to
+/// another origin); otherwise refused, and the rows are read instead (a server error or a
+/// timeout on the aggregate, a request that cannot be written, …): pushdown may only make a
+/// query faster, never make it fail.
 fn refusal(error: ClientError) -> Result<Attempt> {
     if error
         .service_code()
@@ -784,11 +853,21 @@ fn refusal(error: ClientError) -> Result<Attempt> {
     {
         return Ok(Attempt::TooManyRows);
     }
-    match error.status() {
-        Some(status) if (400..500).contains(&status) && ![401, 403, 429].contains(&status) => {
-            Ok(Attempt::Refused(crate::error_report(&error)))
+    if fatal(&error) {
+        return Err(external(error));
+    }
+    Ok(Attempt::Refused(crate::error_report(&error)))
+}
+
+/// Errors that reading the rows would meet too.
+fn fatal(error: &ClientError) -> bool {
+    match error {
+        ClientError::Auth(_) | ClientError::ForeignOrigin { .. } => true,
+        ClientError::Service { status, .. } => [401, 403, 429].contains(status),
+        ClientError::RetriesExhausted { last, .. } => {
+            fatal(last) || matches!(**last, ClientError::Service { status: 429, .. })
         }
-        _ => Err(external(error)),
+        _ => false,
     }
 }
 

@@ -589,11 +589,18 @@ pub(crate) async fn probe_createdon(
             source,
         })
     })?;
-    Ok(parsed
+    // No row (or a NULL, which the probe's filter excludes) is "none"; a value that does not
+    // read as a date and time is an error, never taken for "none".
+    match parsed
         .value
         .first()
         .and_then(|row| row.createdon.as_deref())
-        .and_then(parse_timestamp_micros))
+    {
+        None => Ok(None),
+        Some(text) => parse_timestamp_micros(text).map(Some).ok_or_else(|| {
+            DataFusionError::Execution(format!("{} is not a date and time: {text:?}", pages.name()))
+        }),
+    }
 }
 
 #[derive(serde::Deserialize)]

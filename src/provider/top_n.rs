@@ -33,6 +33,8 @@ pub struct TopN {
     pub fetch: usize,
     /// Read in order until `fetch` rows have come.
     pub segments: Vec<Segment>,
+    /// The table's primary key: the last sort key when the rows span several pages.
+    pub primary_key: String,
 }
 
 /// One ordered request of a top-N scan: the scan's filter plus `condition`, in `order_by`.
@@ -87,11 +89,17 @@ impl TopN {
                 vec![values, nulls]
             }
         };
-        Some(TopN { fetch, segments })
+        Some(TopN {
+            fetch,
+            segments,
+            primary_key: source.definition.primary_id().to_string(),
+        })
     }
 
     /// The request of segment `index` of `scan` when `missing` rows are still wanted: `$top`
-    /// when the server allows it (at most 5,000), else ordered pages read until enough came.
+    /// when the server allows it (at most 5,000), else ordered pages read until enough came,
+    /// with the primary key as the last key: paging is only stable in a unique order (Web API
+    /// notes: "$orderby"), else rows could repeat or be skipped between pages.
     pub fn request(&self, scan: &ODataQuery, index: usize, missing: usize) -> ODataQuery {
         let segment = &self.segments[index];
         let parts: Vec<Filter> = scan
@@ -100,10 +108,15 @@ impl TopN {
             .cloned()
             .chain(segment.condition.clone())
             .collect();
+        let fits = missing <= MAX_PAGE_SIZE as usize;
+        let mut order_by = segment.order_by.clone();
+        if !fits {
+            order_by.push(OrderBy::new(&self.primary_key, false));
+        }
         ODataQuery {
             filter: (!parts.is_empty()).then(|| Filter::and(parts)),
-            order_by: segment.order_by.clone(),
-            top: (missing <= MAX_PAGE_SIZE as usize).then_some(missing),
+            order_by,
+            top: fits.then_some(missing),
             ..scan.clone()
         }
     }
