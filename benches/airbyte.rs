@@ -109,7 +109,11 @@ async fn main() -> Result<(), BoxError> {
     }
 
     bench.verify_reads().await?;
-    let mut phases = vec![Phase::RawFetch, Phase::ReadFullRefresh, Phase::ReadIncremental];
+    let mut phases = vec![
+        Phase::RawFetch,
+        Phase::ReadFullRefresh,
+        Phase::ReadIncremental,
+    ];
     if python_available() {
         phases.push(Phase::PythonJson);
     } else {

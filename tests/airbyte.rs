@@ -485,6 +485,42 @@ fn check_with_a_wrong_secret_fails_clearly_and_never_shows_the_secret() {
     assert!(!run.stdout.contains(wrong) && !run.stderr.contains(wrong));
 }
 
+#[test]
+fn no_message_or_trace_log_shows_the_secret() {
+    let env = Env::small();
+    let streams = env.discover();
+    let catalog = env.write(
+        "catalog.json",
+        &configure(&streams, &["account"], "incremental"),
+    );
+    let out = command(&[
+        "airbyte",
+        "read",
+        "--config",
+        &env.config(),
+        "--catalog",
+        catalog.to_str().unwrap(),
+    ])
+    .env("RUST_LOG", "trace")
+    .output()
+    .unwrap();
+    assert!(out.status.success());
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(stderr.lines().count() > 20, "tracing was on: {stderr}");
+    let secret = env.sim.client_secret();
+    assert!(
+        !stdout.contains(secret) && !stderr.contains(secret),
+        "the secret leaked"
+    );
+    assert!(
+        !stderr.to_ascii_lowercase().contains("bearer "),
+        "a token leaked"
+    );
+}
+
 // ---------------------------------------------------------------------------------------
 // discover
 

@@ -118,7 +118,7 @@ pub fn write_decimal(value: i128, scale: i8, out: &mut Vec<u8>) {
         return;
     }
     let mut digits = scale as usize;
-    while fraction % 10 == 0 {
+    while fraction.is_multiple_of(10) {
         fraction /= 10;
         digits -= 1;
     }
@@ -144,7 +144,7 @@ pub fn write_timestamp(micros: i64, out: &mut Vec<u8>) {
     let mut fraction = micros.rem_euclid(1_000_000) as u64;
     if fraction != 0 {
         let mut digits = 6;
-        while fraction % 10 == 0 {
+        while fraction.is_multiple_of(10) {
             fraction /= 10;
             digits -= 1;
         }

@@ -175,7 +175,16 @@ async fn read<W: Write>(
         Err(failure) => return fatal(&failure, out),
     };
     dataverse.set_parallel(settings.parallel.unwrap_or(0));
-    let failed = read::read_streams(&dataverse, &catalog, &tokens, out).await?;
+    let ctx = match dataverse.session_context() {
+        Ok(ctx) => ctx,
+        Err(e) => {
+            return fatal(
+                &Failure::of("preparing the read", &e, secret_of(&dataverse)),
+                out,
+            );
+        }
+    };
+    let failed = read::read_streams(&dataverse, &ctx, &catalog, &tokens, out).await?;
     if failed.is_empty() {
         return Ok(0);
     }

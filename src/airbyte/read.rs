@@ -22,6 +22,7 @@ use std::time::Instant;
 
 use datafusion::common::TableReference;
 use datafusion::execution::SendableRecordBatchStream;
+use datafusion::prelude::SessionContext;
 use datafusion_dataverse::Dataverse;
 use datafusion_dataverse::metadata::TableDefinition;
 use futures::StreamExt;
@@ -48,20 +49,18 @@ impl From<io::Error> for Stop {
 /// Reads every configured stream; the names of those that failed.
 pub async fn read_streams<W: Write>(
     dataverse: &Dataverse,
+    ctx: &SessionContext,
     catalog: &ConfiguredCatalog,
     tokens: &StartTokens,
     out: &mut Output<W>,
 ) -> io::Result<Vec<String>> {
-    let ctx = dataverse
-        .session_context()
-        .map_err(|e| io::Error::other(e.to_string()))?;
     let mut failed = Vec::new();
     for configured in &catalog.streams {
         let name = configured.name();
         out.stream_status(name, StreamStatus::Started)?;
         let reader = StreamReader {
             dataverse,
-            ctx: &ctx,
+            ctx,
             configured,
             secret: dataverse.config().client_secret_value.expose(),
         };
@@ -83,7 +82,7 @@ pub async fn read_streams<W: Write>(
 /// Everything one stream's read needs.
 struct StreamReader<'a> {
     dataverse: &'a Dataverse,
-    ctx: &'a datafusion::prelude::SessionContext,
+    ctx: &'a SessionContext,
     configured: &'a ConfiguredStream,
     secret: &'a str,
 }
