@@ -3,7 +3,7 @@
 //!
 //! Only what the read needs is parsed: each stream's name, its properties (the user may have
 //! deselected some), its sync mode and cursor. A stream's properties are matched to the
-//! table's columns by their Web API names, the names [`super::discover`] declared.
+//! table's columns by their Web API names, the names [`super::discover`](mod@super::discover) declared.
 
 use std::collections::HashMap;
 

@@ -9,9 +9,9 @@
 //! * here: the config (the seed's JSON, which is already dvsql's), connecting, the four
 //!   operations and their exit status;
 //! * [`spec`]: the connector's specification, the seed's fields unchanged;
-//! * [`discover`]: tables → streams, with the seed's names and types;
+//! * [`discover`](mod@discover): tables → streams, with the seed's names and types;
 //! * [`catalog`] and [`state`]: what a read is given (configured streams, start tokens);
-//! * [`read`]: each stream through a scan or a change feed;
+//! * [`read`](mod@read): each stream through a scan or a change feed;
 //! * [`records`] and [`json`]: Arrow batches → RECORD lines, with no object per record;
 //! * [`protocol`]: the other messages; [`failure`]: errors → TRACE errors.
 //!

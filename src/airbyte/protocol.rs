@@ -3,7 +3,7 @@
 //! `tests/vendor/airbyte-protocol/`, where the tests validate every line against it).
 //!
 //! Every message but RECORD is written from the small typed structs below. RECORD lines and
-//! the CATALOG are built as bytes elsewhere ([`super::records`], [`super::discover`]) and
+//! the CATALOG are built as bytes elsewhere ([`super::records`](mod@super::records), [`super::discover`](mod@super::discover)) and
 //! written whole with [`Output::line`].
 
 use std::io::{self, Write};

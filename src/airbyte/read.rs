@@ -2,7 +2,7 @@
 //!
 //! * **full refresh**: a scan of the selected columns (`$select`), read in parallel
 //!   `createdon` ranges where the table is large, exactly as `SELECT … FROM <table>`;
-//! * **incremental**: the table's change feed ([`ChangeFeed::stream`]) from the token in the
+//! * **incremental**: the table's change feed ([`ChangeFeed::stream`](datafusion_dataverse::changes::ChangeFeed::stream)) from the token in the
 //!   state, or a full initial load without one; deleted rows arrive as their primary key.
 //!
 //! Each stream reports STARTED, RUNNING (with its first record), then COMPLETE or INCOMPLETE.

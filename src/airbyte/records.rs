@@ -1,6 +1,6 @@
 //! RECORD messages written straight from Arrow batches: each row becomes one line
 //! `{"type":"RECORD","record":{"stream":…,"emitted_at":…,"data":{…}}}`, its values written by
-//! [`super::json`] into one buffer per batch, so no object graph is built per record.
+//! [`super::json`](mod@super::json) into one buffer per batch, so no object graph is built per record.
 //!
 //! A record's properties are the Web API's property names (`_parentaccountid_value` for a
 //! lookup), which is what the seed connector emitted, not our SQL column names.
