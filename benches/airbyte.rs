@@ -24,7 +24,7 @@
 //! The seed connector's own figure, 4,300 rows/s on this class of machine, is the issue's
 //! reference; the target is 25 times that.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -34,12 +34,11 @@ use serde_json::{Value, json};
 
 mod common;
 
-use common::{Accounts, BoxError, env_usize};
+use common::{Accounts, BoxError, env_usize, find_python, median_secs, min_max_secs};
 
 const DVSQL: &str = env!("CARGO_BIN_EXE_dvsql");
 const DEFAULT_ROWS: usize = 200_000;
 const DEFAULT_RUNS: usize = 5;
-const PYTHON_SCRIPT: &str = "benches/python_json_baseline.py";
 /// The seed connector's throughput on this class of machine (the figure).
 const SEED_ROWS_PER_S: f64 = 4_300.0;
 
@@ -73,6 +72,7 @@ struct Bench {
     table: Accounts,
     dir: tempfile::TempDir,
     config: PathBuf,
+    python: Option<PathBuf>,
 }
 
 #[tokio::main]
@@ -95,6 +95,7 @@ async fn main() -> Result<(), BoxError> {
         table: Accounts::connect(&sim).await?,
         dir,
         config,
+        python: find_python(),
     };
     let account = bench.discover_account().await?;
     for mode in ["full_refresh", "incremental"] {
@@ -114,7 +115,7 @@ async fn main() -> Result<(), BoxError> {
         Phase::ReadFullRefresh,
         Phase::ReadIncremental,
     ];
-    if python_available() {
+    if bench.python.is_some() {
         phases.push(Phase::PythonJson);
     } else {
         println!("(c) skipped: no python3 on PATH");
@@ -222,20 +223,25 @@ impl Bench {
         Err(format!("discover wrote no catalog: {text}").into())
     }
 
+    /// `dvsql airbyte read` of the catalog of `mode`.
+    fn read_command(&self, mode: &str) -> tokio::process::Command {
+        let mut command = tokio::process::Command::new(DVSQL);
+        command
+            .args(["airbyte", "read", "--config"])
+            .arg(&self.config)
+            .arg("--catalog")
+            .arg(self.catalog(mode))
+            .env_remove("DVSQL_STATE_DIR")
+            .stdin(Stdio::null());
+        command
+    }
+
     /// Before anything is measured: one read of each mode with its output kept, which must
     /// hold one RECORD per row of the table (the measured runs write to `/dev/null`, where
     /// nothing can be counted).
     async fn verify_reads(&self) -> Result<(), BoxError> {
         for mode in ["full_refresh", "incremental"] {
-            let output = tokio::process::Command::new(DVSQL)
-                .args(["airbyte", "read", "--config"])
-                .arg(&self.config)
-                .arg("--catalog")
-                .arg(self.catalog(mode))
-                .env_remove("DVSQL_STATE_DIR")
-                .stdin(Stdio::null())
-                .output()
-                .await?;
+            let output = self.read_command(mode).output().await?;
             let records = output
                 .stdout
                 .split(|&b| b == b'\n')
@@ -260,13 +266,8 @@ impl Bench {
         let started = Instant::now();
         // tokio's process API: a blocking wait would stall a runtime worker that the
         // in-process simulator needs to serve the child's requests.
-        let status = tokio::process::Command::new(DVSQL)
-            .args(["airbyte", "read", "--config"])
-            .arg(&self.config)
-            .arg("--catalog")
-            .arg(self.catalog(mode))
-            .env_remove("DVSQL_STATE_DIR")
-            .stdin(Stdio::null())
+        let status = self
+            .read_command(mode)
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .status()
@@ -281,55 +282,21 @@ impl Bench {
         })
     }
 
-    /// Row (c): the Python script as a child process; its own timer excludes interpreter
-    /// start-up.
+    /// Row (c): the Python script as a child process ([`Accounts::python_json`]).
     async fn python_json(&self) -> Result<Sample, BoxError> {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join(PYTHON_SCRIPT);
-        let output = tokio::process::Command::new("python3")
-            .arg(script)
-            .arg(&self.table.first_page_url)
-            .arg(&self.table.prefer)
-            .env("DVSQL_BENCH_TOKEN", &self.table.token)
-            .stdin(Stdio::null())
-            .output()
-            .await?;
-        if !output.status.success() {
-            return Err(format!(
-                "{PYTHON_SCRIPT} failed: {}",
-                String::from_utf8_lossy(&output.stderr)
-            )
-            .into());
-        }
-        let report: Value = serde_json::from_slice(&output.stdout)?;
+        let python = self.python.as_deref().ok_or("no python3")?;
+        let run = self.table.python_json(python).await?;
         Ok(Sample {
-            elapsed: Duration::from_secs_f64(report["seconds"].as_f64().unwrap_or(f64::NAN)),
-            rows: report["rows"].as_u64().unwrap_or(0),
+            elapsed: run.elapsed,
+            rows: run.rows,
         })
     }
 }
 
-fn python_available() -> bool {
-    std::process::Command::new("python3")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 fn median(samples: &[Sample]) -> f64 {
-    let mut secs: Vec<f64> = samples.iter().map(|s| s.elapsed.as_secs_f64()).collect();
-    secs.sort_by(f64::total_cmp);
-    match secs.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => secs[n / 2],
-        n => (secs[n / 2 - 1] + secs[n / 2]) / 2.0,
-    }
+    median_secs(samples.iter().map(|s| s.elapsed))
 }
 
 fn min_max(samples: &[Sample]) -> (f64, f64) {
-    samples
-        .iter()
-        .map(|s| s.elapsed.as_secs_f64())
-        .fold((f64::INFINITY, 0.0), |(lo, hi), t| (lo.min(t), hi.max(t)))
+    min_max_secs(samples.iter().map(|s| s.elapsed))
 }
