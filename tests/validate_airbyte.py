@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
 """Validates JSON documents for tests/airbyte.rs with the `jsonschema` package (draft-07,
+the protocol read with PyYAML from its published YAML form;
 formats checked): Airbyte messages against the vendored protocol schema, records against the
 JSON schema their stream declared.
 
@@ -13,13 +14,14 @@ import json
 import sys
 from pathlib import Path
 
+import yaml
 from jsonschema import Draft7Validator
 
 
 def message_schema(protocol_path: str) -> dict:
     """The protocol document's root describes a wrapper object; a message is its
     AirbyteMessage definition, referred to from a schema that keeps the definitions."""
-    protocol = json.loads(Path(protocol_path).read_text())
+    protocol = yaml.safe_load(Path(protocol_path).read_text())
     return {
         "$schema": "http://json-schema.org/draft-07/schema#",
         "definitions": protocol["definitions"],
