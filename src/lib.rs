@@ -195,6 +195,7 @@ impl Dataverse {
             .options_mut()
             .catalog
             .default_schema = SCHEMA_NAME.to_string();
+        provider::join_keys::enable(ctx);
         let feed = self.changes.clone();
         ctx.register_udtf(
             "table_changes",

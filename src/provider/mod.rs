@@ -4,6 +4,7 @@
 pub mod catalog;
 pub mod decode;
 pub mod exec;
+pub mod join_keys;
 pub mod metadata_schema;
 pub mod split;
 pub mod table;
