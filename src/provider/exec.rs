@@ -399,8 +399,9 @@ impl DataverseScanExec {
                     KeyRequests::Whole(why) => reader.metrics.whole_scan(partition, why),
                     KeyRequests::Nothing => return Ok(()),
                     KeyRequests::Batches { queries, keys } => {
+                        let (sent, _) = reader.metrics.join_keys();
                         if partition == 0 {
-                            reader.metrics.join_keys.add(keys);
+                            sent.add(keys);
                         }
                         let mine = queries.iter().skip(partition).step_by(degree);
                         return read_queries(&reader, mine, &emit).await;
@@ -430,7 +431,7 @@ where
     Fut: std::future::Future<Output = bool>,
 {
     for query in queries {
-        reader.metrics.join_key_requests.add(1);
+        reader.metrics.join_keys().1.add(1);
         let mut pages = reader.pages(query)?;
         if !reader.read_pages(&mut pages, emit).await? {
             break;
@@ -666,9 +667,9 @@ pub(crate) struct ScanMetrics {
     /// Rows of a split scan fetched twice: those on the `createdon` second where a piece was
     /// cut (read again by the piece after the cut).
     split_overlap: Count,
-    /// Distinct join keys sent to the server, and the requests (first pages) that carried them.
-    join_keys: Count,
-    join_key_requests: Count,
+    /// Distinct join keys sent to the server, and the requests (first pages) that carried
+    /// them: registered by scans that take keys only.
+    join_keys: std::sync::OnceLock<(Count, Count)>,
 }
 
 impl ScanMetrics {
@@ -682,9 +683,16 @@ impl ScanMetrics {
             bytes: MetricBuilder::new(set).counter("bytes_received", partition),
             rows: MetricBuilder::new(set).output_rows(partition),
             split_overlap: MetricBuilder::new(set).counter("split_overlap_rows", partition),
-            join_keys: MetricBuilder::new(set).counter("join_keys", partition),
-            join_key_requests: MetricBuilder::new(set).counter("join_key_requests", partition),
+            join_keys: std::sync::OnceLock::new(),
         }
+    }
+
+    /// The counters of a scan that takes a join's keys: keys sent, requests carrying them.
+    fn join_keys(&self) -> &(Count, Count) {
+        self.join_keys.get_or_init(|| {
+            let counter = |name| MetricBuilder::new(&self.set).counter(name, self.partition);
+            (counter("join_keys"), counter("join_key_requests"))
+        })
     }
 
     /// Counts (once per scan) why a scan that could have taken a join's keys read the table
