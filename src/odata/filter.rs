@@ -33,7 +33,7 @@ pub enum Filter {
     },
     /// `Microsoft.Dynamics.CRM.In(PropertyName='p',PropertyValues=["a","b"])`: the column
     /// equals one of the values (Web API notes: "Dataverse query functions"). Each value counts
-    /// as one condition, and a string value may be at most [`MAX_IN_STRING`] characters.
+    /// as one condition, and a string value may be at most 850 characters.
     In {
         /// The column's logical name (for a lookup `parentcustomerid`, not
         /// `_parentcustomerid_value`): the function names columns, not properties.
@@ -154,7 +154,7 @@ impl Literal {
 
     /// The value as an item of a function's `PropertyValues` array, which holds JSON strings
     /// even for numbers and GUIDs (Web API notes: "Dataverse query functions"): a string as it
-    /// is (at most [`MAX_IN_STRING`] characters), anything else in its OData text. `null` has
+    /// is (at most 850 characters), anything else in its OData text. `null` has
     /// no such form.
     pub fn to_property_value(&self) -> Result<String, UnwritableLiteral> {
         let text = match self {
