@@ -196,6 +196,7 @@ impl Dataverse {
             .catalog
             .default_schema = SCHEMA_NAME.to_string();
         add_pushdown_rule(ctx);
+        provider::join_keys::enable(ctx);
         let feed = self.changes.clone();
         ctx.register_udtf(
             "table_changes",
