@@ -197,6 +197,8 @@ impl Dataverse {
             .options_mut()
             .catalog
             .default_schema = SCHEMA_NAME.to_string();
+        add_pushdown_rule(ctx);
+        provider::join_keys::enable(ctx);
         let feed = self.changes.clone();
         ctx.register_udtf(
             "table_changes",
@@ -339,6 +341,32 @@ impl Dataverse {
     ) -> Result<mirror::TableReport, mirror::MirrorError> {
         mirror::sync_table(&self.mirror_source(), dir, entity, options).await
     }
+}
+
+/// Puts the aggregate and top-N pushdown rule first among the context's physical optimizer
+/// rules (once): it must see the planner's own shapes, before DataFusion's rules rearrange
+/// them (see `provider/rules.rs`). It only acts on Dataverse scans, and not at all with
+/// pushdown off.
+fn add_pushdown_rule(ctx: &SessionContext) {
+    use datafusion::execution::SessionStateBuilder;
+    use datafusion::physical_optimizer::PhysicalOptimizerRule;
+    let state_ref = ctx.state_ref();
+    let mut state = state_ref.write();
+    let existing = state.physical_optimizers();
+    if existing
+        .iter()
+        .any(|r| r.name() == provider::rules::RULE_NAME)
+    {
+        return;
+    }
+    let mut rules: Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync>> =
+        vec![Arc::new(provider::rules::DataversePushdownRule)];
+    rules.extend(existing.iter().cloned());
+    let session_id = state.session_id().to_string();
+    *state = SessionStateBuilder::new_from_existing(state.clone())
+        .with_session_id(session_id)
+        .with_physical_optimizer_rules(rules)
+        .build();
 }
 
 /// An error and its causes as one line: each `source()` appended after `: `, unless its text

@@ -321,7 +321,17 @@ async fn count_star_selects_only_the_key_and_limit_becomes_top() {
         vec![vec!["300".to_string()]]
     );
     let api = api_requests(&sim);
+    assert_eq!(param(&api[0], "$apply"), Some("aggregate($count as Agg0)"));
+    // Read row by row (pushdown off), the smallest row there is: the key alone.
+    sim.clear_requests();
+    dv.set_pushdown(false);
+    assert_eq!(
+        rows(&query(&ctx, "SELECT count(*) FROM account").await),
+        vec![vec!["300".to_string()]]
+    );
+    let api = api_requests(&sim);
     assert_eq!(param(&api[0], "$select"), Some("accountid"));
+    dv.set_pushdown(true);
 
     sim.clear_requests();
     let limited = query(

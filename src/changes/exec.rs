@@ -95,6 +95,21 @@ impl ExecutionPlan for TableChangesExec {
                 "TableChangesExec has one partition, asked for {partition}"
             )));
         }
+        Ok(self.read())
+    }
+}
+
+impl TableChangesExec {
+    /// Reads the feed: the batches, whose end hands the new token where the read says
+    /// ([`ChangeRead`]'s sink: the token store, the caller, or nowhere).
+    pub(crate) fn read(&self) -> SendableRecordBatchStream {
+        let (batches, delta_link) = self.start();
+        commit_on_end(batches, self.feed.clone(), self.read.clone(), delta_link)
+    }
+
+    /// Starts reading: the batches, and where the last page's delta link is put once the
+    /// reader has reached the end of the feed (never when the consumer stopped early).
+    fn start(&self) -> (SendableRecordBatchStream, Arc<Mutex<Option<String>>>) {
         let schema: SchemaRef = self.decoder.schema().clone();
         let mut builder = RecordBatchReceiverStream::builder(schema.clone(), 2);
         let tx = builder.tx();
@@ -103,7 +118,7 @@ impl ExecutionPlan for TableChangesExec {
             decoder: self.decoder.clone(),
             width: schema.fields().len(),
             limit: None,
-            metrics: Arc::new(ScanMetrics::new(&self.metrics, partition)),
+            metrics: Arc::new(ScanMetrics::new(&self.metrics, 0)),
         };
         let query = ODataQuery {
             delta_token: self.read.start_token.clone(),
@@ -131,11 +146,6 @@ impl ExecutionPlan for TableChangesExec {
             }
             Ok(())
         });
-        Ok(commit_on_end(
-            builder.build(),
-            self.feed.clone(),
-            self.read.clone(),
-            finished,
-        ))
+        (builder.build(), finished)
     }
 }

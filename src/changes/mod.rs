@@ -112,6 +112,11 @@ impl HandedToken {
         self.0.lock().expect("not poisoned").take()
     }
 
+    /// The new token without taking it.
+    fn get(&self) -> Option<String> {
+        self.0.lock().expect("not poisoned").clone()
+    }
+
     fn put(&self, token: String) {
         *self.0.lock().expect("not poisoned") = Some(token);
     }
@@ -182,6 +187,26 @@ impl ChangeFeed {
         self.store.reset(entity)
     }
 
+    /// Where a read of `entity` from `start` starts and where its new token goes.
+    fn begin(&self, entity: &str, start: &ChangeStart) -> Result<ChangeRead> {
+        let (start_token, sink) = match start {
+            ChangeStart::Given(token) => (Some(token.clone()), TokenSink::Discard),
+            ChangeStart::Handed(token, handed) => (token.clone(), TokenSink::Hand(handed.clone())),
+            ChangeStart::Saved => (
+                self.store
+                    .get(entity)
+                    .map_err(|e| DataFusionError::External(Box::new(e)))?
+                    .map(|t| t.token),
+                TokenSink::Store,
+            ),
+        };
+        Ok(ChangeRead {
+            entity: entity.to_string(),
+            start_token,
+            sink,
+        })
+    }
+
     /// The change feed of one entity as a table (its data columns, then `_change_type` and
     /// `_row_version`), read from `start_token` (a full load from `None`), whose new token is
     /// handed to the caller ([`HandedToken`]) instead of the token store. The definition must
@@ -201,6 +226,99 @@ impl ChangeFeed {
         let provider = TableChangesProvider::new(definition, self.clone(), start);
         Ok((Arc::new(provider), handed))
     }
+
+    /// Reads the changes of `entity` for a program that keeps its own position (an Airbyte
+    /// state, say) rather than the token store: from `start_token`, or a full initial load
+    /// without one. `columns` are data columns by SQL name (all when empty); the batches
+    /// hold them in that order, then [`CHANGE_TYPE`] and [`ROW_VERSION`].
+    ///
+    /// Nothing is saved: the new token is handed to the [`ChangeStream`] (as
+    /// [`ChangeFeed::read_handing_token`] hands it to its caller), and once every batch has
+    /// been read, [`ChangeStream::next_token`] gives the token the next read starts from.
+    pub async fn stream(
+        self: &Arc<Self>,
+        entity: &str,
+        columns: &[&str],
+        start_token: Option<&str>,
+    ) -> Result<ChangeStream> {
+        let definition = self
+            .metadata
+            .table(entity)
+            .await
+            .map_err(|e| DataFusionError::External(Box::new(e)))?
+            .ok_or_else(|| {
+                DataFusionError::Plan(format!("table_changes: there is no table named '{entity}'"))
+            })?;
+        if !definition.entity.change_tracking {
+            return Err(DataFusionError::Plan(not_tracked(entity)));
+        }
+        let token = HandedToken::default();
+        let start = ChangeStart::Handed(start_token.map(str::to_string), token.clone());
+        let provider = TableChangesProvider::new(definition, self.clone(), start);
+        let position = |name: &str| {
+            provider.schema.index_of(name).map_err(|_| {
+                DataFusionError::Plan(format!("table_changes('{entity}'): no data column {name}"))
+            })
+        };
+        let mut projection: Vec<usize> = if columns.is_empty() {
+            (0..provider.data_columns.len()).collect()
+        } else {
+            columns.iter().map(|c| position(c)).collect::<Result<_>>()?
+        };
+        projection.extend([position(CHANGE_TYPE)?, position(ROW_VERSION)?]);
+        let read = self.begin(entity, &provider.start)?;
+        let batches = provider.plan(Some(&projection), read).read();
+        Ok(ChangeStream {
+            batches,
+            token,
+            entity: entity.to_string(),
+        })
+    }
+}
+
+/// One entity's changes read by [`ChangeFeed::stream`]: the batches, then the next token.
+pub struct ChangeStream {
+    batches: SendableRecordBatchStream,
+    /// Handed over by the read when its batches have been read to the end, never before.
+    token: HandedToken,
+    entity: String,
+}
+
+impl ChangeStream {
+    /// The schema of the batches.
+    pub fn schema(&self) -> SchemaRef {
+        self.batches.schema()
+    }
+
+    /// The batches of changes. An expired or rejected start token is a
+    /// [`ChangesError::TokenRejected`] inside the error.
+    pub fn batches(&mut self) -> &mut SendableRecordBatchStream {
+        &mut self.batches
+    }
+
+    /// The token the next read starts from, once every batch has been read; an error before
+    /// that, or when the last page had no delta link.
+    pub fn next_token(&self) -> std::result::Result<String, ChangesError> {
+        self.token.get().ok_or_else(|| ChangesError::NoDeltaLink {
+            entity: self.entity.clone(),
+        })
+    }
+}
+
+impl std::fmt::Debug for ChangeStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChangeStream")
+            .field("entity", &self.entity)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The planning error for a table without change tracking.
+fn not_tracked(entity: &str) -> String {
+    format!(
+        "table_changes('{entity}'): change tracking is not enabled for this table \
+         (turn on \"Track changes\" in its properties in Power Apps)"
+    )
 }
 
 /// Why a change feed could not be read or its token not saved.
@@ -487,10 +605,7 @@ impl TableFunctionImpl for TableChangesFunction {
             }));
         };
         if !definition.entity.change_tracking {
-            return Err(DataFusionError::Plan(format!(
-                "table_changes('{entity}'): change tracking is not enabled for this table \
-                 (turn on \"Track changes\" in its properties in Power Apps)"
-            )));
+            return Err(DataFusionError::Plan(not_tracked(&entity)));
         }
         let start = match token {
             Some(token) => ChangeStart::Given(token),
@@ -563,6 +678,17 @@ impl TableProvider for TableChangesProvider {
         _filters: &[Expr],
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
+        let read = self
+            .feed
+            .begin(&self.definition.entity.logical_name, &self.start)?;
+        Ok(Arc::new(self.plan(projection, read)))
+    }
+}
+
+impl TableChangesProvider {
+    /// The plan reading the columns of `projection` (positions in this table's schema, all
+    /// when `None`) from where `read` says.
+    fn plan(&self, projection: Option<&Vec<usize>>, read: ChangeRead) -> TableChangesExec {
         let def = &self.definition;
         let base = self.data_columns.len();
         let indices: Vec<usize> = match projection {
@@ -612,32 +738,14 @@ impl TableProvider for TableChangesProvider {
             track_changes: true,
             ..projection.query(def, page_size)
         };
-        let entity = def.entity.logical_name.clone();
-        let (start_token, sink) = match &self.start {
-            ChangeStart::Given(token) => (Some(token.clone()), TokenSink::Discard),
-            ChangeStart::Handed(token, handed) => (token.clone(), TokenSink::Hand(handed.clone())),
-            ChangeStart::Saved => (
-                self.feed
-                    .store
-                    .get(&entity)
-                    .map_err(|e| DataFusionError::External(Box::new(e)))?
-                    .map(|t| t.token),
-                TokenSink::Store,
-            ),
-        };
-        let read = ChangeRead {
-            entity,
-            start_token,
-            sink,
-        };
         let decoder = PageDecoder::for_changes(schema, &wire, changes);
-        Ok(Arc::new(TableChangesExec::new(
+        TableChangesExec::new(
             self.feed.client.clone(),
             query,
             decoder,
             self.feed.clone(),
             read,
-        )))
+        )
     }
 }
 

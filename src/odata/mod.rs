@@ -10,6 +10,6 @@ mod query;
 
 pub use filter::{CompareOp, Filter, Literal, TextFunction, UnwritableLiteral};
 pub use query::{
-    Annotation, Expand, ODataQuery, OrderBy, Preferences, Resource, annotation_list,
-    encode_component,
+    AggregateMethod, Aggregated, Annotation, Apply, ApplyAggregate, Expand, ODataQuery, OrderBy,
+    Preferences, Resource, annotation_list, encode_component,
 };

@@ -111,6 +111,83 @@ pub struct OrderBy {
     pub descending: bool,
 }
 
+impl OrderBy {
+    /// `property asc` or `property desc`.
+    pub fn new(property: impl Into<String>, descending: bool) -> Self {
+        Self {
+            property: property.into(),
+            descending,
+        }
+    }
+}
+
+/// An aggregation the server computes (Web API notes: "$apply syntax"):
+/// `groupby((a,b),aggregate(x with sum as s,$count as n))`, after the query's filter.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Apply {
+    /// The grouping properties (none: one row for all input rows).
+    pub group_by: Vec<String>,
+    /// The aggregates, each under its alias.
+    pub aggregates: Vec<ApplyAggregate>,
+}
+
+/// One aggregate of an [`Apply`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApplyAggregate {
+    /// What is aggregated: `$count` (the rows) or a property with a method.
+    pub what: Aggregated,
+    /// The name of the result in each row.
+    pub alias: String,
+}
+
+/// The input of one aggregate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Aggregated {
+    /// `$count`: the number of rows.
+    Rows,
+    /// `property with method`.
+    Property(String, AggregateMethod),
+}
+
+/// The aggregation methods sent (`average` never is: it is computed locally from a sum and a
+/// count, which stay exact).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AggregateMethod {
+    /// `sum`
+    Sum,
+    /// `min`
+    Min,
+    /// `max`
+    Max,
+}
+
+impl fmt::Display for Apply {
+    /// `groupby((a,b),aggregate(…))`, `aggregate(…)` or `groupby((a,b))`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let aggregates: Vec<String> = self
+            .aggregates
+            .iter()
+            .map(|a| match &a.what {
+                Aggregated::Rows => format!("$count as {}", a.alias),
+                Aggregated::Property(p, method) => {
+                    let method = match method {
+                        AggregateMethod::Sum => "sum",
+                        AggregateMethod::Min => "min",
+                        AggregateMethod::Max => "max",
+                    };
+                    format!("{p} with {method} as {}", a.alias)
+                }
+            })
+            .collect();
+        let aggregate = format!("aggregate({})", aggregates.join(","));
+        match (self.group_by.is_empty(), aggregates.is_empty()) {
+            (true, _) => f.write_str(&aggregate),
+            (false, true) => write!(f, "groupby(({}))", self.group_by.join(",")),
+            (false, false) => write!(f, "groupby(({}),{aggregate})", self.group_by.join(",")),
+        }
+    }
+}
+
 /// One request (before paging): a data read of an entity set, or a metadata listing.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ODataQuery {
@@ -134,8 +211,11 @@ pub struct ODataQuery {
     pub delta_token: Option<String>,
     /// `Prefer: odata.include-annotations` for the label columns read, in order, each once.
     pub annotations: Vec<Annotation>,
-    /// `$orderby` (used by the probes of a parallel scan, never to answer ORDER BY).
-    pub order_by: Option<OrderBy>,
+    /// `$orderby`: the probes and first pages of a parallel scan, and ORDER BY … LIMIT where
+    /// the server's order is SQL's (ARCHITECTURE.md: "Pushdown soundness").
+    pub order_by: Vec<OrderBy>,
+    /// `$apply`: the filter goes inside it as `filter(…)/`, and no `$select` is sent.
+    pub apply: Option<Apply>,
     /// `$count=true`: the response carries `@odata.count`, capped at 5,000 (Web API notes: "$count").
     pub count: bool,
 }
@@ -164,7 +244,8 @@ impl ODataQuery {
             track_changes: false,
             delta_token: None,
             annotations: Vec::new(),
-            order_by: None,
+            order_by: Vec::new(),
+            apply: None,
             count: false,
         }
     }
@@ -196,7 +277,14 @@ impl ODataQuery {
             encoded.join(",")
         };
         let mut parts = Vec::new();
-        if !self.select.is_empty() {
+        if let Some(apply) = &self.apply {
+            // The filter is the first transformation (Web API notes: "$apply syntax").
+            let steps = match filter {
+                Some(filter) => format!("filter({filter})/{apply}"),
+                None => apply.to_string(),
+            };
+            parts.push(format!("$apply={}", encode(&steps)));
+        } else if !self.select.is_empty() {
             parts.push(format!("$select={}", list(&self.select)));
         }
         if !self.expand.is_empty() {
@@ -213,16 +301,23 @@ impl ODataQuery {
                 .collect();
             parts.push(format!("$expand={}", expands.join(",")));
         }
-        if let Some(filter) = filter {
+        if let Some(filter) = filter.filter(|_| self.apply.is_none()) {
             parts.push(format!("$filter={}", encode(filter)));
         }
-        if let Some(order) = &self.order_by {
-            let direction = if order.descending { "desc" } else { "asc" };
-            parts.push(format!(
-                "$orderby={}{}",
-                encode(&order.property),
-                encode(&format!(" {direction}"))
-            ));
+        if !self.order_by.is_empty() {
+            let keys: Vec<String> = self
+                .order_by
+                .iter()
+                .map(|o| {
+                    let direction = if o.descending { "desc" } else { "asc" };
+                    format!(
+                        "{}{}",
+                        encode(&o.property),
+                        encode(&format!(" {direction}"))
+                    )
+                })
+                .collect();
+            parts.push(format!("$orderby={}", keys.join(",")));
         }
         if let Some(top) = self.top {
             parts.push(format!("$top={top}"));

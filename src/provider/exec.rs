@@ -10,34 +10,47 @@ use std::fmt;
 use std::sync::Arc;
 
 use super::decode::{PageDecoder, parse_timestamp_micros};
+use super::join_keys::{
+    JoinKeys, KeyRequests, MAX_JOIN_KEYS, WholeScan, accept_pushed_filters, pinned_rows,
+};
 use super::split::{
     FirstPage, Piece, SPLIT_COLUMN, SplitScan, after_first_page, expected_rows, largest_query,
     rest_of, target_rows,
 };
+use super::table::fits_in_url;
+use super::top_n::TopN;
 use super::translate::Pushdown;
 use crate::client::{DataverseClient, Page, Pages};
+use crate::metadata::{Column as TableColumn, TableDefinition};
 use crate::odata::{ODataQuery, annotation_list};
 use datafusion::arrow::array::{AsArray, BooleanArray, RecordBatch, TimestampMicrosecondArray};
 use datafusion::arrow::compute::filter_record_batch;
 use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::common::stats::Precision;
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::{Statistics, config::ConfigOptions};
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::TaskContext;
-use datafusion::physical_expr::EquivalenceProperties;
+use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::filter_pushdown::{
+    ChildPushdownResult, FilterPushdownPhase, FilterPushdownPropagation,
+};
 use datafusion::physical_plan::metrics::{Count, ExecutionPlanMetricsSet, MetricBuilder, Time};
-use datafusion::physical_plan::stream::RecordBatchReceiverStream;
+use datafusion::physical_plan::statistics::StatisticsArgs;
+use datafusion::physical_plan::stream::{RecordBatchReceiverStream, RecordBatchStreamAdapter};
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
     SendableRecordBatchStream,
 };
+use futures::StreamExt;
 
 /// The `ExecutionPlan` methods of a leaf that reads from the server: no children, no
 /// expressions, its `metrics` set reported. Shared by the scan and the change feed.
+/// `leaf_plan_methods!(@without_expressions)` leaves `apply_expressions` to the plan.
 macro_rules! leaf_plan_methods {
     () => {
-        fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
-            vec![]
-        }
+        leaf_plan_methods!(@without_expressions);
 
         fn apply_expressions(
             &self,
@@ -46,6 +59,11 @@ macro_rules! leaf_plan_methods {
             ) -> Result<datafusion::common::tree_node::TreeNodeRecursion>,
         ) -> Result<datafusion::common::tree_node::TreeNodeRecursion> {
             Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
+        }
+    };
+    (@without_expressions) => {
+        fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+            vec![]
         }
 
         fn replace_children(
@@ -90,6 +108,27 @@ pub(crate) fn plan_properties(schema: &SchemaRef, partitions: usize) -> PlanProp
     )
 }
 
+/// What a scan reads, as the pushdown rules of `provider/rules.rs` need it: the table, and for
+/// each column the scan returns, its position among the table's columns.
+#[derive(Clone, Debug)]
+pub struct ScanSource {
+    pub definition: Arc<TableDefinition>,
+    pub columns: Vec<usize>,
+    pub page_size: u32,
+    /// Whether pushdown was on when the scan was planned (`--no-pushdown` turns the rules
+    /// off too).
+    pub pushdown: bool,
+}
+
+impl ScanSource {
+    /// The table column behind the scan's column `index`.
+    pub fn column(&self, index: usize) -> Option<&TableColumn> {
+        self.columns
+            .get(index)
+            .map(|&i| &self.definition.columns[i])
+    }
+}
+
 /// Reads one entity set.
 #[derive(Debug)]
 pub struct DataverseScanExec {
@@ -99,6 +138,9 @@ pub struct DataverseScanExec {
     /// Rows wanted at most (LIMIT), when every filter was exact.
     limit: Option<usize>,
     pushed: Vec<PushedFilter>,
+    source: ScanSource,
+    /// Set for a top-N scan: the ordered requests read one after another.
+    top_n: Option<TopN>,
     /// Set for a parallel scan: the queue of `createdon` pieces its partitions share, and
     /// where `createdon` and the key are among the decoder's columns.
     split: Option<(Arc<SplitScan>, SplitColumns)>,
@@ -106,6 +148,12 @@ pub struct DataverseScanExec {
     schema: SchemaRef,
     properties: Arc<PlanProperties>,
     metrics: ExecutionPlanMetricsSet,
+    /// Set when pushdown is on: the dynamic filters of hash joins above the scan, whose keys
+    /// narrow its requests (see [`super::join_keys`]).
+    join_keys: Option<JoinKeys>,
+    /// Rows the pushed filter lets through at most, when it pins a unique-ish column
+    /// ([`pinned_rows`]): the statistics DataFusion chooses a join's build side by.
+    row_estimate: Option<usize>,
 }
 
 impl DataverseScanExec {
@@ -116,6 +164,7 @@ impl DataverseScanExec {
         decoder: PageDecoder,
         limit: Option<usize>,
         pushed: Vec<PushedFilter>,
+        source: ScanSource,
     ) -> Self {
         let schema = decoder.schema().clone();
         Self {
@@ -124,11 +173,59 @@ impl DataverseScanExec {
             decoder,
             limit,
             pushed,
+            source,
+            top_n: None,
             split: None,
             properties: Arc::new(plan_properties(&schema, 1)),
             schema,
             metrics: ExecutionPlanMetricsSet::new(),
+            join_keys: None,
+            row_estimate: None,
         }
+    }
+
+    /// Lets hash joins above the scan narrow its requests to their build side's keys, and
+    /// gives DataFusion a row estimate when the scan's filter pins a key or name of
+    /// `definition`'s table. Called only with pushdown on.
+    pub fn with_join_key_pushdown(mut self, definition: Arc<TableDefinition>) -> Self {
+        self.row_estimate = self
+            .query
+            .filter
+            .as_ref()
+            .and_then(|f| pinned_rows(f, &definition));
+        self.join_keys = Some(JoinKeys::new(definition));
+        self
+    }
+
+    /// The scan's join filters, if it takes any.
+    pub(crate) fn join_keys(&self) -> Option<&JoinKeys> {
+        self.join_keys.as_ref()
+    }
+
+    /// The same scan with other join filters (new metrics: a different plan node).
+    pub(crate) fn with_join_keys(&self, keys: JoinKeys) -> Self {
+        Self {
+            client: self.client.clone(),
+            query: self.query.clone(),
+            decoder: self.decoder.clone(),
+            limit: self.limit,
+            pushed: self.pushed.clone(),
+            source: self.source.clone(),
+            top_n: self.top_n.clone(),
+            split: self.split.clone(),
+            schema: self.schema.clone(),
+            properties: self.properties.clone(),
+            metrics: ExecutionPlanMetricsSet::new(),
+            join_keys: Some(keys),
+            row_estimate: self.row_estimate,
+        }
+    }
+
+    /// Whether the scan waits for a hash join's keys before its first request.
+    fn waits_for_keys(&self) -> bool {
+        self.join_keys
+            .as_ref()
+            .is_some_and(|k| !k.join_filters().is_empty())
     }
 
     /// Reads the scan as `split.degree()` partitions sharing `createdon` pieces. `decoder`
@@ -151,8 +248,61 @@ impl DataverseScanExec {
         self.split.as_ref().map_or(1, |(s, _)| s.degree())
     }
 
+    /// What the scan reads.
+    pub(crate) fn source(&self) -> &ScanSource {
+        &self.source
+    }
+
+    /// The connection it reads through.
+    pub(crate) fn client(&self) -> &Arc<DataverseClient> {
+        &self.client
+    }
+
+    /// The request sent (for a split scan, before its ranges are added).
+    pub(crate) fn query(&self) -> &ODataQuery {
+        &self.query
+    }
+
+    /// Whether this scan returns every row of its table that its filter admits, with pushdown
+    /// on, so that a rule may answer an operator above it with a different request instead.
+    pub(crate) fn is_plain(&self) -> bool {
+        self.source.pushdown
+            && self.limit.is_none()
+            && self.top_n.is_none()
+            && self.query.top.is_none()
+            && self.query.order_by.is_empty()
+            && self.query.apply.is_none()
+            && self.query.entity_set().is_some()
+    }
+
+    /// This scan as a top-N read: one partition, the unsplit request and decoder of its
+    /// columns, the ordered requests of `top_n`.
+    pub(crate) fn with_top_n(&self, query: ODataQuery, decoder: PageDecoder, top_n: TopN) -> Self {
+        let limit = Some(top_n.fetch);
+        let mut exec = Self::new(
+            self.client.clone(),
+            query,
+            decoder,
+            limit,
+            self.pushed.clone(),
+            self.source.clone(),
+        );
+        exec.top_n = Some(top_n);
+        exec
+    }
+
     fn describe(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "DataverseScanExec: GET {}", self.query.display_query())?;
+        match &self.top_n {
+            Some(top_n) => {
+                let requests: Vec<String> = top_n
+                    .requests(&self.query, top_n.fetch)
+                    .iter()
+                    .map(|q| q.display_query())
+                    .collect();
+                write!(f, "DataverseScanExec: GET {}", requests.join(" then GET "))?;
+            }
+            None => write!(f, "DataverseScanExec: GET {}", self.query.display_query())?,
+        }
         if let (None, Some(size)) = (self.query.top, self.query.page_size) {
             write!(f, ", page_size={size}")?;
         }
@@ -165,6 +315,13 @@ impl DataverseScanExec {
         if !self.query.annotations.is_empty() {
             let annotations = annotation_list(&self.query.annotations);
             write!(f, ", annotations=[{annotations}]")?;
+        }
+        if let Some(keys) = self.join_keys.as_ref().filter(|_| self.waits_for_keys()) {
+            write!(
+                f,
+                ", join_keys=[{}] (from the hash join's build side, at most {MAX_JOIN_KEYS})",
+                keys.columns().join(", ")
+            )?;
         }
         let list = |kind: Pushdown| {
             self.pushed
@@ -211,12 +368,56 @@ impl ExecutionPlan for DataverseScanExec {
         &self.properties
     }
 
-    leaf_plan_methods!();
+    leaf_plan_methods!(@without_expressions);
+
+    /// The join filters the scan waits for: a hash join computes its filter only when a plan
+    /// below it holds the filter's expression.
+    fn apply_expressions(
+        &self,
+        f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+    ) -> Result<TreeNodeRecursion> {
+        let filters = self
+            .join_keys
+            .as_ref()
+            .map_or(&[][..], |k| k.join_filters());
+        for filter in filters {
+            if f(filter)? == TreeNodeRecursion::Stop {
+                return Ok(TreeNodeRecursion::Stop);
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn handle_child_pushdown_result(
+        &self,
+        phase: FilterPushdownPhase,
+        child_pushdown_result: ChildPushdownResult,
+        _config: &ConfigOptions,
+    ) -> Result<FilterPushdownPropagation<Arc<dyn ExecutionPlan>>> {
+        Ok(accept_pushed_filters(
+            self,
+            self.join_keys.as_ref(),
+            phase,
+            child_pushdown_result,
+        ))
+    }
+
+    fn statistics_from_inputs(
+        &self,
+        _input_stats: &[Arc<Statistics>],
+        args: &StatisticsArgs,
+    ) -> Result<Arc<Statistics>> {
+        let mut statistics = Statistics::new_unknown(&self.schema);
+        if let (None, Some(rows)) = (args.partition(), self.row_estimate) {
+            statistics.num_rows = Precision::Inexact(rows);
+        }
+        Ok(Arc::new(statistics))
+    }
 
     fn execute(
         &self,
         partition: usize,
-        _context: Arc<TaskContext>,
+        context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
         if partition >= self.degree() {
             return Err(DataFusionError::Internal(format!(
@@ -224,6 +425,40 @@ impl ExecutionPlan for DataverseScanExec {
                 self.degree()
             )));
         }
+        let keys = self.join_keys.clone().filter(|_| {
+            // The join fills its filter only when this holds when it runs.
+            let optimizer = &context.session_config().options().optimizer;
+            self.waits_for_keys() && optimizer.enable_join_dynamic_filter_pushdown
+        });
+        let Some(keys) = keys else {
+            return Ok(self.start(partition, None));
+        };
+        // Nothing is asked for before the join reads its probe side, which it does only
+        // after its build side: with an empty build side an inner join never does.
+        let scan = self.clone_for_execution();
+        let lazy = futures::stream::once(async move { scan.start(partition, Some(keys)) });
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            self.schema.clone(),
+            lazy.flatten(),
+        )))
+    }
+}
+
+impl DataverseScanExec {
+    /// What a partition's task needs from the plan (the plan node itself is not `Clone`).
+    fn clone_for_execution(&self) -> Self {
+        Self {
+            metrics: self.metrics.clone(),
+            ..self.with_join_keys(
+                self.join_keys
+                    .clone()
+                    .unwrap_or_else(|| unreachable!("only scans with join keys execute lazily")),
+            )
+        }
+    }
+
+    /// Starts reading partition `partition`: the join's keys first when there are any.
+    fn start(&self, partition: usize, keys: Option<JoinKeys>) -> SendableRecordBatchStream {
         let mut builder = RecordBatchReceiverStream::builder(self.schema.clone(), 2);
         let tx = builder.tx();
         let reader = PageReader {
@@ -239,17 +474,139 @@ impl ExecutionPlan for DataverseScanExec {
         };
         let query = self.query.clone();
         let split = self.split.clone();
+        let top_n = self.top_n.clone();
+        let degree = self.degree();
         builder.spawn(async move {
-            match split {
-                Some((split, columns)) => read_pieces(&split, &columns, &query, reader, emit).await,
-                None => {
+            if let Some(keys) = keys {
+                let fits = |q: &ODataQuery| fits_in_url(&reader.client, q);
+                match keys.requests(&query, fits).await? {
+                    KeyRequests::Whole(why) => reader.metrics.whole_scan(partition, why),
+                    KeyRequests::Nothing => return Ok(()),
+                    KeyRequests::Batches { queries, keys } => {
+                        let (sent, _) = reader.metrics.join_keys();
+                        if partition == 0 {
+                            sent.add(keys);
+                        }
+                        let mine = queries.iter().skip(partition).step_by(degree);
+                        return read_queries(&reader, mine, &emit).await;
+                    }
+                }
+            }
+            match (split, top_n) {
+                (_, Some(top_n)) => read_top_n(&top_n, &query, reader, emit).await,
+                (Some((split, columns)), None) => {
+                    read_pieces(&split, &columns, &query, reader, emit).await
+                }
+                (None, None) => {
                     let mut pages = reader.pages(&query)?;
                     reader.read_pages(&mut pages, &emit).await.map(|_| ())
                 }
             }
         });
-        Ok(builder.build())
+        builder.build()
     }
+}
+
+/// A top-N scan: its requests one after another, each asking for the rows still missing;
+/// or, when the NULLs come first and the rows fit in one `$top`, both requests at once (the
+/// NULLs are usually none, and waiting for that answer would double the time).
+async fn read_top_n<F, Fut>(
+    top_n: &TopN,
+    scan: &ODataQuery,
+    reader: PageReader,
+    emit: F,
+) -> Result<()>
+where
+    F: Fn(RecordBatch) -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    if top_n.read_together() {
+        return read_together(top_n, scan, reader, emit).await;
+    }
+    let sent = std::sync::atomic::AtomicUsize::new(0);
+    let counted = |batch: RecordBatch| {
+        sent.fetch_add(batch.num_rows(), std::sync::atomic::Ordering::Relaxed);
+        emit(batch)
+    };
+    for segment in 0..top_n.segments.len() {
+        let missing = top_n.fetch - sent.load(std::sync::atomic::Ordering::Relaxed);
+        if missing == 0 {
+            break;
+        }
+        let query = top_n.request(scan, segment, missing);
+        let reader = PageReader {
+            limit: Some(missing),
+            ..reader.clone()
+        };
+        let mut pages = reader.pages(&query)?;
+        if !reader.read_pages(&mut pages, &counted).await? {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// [`read_top_n`] with its two requests sent at once: each answer is held (at most `$top`
+/// rows each), then the rows are handed on in order up to the fetch.
+async fn read_together<F, Fut>(
+    top_n: &TopN,
+    scan: &ODataQuery,
+    reader: PageReader,
+    emit: F,
+) -> Result<()>
+where
+    F: Fn(RecordBatch) -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let read = |segment: usize| {
+        let reader = reader.clone();
+        let query = top_n.request(scan, segment, top_n.fetch);
+        async move {
+            let held = std::sync::Mutex::new(Vec::new());
+            let hold = |batch: RecordBatch| {
+                if let Ok(mut held) = held.lock() {
+                    held.push(batch);
+                }
+                std::future::ready(true)
+            };
+            let mut pages = reader.pages(&query)?;
+            reader.read_pages(&mut pages, &hold).await?;
+            Ok::<_, DataFusionError>(held.into_inner().unwrap_or_default())
+        }
+    };
+    let (first, second) = tokio::try_join!(read(0), read(1))?;
+    let mut missing = top_n.fetch;
+    for batch in first.into_iter().chain(second) {
+        if missing == 0 {
+            break;
+        }
+        let batch = batch.slice(0, batch.num_rows().min(missing));
+        missing -= batch.num_rows();
+        if !emit(batch).await {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Reads each query to its end, one after the other, until the consumer is gone.
+async fn read_queries<'q, F, Fut>(
+    reader: &PageReader,
+    queries: impl Iterator<Item = &'q ODataQuery>,
+    emit: &F,
+) -> Result<()>
+where
+    F: Fn(RecordBatch) -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for query in queries {
+        reader.metrics.join_keys().1.add(1);
+        let mut pages = reader.pages(query)?;
+        if !reader.read_pages(&mut pages, emit).await? {
+            break;
+        }
+    }
+    Ok(())
 }
 
 /// One partition of a split scan: takes pieces from the shared queue until none is left.
@@ -317,7 +674,7 @@ where
 {
     let query = piece.query(scan, &columns.key_name);
     let mut pages = reader.pages(&query)?;
-    if query.order_by.is_none() {
+    if query.order_by.is_empty() {
         // The NULLs, or the rest of a piece: read plainly to the end.
         return reader.read_pages(&mut pages, emit).await;
     }
@@ -402,8 +759,16 @@ fn piece_needs_largest(piece: &Piece) -> bool {
 
 /// The largest `createdon` under the scan's filter (one `$top=1` request).
 async fn largest_createdon(reader: &PageReader, scan: &ODataQuery) -> Result<Option<i64>> {
-    let probe = largest_query(scan);
-    let name = format!("the largest {SPLIT_COLUMN} of {}", probe.resource);
+    probe_createdon(reader, largest_query(scan), "largest").await
+}
+
+/// The `createdon` of the one row a `$top=1` probe returns (see [`largest_query`]).
+pub(crate) async fn probe_createdon(
+    reader: &PageReader,
+    probe: ODataQuery,
+    which: &str,
+) -> Result<Option<i64>> {
+    let name = format!("the {which} {SPLIT_COLUMN} of {}", probe.resource);
     let mut pages = reader.pages(&probe)?.named(name);
     let page = reader.first_page(&mut pages).await?;
     reader.metrics.record(&page);
@@ -413,11 +778,18 @@ async fn largest_createdon(reader: &PageReader, scan: &ODataQuery) -> Result<Opt
             source,
         })
     })?;
-    Ok(parsed
+    // No row (or a NULL, which the probe's filter excludes) is "none"; a value that does not
+    // read as a date and time is an error, never taken for "none".
+    match parsed
         .value
         .first()
         .and_then(|row| row.createdon.as_deref())
-        .and_then(parse_timestamp_micros))
+    {
+        None => Ok(None),
+        Some(text) => parse_timestamp_micros(text).map(Some).ok_or_else(|| {
+            DataFusionError::Execution(format!("{} is not a date and time: {text:?}", pages.name()))
+        }),
+    }
 }
 
 #[derive(serde::Deserialize)]
@@ -479,6 +851,9 @@ pub(crate) struct ScanMetrics {
     /// Rows of a split scan fetched twice: those on the `createdon` second where a piece was
     /// cut (read again by the piece after the cut).
     split_overlap: Count,
+    /// Distinct join keys sent to the server, and the requests (first pages) that carried
+    /// them: registered by scans that take keys only.
+    join_keys: std::sync::OnceLock<(Count, Count)>,
 }
 
 impl ScanMetrics {
@@ -492,7 +867,32 @@ impl ScanMetrics {
             bytes: MetricBuilder::new(set).counter("bytes_received", partition),
             rows: MetricBuilder::new(set).output_rows(partition),
             split_overlap: MetricBuilder::new(set).counter("split_overlap_rows", partition),
+            join_keys: std::sync::OnceLock::new(),
         }
+    }
+
+    /// The counters of a scan that takes a join's keys: keys sent, requests carrying them.
+    fn join_keys(&self) -> &(Count, Count) {
+        self.join_keys.get_or_init(|| {
+            let counter = |name| MetricBuilder::new(&self.set).counter(name, self.partition);
+            (counter("join_keys"), counter("join_key_requests"))
+        })
+    }
+
+    /// Counts (once per scan) why a scan that could have taken a join's keys read the table
+    /// whole: `join_keys_not_pushed_<reason>=1` in EXPLAIN ANALYZE.
+    fn whole_scan(&self, partition: usize, why: WholeScan) {
+        if partition != 0 {
+            return;
+        }
+        let name = match why {
+            WholeScan::NoKeyList => "join_keys_not_pushed_no_key_list",
+            WholeScan::TooManyKeys => "join_keys_not_pushed_over_5000",
+            WholeScan::UnsendableKey => "join_keys_not_pushed_unsendable_key",
+        };
+        MetricBuilder::new(&self.set)
+            .counter(name, partition)
+            .add(1);
     }
 
     /// Counts one page (however many attempts it took).
@@ -530,7 +930,7 @@ impl PageReader {
     }
 
     /// The first (or next) page, which must exist.
-    async fn first_page(&self, pages: &mut Pages) -> Result<Page> {
+    pub(crate) async fn first_page(&self, pages: &mut Pages) -> Result<Page> {
         match pages.next_page().await {
             Some(page) => page.map_err(external),
             None => Err(DataFusionError::Internal(format!(
@@ -541,7 +941,7 @@ impl PageReader {
     }
 
     /// Decodes one page off the I/O threads and counts it.
-    async fn decode(&self, page: Page, resource: &str) -> Result<RecordBatch> {
+    pub(crate) async fn decode(&self, page: Page, resource: &str) -> Result<RecordBatch> {
         self.metrics.record(&page);
         let decoder = self.decoder.clone();
         let what = format!("page {} of {resource}", page.number);

@@ -46,7 +46,8 @@ pub const MAX_SKIPPED: usize = 8;
 /// keys a piece skips); the scan keeps them free within the 500-condition limit.
 pub const RANGE_CONDITIONS: usize = 2 + MAX_SKIPPED;
 
-const SECOND: i64 = 1_000_000;
+/// One second in `createdon` units (microseconds).
+pub const SECOND: i64 = 1_000_000;
 
 /// A part of a split scan: the scan's filter plus this.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -124,10 +125,10 @@ impl Piece {
         let filter: Vec<Filter> = filter.collect();
         ODataQuery {
             filter: (!filter.is_empty()).then(|| Filter::and(filter)),
-            order_by: matches!(self, Piece::Range { .. }).then(|| OrderBy {
-                property: SPLIT_COLUMN.to_string(),
-                descending: false,
-            }),
+            order_by: match self {
+                Piece::Range { .. } => vec![OrderBy::new(SPLIT_COLUMN, false)],
+                _ => Vec::new(),
+            },
             ..base.clone()
         }
     }
@@ -135,6 +136,15 @@ impl Piece {
 
 /// The probe for the largest `createdon` under the scan's filter.
 pub fn largest_query(base: &ODataQuery) -> ODataQuery {
+    extreme_query(base, true)
+}
+
+/// The probe for the smallest (non-NULL) `createdon` under the scan's filter.
+pub fn smallest_query(base: &ODataQuery) -> ODataQuery {
+    extreme_query(base, false)
+}
+
+fn extreme_query(base: &ODataQuery, largest: bool) -> ODataQuery {
     let not_null = Filter::compare(SPLIT_COLUMN, CompareOp::Ne, Literal::Null);
     ODataQuery {
         select: vec![SPLIT_COLUMN.to_string()],
@@ -142,10 +152,7 @@ pub fn largest_query(base: &ODataQuery) -> ODataQuery {
             base.filter.iter().cloned().chain([not_null]).collect(),
         )),
         top: Some(1),
-        order_by: Some(OrderBy {
-            property: SPLIT_COLUMN.to_string(),
-            descending: true,
-        }),
+        order_by: vec![OrderBy::new(SPLIT_COLUMN, largest)],
         page_size: base.page_size,
         ..ODataQuery::of(base.resource.clone())
     }

@@ -15,9 +15,6 @@ use crate::sim::query::{Env, Reply, WebRequest, bind_filter};
 use crate::sim::render::{Annotations, RowWriter, json_str, write_value};
 use crate::sim::value::{Value, cmp_nulls_first, cmp_values, format_scaled};
 
-/// Input rows above which aggregation fails (Web API notes: "50,000-row aggregation limit").
-const AGGREGATE_LIMIT: usize = 50_000;
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Func {
     Sum,
@@ -138,7 +135,7 @@ pub(crate) fn run(
                 .all(|p| p.eval(r, env.null_inclusive_ne) == Some(true))
         })
         .collect();
-    if rows.len() > AGGREGATE_LIMIT {
+    if rows.len() > env.aggregate_limit {
         return Err(ApiError::bad_request(
             "0x8004E023",
             "AggregateQueryRecordLimit exceeded. Cannot perform this operation.",

@@ -182,6 +182,9 @@ pub struct SimulatorOptions {
     /// web server before authentication (default 32,768,
     /// Web API notes: "Supported and unsupported options", "URL length").
     pub max_url_length: usize,
+    /// Input rows above which `$apply` fails with `0x8004E023` (default 50,000, Web API notes:
+    /// "50,000-row aggregation limit"); lower it to exercise partitioned aggregation on small data.
+    pub aggregate_limit: usize,
 }
 
 impl Default for SimulatorOptions {
@@ -203,6 +206,7 @@ impl Default for SimulatorOptions {
             dop_hint: 4,
             null_inclusive_ne: true,
             max_url_length: 32_768,
+            aggregate_limit: 50_000,
         }
     }
 }
@@ -295,6 +299,12 @@ impl SimulatorOptions {
     /// Sets [`SimulatorOptions::null_inclusive_ne`].
     pub fn with_null_inclusive_ne(mut self, null_inclusive_ne: bool) -> Self {
         self.null_inclusive_ne = null_inclusive_ne;
+        self
+    }
+
+    /// Sets [`SimulatorOptions::aggregate_limit`].
+    pub fn with_aggregate_limit(mut self, limit: usize) -> Self {
+        self.aggregate_limit = limit;
         self
     }
 

@@ -171,6 +171,8 @@ pub(crate) struct Env<'a> {
     pub(crate) now: i64,
     /// Delta token expiry in seconds.
     pub(crate) change_token_expiry: i64,
+    /// Input rows above which `$apply` fails.
+    pub(crate) aggregate_limit: usize,
 }
 
 const ALLOWED: &[&str] = &[

@@ -207,6 +207,7 @@ impl AppState {
         Env {
             model,
             null_inclusive_ne: self.options.null_inclusive_ne,
+            aggregate_limit: self.options.aggregate_limit,
             now: self.clock.now(),
             change_token_expiry: self.options.change_token_expiry.as_secs() as i64,
         }
