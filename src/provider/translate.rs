@@ -724,16 +724,9 @@ mod tests {
 
     fn table() -> TableDefinition {
         let attr = |name: &str, ty: &str| AttributeInfo {
-            logical_name: name.into(),
-            attribute_type: ty.into(),
-            type_name: None,
-            attribute_of: None,
-            is_valid_odata: true,
-            is_valid_for_read: true,
             is_primary_id: name == "accountid",
             precision: Some(2),
-            datetime_behavior: None,
-            targets: vec![],
+            ..AttributeInfo::new(name, ty)
         };
         TableDefinition::new(
             EntityInfo {
@@ -936,16 +929,8 @@ mod tests {
     fn table_with_dates() -> TableDefinition {
         let mut attributes = table().attributes.clone();
         attributes.push(AttributeInfo {
-            logical_name: "createdon".into(),
-            attribute_type: "DateTime".into(),
-            type_name: None,
-            attribute_of: None,
-            is_valid_odata: true,
-            is_valid_for_read: true,
-            is_primary_id: false,
-            precision: None,
             datetime_behavior: Some("UserLocal".into()),
-            targets: vec![],
+            ..AttributeInfo::new("createdon", "DateTime")
         });
         TableDefinition::new(table().entity.clone(), &attributes)
     }
