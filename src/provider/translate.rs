@@ -171,8 +171,9 @@ pub fn pushdown_support(kind: ColumnKind) -> &'static str {
     }
 }
 
-/// Whether comparisons of this kind mean the same on the server and in DataFusion.
-fn is_exact_kind(kind: ColumnKind) -> bool {
+/// Whether comparisons of this kind mean the same on the server and in DataFusion (and so
+/// does the order the server sorts them in: `$orderby` compares as `lt` / `gt` do).
+pub(crate) fn is_exact_kind(kind: ColumnKind) -> bool {
     matches!(
         kind,
         ColumnKind::Integer
