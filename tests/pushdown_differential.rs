@@ -322,6 +322,18 @@ fn predicate(guids: Vec<String>) -> impl Strategy<Value = String> {
     })
 }
 
+/// The reference every differential test compares with: full, unfiltered copies of `tables`
+/// read through `from`, in memory, where DataFusion answers everything itself.
+async fn in_memory_copy(from: &SessionContext, tables: &[&str]) -> SessionContext {
+    let reference = SessionContext::new();
+    for table in tables {
+        let full = query(from, &format!("SELECT * FROM {table}")).await;
+        let copy = MemTable::try_new(full[0].schema(), vec![full]).unwrap();
+        reference.register_table(*table, Arc::new(copy)).unwrap();
+    }
+    reference
+}
+
 async fn ids(ctx: &SessionContext, predicate: &str) -> datafusion::error::Result<Vec<Vec<String>>> {
     let sql = format!("SELECT accountid FROM account WHERE {predicate} ORDER BY accountid");
     let batches = ctx.sql(&sql).await?.collect().await?;
@@ -348,11 +360,7 @@ fn pushdown_never_changes_an_answer() {
             sim.update("account", *id, serde_json::json!({ "name": name }));
         }
 
-        // The reference: a full, unfiltered copy of the table in memory.
-        let full = query(&pushed, "SELECT * FROM account").await;
-        let reference = SessionContext::new();
-        let table = MemTable::try_new(full[0].schema(), vec![full.clone()]).unwrap();
-        reference.register_table("account", Arc::new(table)).unwrap();
+        let reference = in_memory_copy(&pushed, &["account"]).await;
         let guids: Vec<String> = rows(&query(&reference, "SELECT accountid FROM account WHERE accountid IS NOT NULL ORDER BY accountid LIMIT 6").await)
             .into_iter()
             .chain(rows(&query(&reference, "SELECT parentaccountid FROM account WHERE parentaccountid IS NOT NULL LIMIT 4").await))
@@ -537,12 +545,7 @@ fn summaries_never_change_an_answer() {
         .unwrap();
         let dv = connect(&sim).await;
         let pushed = dv.session_context().unwrap();
-        let full = query(&pushed, "SELECT * FROM account").await;
-        let reference = SessionContext::new();
-        let table = MemTable::try_new(full[0].schema(), vec![full.clone()]).unwrap();
-        reference
-            .register_table("account", Arc::new(table))
-            .unwrap();
+        let reference = in_memory_copy(&pushed, &["account"]).await;
         let guids: Vec<String> = rows(
             &query(
                 &reference,
@@ -713,12 +716,7 @@ fn join_key_pushdown_never_changes_an_answer() {
         .await;
         let dv = connect(&sim).await;
         let pushed = dv.session_context().unwrap();
-        let reference = SessionContext::new();
-        for table in ["account", "contact"] {
-            let full = query(&pushed, &format!("SELECT * FROM {table}")).await;
-            let copy = MemTable::try_new(full[0].schema(), vec![full.clone()]).unwrap();
-            reference.register_table(table, Arc::new(copy)).unwrap();
-        }
+        let reference = in_memory_copy(&pushed, &["account", "contact"]).await;
         let guids: Vec<String> = rows(
             &query(
                 &reference,

@@ -134,16 +134,8 @@ mod tests {
 
     fn table() -> TableDefinition {
         let attribute = |name: &str, ty: &str| AttributeInfo {
-            logical_name: name.into(),
-            attribute_type: ty.into(),
-            type_name: None,
-            attribute_of: None,
-            is_valid_odata: true,
-            is_valid_for_read: true,
             is_primary_id: name == "accountid",
-            precision: None,
-            datetime_behavior: None,
-            targets: vec![],
+            ..AttributeInfo::new(name, ty)
         };
         TableDefinition::new(
             EntityInfo {

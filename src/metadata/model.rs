@@ -63,6 +63,25 @@ pub struct AttributeInfo {
     pub targets: Vec<String>,
 }
 
+impl AttributeInfo {
+    /// A readable attribute of `attribute_type` with nothing else set (not the key, no
+    /// precision, behaviour or targets): what tests and tools start from.
+    pub fn new(logical_name: &str, attribute_type: &str) -> Self {
+        Self {
+            logical_name: logical_name.into(),
+            attribute_type: attribute_type.into(),
+            type_name: None,
+            attribute_of: None,
+            is_valid_odata: true,
+            is_valid_for_read: true,
+            is_primary_id: false,
+            precision: None,
+            datetime_behavior: None,
+            targets: vec![],
+        }
+    }
+}
+
 fn yes() -> bool {
     true
 }
@@ -357,16 +376,8 @@ mod tests {
 
     fn attr(name: &str, ty: &str) -> AttributeInfo {
         AttributeInfo {
-            logical_name: name.into(),
-            attribute_type: ty.into(),
             type_name: Some(format!("{ty}Type")),
-            attribute_of: None,
-            is_valid_odata: true,
-            is_valid_for_read: true,
-            is_primary_id: false,
-            precision: None,
-            datetime_behavior: None,
-            targets: vec![],
+            ..AttributeInfo::new(name, ty)
         }
     }
 

@@ -537,16 +537,8 @@ mod tests {
 
     fn contact() -> TableDefinition {
         let attr = |name: &str, ty: &str| AttributeInfo {
-            logical_name: name.into(),
-            attribute_type: ty.into(),
-            type_name: None,
-            attribute_of: None,
-            is_valid_odata: true,
-            is_valid_for_read: true,
             is_primary_id: name == "contactid",
-            precision: None,
-            datetime_behavior: None,
-            targets: vec![],
+            ..AttributeInfo::new(name, ty)
         };
         TableDefinition::new(
             EntityInfo {

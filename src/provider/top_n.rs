@@ -22,8 +22,8 @@ use datafusion::physical_expr::PhysicalSortExpr;
 use datafusion::physical_expr::expressions::Column as PhysicalColumn;
 
 use super::exec::ScanSource;
+use super::translate::is_exact_kind;
 use crate::config::MAX_PAGE_SIZE;
-use crate::metadata::ColumnKind;
 use crate::odata::{CompareOp, Filter, Literal, ODataQuery, OrderBy};
 
 /// The requests of one top-N scan.
@@ -57,7 +57,7 @@ impl TopN {
             let table_column = source.column(column.index())?;
             if table_column.name != column.name()
                 || table_column.is_label()
-                || !server_order_is_sql_order(table_column.kind)
+                || !is_exact_kind(table_column.kind)
             {
                 return None;
             }
@@ -147,20 +147,4 @@ impl TopN {
 /// Whether `options` put NULLs where the server does: first ascending, last descending.
 fn server_places_nulls(options: SortOptions) -> bool {
     options.nulls_first != options.descending
-}
-
-/// Whether the server orders values of `kind` as SQL does (see the module comment).
-fn server_order_is_sql_order(kind: ColumnKind) -> bool {
-    matches!(
-        kind,
-        ColumnKind::Integer
-            | ColumnKind::BigInt
-            | ColumnKind::Decimal(_)
-            | ColumnKind::Money
-            | ColumnKind::Double
-            | ColumnKind::DateTime
-            | ColumnKind::DateOnly
-            | ColumnKind::Boolean
-            | ColumnKind::Choice
-    )
 }

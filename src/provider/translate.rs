@@ -171,8 +171,9 @@ pub fn pushdown_support(kind: ColumnKind) -> &'static str {
     }
 }
 
-/// Whether comparisons of this kind mean the same on the server and in DataFusion.
-fn is_exact_kind(kind: ColumnKind) -> bool {
+/// Whether comparisons of this kind mean the same on the server and in DataFusion (and so
+/// does the order the server sorts them in: `$orderby` compares as `lt` / `gt` do).
+pub(crate) fn is_exact_kind(kind: ColumnKind) -> bool {
     matches!(
         kind,
         ColumnKind::Integer
@@ -724,16 +725,9 @@ mod tests {
 
     fn table() -> TableDefinition {
         let attr = |name: &str, ty: &str| AttributeInfo {
-            logical_name: name.into(),
-            attribute_type: ty.into(),
-            type_name: None,
-            attribute_of: None,
-            is_valid_odata: true,
-            is_valid_for_read: true,
             is_primary_id: name == "accountid",
             precision: Some(2),
-            datetime_behavior: None,
-            targets: vec![],
+            ..AttributeInfo::new(name, ty)
         };
         TableDefinition::new(
             EntityInfo {
@@ -936,16 +930,8 @@ mod tests {
     fn table_with_dates() -> TableDefinition {
         let mut attributes = table().attributes.clone();
         attributes.push(AttributeInfo {
-            logical_name: "createdon".into(),
-            attribute_type: "DateTime".into(),
-            type_name: None,
-            attribute_of: None,
-            is_valid_odata: true,
-            is_valid_for_read: true,
-            is_primary_id: false,
-            precision: None,
             datetime_behavior: Some("UserLocal".into()),
-            targets: vec![],
+            ..AttributeInfo::new("createdon", "DateTime")
         });
         TableDefinition::new(table().entity.clone(), &attributes)
     }
