@@ -250,13 +250,66 @@ impl Dataverse {
     /// A new `SessionContext` with this environment registered, `information_schema` on, and
     /// Parquet row groups sized for streaming exports ([`PARQUET_ROW_GROUP_ROWS`]).
     pub fn session_context(&self) -> Result<SessionContext, Error> {
-        let mut config = SessionConfig::new().with_information_schema(true);
-        // Parquet row groups of 122,880 rows instead of DataFusion's 1,048,576: the writer holds
-        // a whole row group in memory, so exports of millions of rows stay in bounded memory.
-        config.options_mut().execution.parquet.max_row_group_size = PARQUET_ROW_GROUP_ROWS;
-        let ctx = SessionContext::new_with_config(config);
+        let ctx = SessionContext::new_with_config(session_config());
         self.register(&ctx)?;
         Ok(ctx)
+    }
+
+    /// A session over several environments, each a catalog named after it
+    /// ([`Config::environment_name`]): `prod.dataverse.account`, `dev.metadata.entity`. The
+    /// first is the default catalog, so its tables also answer to `account` and
+    /// `dataverse.account`, and the change functions (`table_changes`, …) are its own. Each
+    /// environment keeps its own client (tokens, throttling), metadata cache and change tokens.
+    /// Otherwise as [`Dataverse::session_context`].
+    pub fn session_context_for(environments: &[Dataverse]) -> Result<SessionContext, Error> {
+        let Some((first, others)) = environments.split_first() else {
+            return Err(ConfigError::Invalid {
+                field: "url",
+                problem: "no environment to connect to".into(),
+            }
+            .into());
+        };
+        if others.is_empty() {
+            return first.session_context();
+        }
+        let mut names: Vec<String> = Vec::new();
+        for dataverse in environments {
+            let name = dataverse.config.environment_name();
+            if names.contains(&name) {
+                return Err(ConfigError::Invalid {
+                    field: "name",
+                    problem: format!(
+                        "two environments are named {name:?}: give each config file its own \"name\""
+                    ),
+                }
+                .into());
+            }
+            names.push(name);
+        }
+        let config = session_config().with_default_catalog_and_schema(&names[0], SCHEMA_NAME);
+        let ctx = SessionContext::new_with_config(config);
+        first.register(&ctx)?;
+        for (dataverse, name) in others.iter().zip(&names[1..]) {
+            dataverse.register_catalog(&ctx, name)?;
+        }
+        Ok(ctx)
+    }
+
+    /// Registers this environment as catalog `name` (schemas `dataverse` and `metadata`)
+    /// beside what the context has; the default catalog and schema stay as they are.
+    pub fn register_catalog(&self, ctx: &SessionContext, name: &str) -> Result<(), Error> {
+        use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider};
+        let catalog = Arc::new(MemoryCatalogProvider::new());
+        catalog.register_schema(SCHEMA_NAME, self.schema_provider())?;
+        catalog.register_schema(
+            provider::metadata_schema::METADATA_SCHEMA,
+            Arc::new(provider::metadata_schema::MetadataSchema::new(
+                self.metadata.clone(),
+            )),
+        )?;
+        ctx.register_catalog(name, catalog);
+        add_pushdown_rule(ctx);
+        Ok(())
     }
 
     /// The schema provider itself, for custom catalogs.
@@ -316,6 +369,15 @@ impl Dataverse {
     pub fn config(&self) -> &Config {
         &self.config
     }
+}
+
+/// The session settings of [`Dataverse::session_context`]: `information_schema` on, and
+/// Parquet row groups of 122,880 rows instead of DataFusion's 1,048,576 (the writer holds a
+/// whole row group in memory, so exports of millions of rows stay in bounded memory).
+fn session_config() -> SessionConfig {
+    let mut config = SessionConfig::new().with_information_schema(true);
+    config.options_mut().execution.parquet.max_row_group_size = PARQUET_ROW_GROUP_ROWS;
+    config
 }
 
 /// Puts the aggregate and top-N pushdown rule first among the context's physical optimizer

@@ -15,3 +15,5 @@ pub mod helper;
 pub mod print;
 pub mod progress;
 pub mod repl;
+#[cfg(feature = "serve")]
+pub mod serve;
