@@ -113,6 +113,7 @@ async fn run(cli: Cli) -> Result<u8, String> {
                 ));
             }
             let password = cli::serve::auth::password(serve.password_file.as_deref())?;
+            cli::serve::listen_address(&serve.listen, password.is_some())?;
             let (environments, _name, _state_dir) =
                 connect_environments(&connect, &run).await?;
             for dataverse in &environments {

@@ -6,6 +6,7 @@
 
 use datafusion::common::SchemaError;
 use datafusion::error::DataFusionError;
+use datafusion::sql::sqlparser::parser::ParserError;
 use datafusion_postgres::pgwire::api::ClientInfo;
 use datafusion_postgres::pgwire::api::ErrorHandler;
 use datafusion_postgres::pgwire::error::{ErrorInfo, PgWireError};
@@ -59,9 +60,12 @@ impl ErrorHandler for ServeErrors {
         let PgWireError::ApiError(inner) = error else {
             return;
         };
-        let (code, message) = match inner.downcast_ref::<DataFusionError>() {
-            Some(df) => (sqlstate(df), one_line(df)),
-            None => ("XX000", one_line(inner.as_ref())),
+        let (code, message) = if let Some(df) = inner.downcast_ref::<DataFusionError>() {
+            (sqlstate(df), one_line(df))
+        } else if inner.downcast_ref::<ParserError>().is_some() {
+            ("42601", one_line(inner.as_ref()))
+        } else {
+            ("XX000", one_line(inner.as_ref()))
         };
         *error = PgWireError::UserError(Box::new(ErrorInfo::new(
             "ERROR".to_string(),

@@ -66,21 +66,25 @@ struct Shared {
     statements: Arc<Statements>,
 }
 
-/// Listens and serves until the process is stopped.
-pub async fn serve(environments: Vec<Dataverse>, options: ServeOptions) -> Result<(), String> {
-    let address: SocketAddr = options.listen.parse().map_err(|_| {
-        format!(
-            "--listen {:?} is not an address and port such as 127.0.0.1:5433",
-            options.listen
-        )
+/// The address to listen on, refused when it is not one or when it reaches beyond this
+/// machine without a password. Checked before connecting to any environment.
+pub fn listen_address(listen: &str, has_password: bool) -> Result<SocketAddr, String> {
+    let address: SocketAddr = listen.parse().map_err(|_| {
+        format!("--listen {listen:?} is not an address and port such as 127.0.0.1:5433")
     })?;
-    if !address.ip().is_loopback() && options.password.is_none() {
+    if !address.ip().is_loopback() && !has_password {
         return Err(format!(
             "--listen {address} accepts connections from other machines, so it needs a password: \
              set {} or give --password-file",
             auth::PASSWORD_VARIABLE
         ));
     }
+    Ok(address)
+}
+
+/// Listens and serves until the process is stopped.
+pub async fn serve(environments: Vec<Dataverse>, options: ServeOptions) -> Result<(), String> {
+    let address = listen_address(&options.listen, options.password.is_some())?;
     let tls = match &options.tls {
         Some((cert, key)) => Some(tls_acceptor(cert, key)?),
         None => None,
