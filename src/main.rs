@@ -114,8 +114,7 @@ async fn run(cli: Cli) -> Result<u8, String> {
             }
             let password = cli::serve::auth::password(serve.password_file.as_deref())?;
             cli::serve::listen_address(&serve.listen, password.is_some())?;
-            let (environments, _name, _state_dir) =
-                connect_environments(&connect, &run).await?;
+            let (environments, _name, _state_dir) = connect_environments(&connect, &run).await?;
             for dataverse in &environments {
                 dataverse.set_pushdown(!run.no_pushdown);
                 dataverse.set_parallel(run.parallel.unwrap_or(0));
@@ -137,7 +136,10 @@ async fn run(cli: Cli) -> Result<u8, String> {
             if !cli.run.quiet && is_interactive(&cli.run) {
                 for dataverse in &environments {
                     let name = dataverse.config().environment_name();
-                    eprintln!("{}", connected_banner(dataverse, &name, &dataverse.config().url));
+                    eprintln!(
+                        "{}",
+                        connected_banner(dataverse, &name, &dataverse.config().url)
+                    );
                 }
             }
             session(environments, &cli.run, &name, state_dir).await
@@ -168,13 +170,18 @@ async fn connect_environments(
     let name = configs[0].environment_name();
     let mut environments = Vec::with_capacity(configs.len());
     for config in configs {
-        let mut options =
-            ConnectOptions::default().with_refresh_metadata(connect.refresh_metadata);
+        let mut options = ConnectOptions::default().with_refresh_metadata(connect.refresh_metadata);
         options.state_dir = state_dir.clone();
         let label = config.environment_name();
         let dataverse = Dataverse::connect_with(config, options)
             .await
-            .map_err(|e| if environments.is_empty() { one_line(&e) } else { format!("{label}: {}", one_line(&e)) })?;
+            .map_err(|e| {
+                if environments.is_empty() {
+                    one_line(&e)
+                } else {
+                    format!("{label}: {}", one_line(&e))
+                }
+            })?;
         environments.push(dataverse);
     }
     Ok((environments, name, state_dir))

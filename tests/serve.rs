@@ -40,7 +40,10 @@ fn config_file(dir: &Path, sim: &SimulatorHandle, page_size: Option<u32>) -> Pat
     if let Some(size) = page_size {
         config.odata_maxpagesize = size;
     }
-    let path = dir.join(format!("env-{}.json", sim.url().rsplit(':').next().unwrap()));
+    let path = dir.join(format!(
+        "env-{}.json",
+        sim.url().rsplit(':').next().unwrap()
+    ));
     std::fs::write(&path, serde_json::to_string(&config).unwrap()).unwrap();
     path
 }
@@ -144,14 +147,24 @@ struct Psql {
 fn psql(server: &Server, password: Option<&str>, script: &str) -> Psql {
     use std::io::Write;
     let mut cmd = Command::new("psql");
-    cmd.args(["-X", "-A", "-h", "127.0.0.1", "-U", "dvsql", "-d", "dvsql", "-p"])
-        .arg(server.port.to_string())
-        .env_remove("PGPASSWORD")
-        .env("PGCONNECT_TIMEOUT", "10")
-        .env("PGSSLMODE", "disable")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.args([
+        "-X",
+        "-A",
+        "-h",
+        "127.0.0.1",
+        "-U",
+        "dvsql",
+        "-d",
+        "dvsql",
+        "-p",
+    ])
+    .arg(server.port.to_string())
+    .env_remove("PGPASSWORD")
+    .env("PGCONNECT_TIMEOUT", "10")
+    .env("PGSSLMODE", "disable")
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
     if let Some(p) = password {
         cmd.env("PGPASSWORD", p);
     } else {
@@ -201,7 +214,11 @@ async fn psql_describes_lists_joins_and_copies() {
     let dir = TempDir::new().unwrap();
     let config = config_file(dir.path(), &sim, None);
     let server = serve(&["--config", config.to_str().unwrap()], Some(PASSWORD));
-    assert!(server.banner.contains("password required"), "{}", server.banner);
+    assert!(
+        server.banner.contains("password required"),
+        "{}",
+        server.banner
+    );
 
     let join = "SELECT a.name, count(*) AS n FROM account a JOIN contact c \
                 ON c.parentcustomerid = a.accountid GROUP BY a.name ORDER BY n DESC, a.name LIMIT 5";
@@ -247,7 +264,10 @@ async fn psql_describes_lists_joins_and_copies() {
         .nth(1)
         .unwrap_or(text);
     for row in &join_rows {
-        assert!(joined.contains(row.as_str()), "join row {row} missing:\n{text}");
+        assert!(
+            joined.contains(row.as_str()),
+            "join row {row} missing:\n{text}"
+        );
     }
     let copied: Vec<&str> = text
         .split("---copy\n")
@@ -428,7 +448,11 @@ async fn psycopg_parameters_prepared_statements_and_types() {
             &format!("SELECT count(*) FROM account WHERE numberofemployees > {threshold}"),
         )
         .await;
-        assert_eq!(count.as_i64().unwrap().to_string(), want[0], "threshold {threshold}");
+        assert_eq!(
+            count.as_i64().unwrap().to_string(),
+            want[0],
+            "threshold {threshold}"
+        );
     }
     assert_eq!(got["types"]["revenue"], "Decimal", "{got}");
     assert_eq!(got["types"]["createdon"], "datetime+tz", "{got}");

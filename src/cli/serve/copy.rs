@@ -46,7 +46,9 @@ fn format_of(options: &[CopyOption]) -> PgWireResult<CopyFormat> {
             other => {
                 return Err(error(
                     NOT_SUPPORTED,
-                    format!("COPY option {other} is not supported by dvsql serve (FORMAT text|csv and HEADER are)"),
+                    format!(
+                        "COPY option {other} is not supported by dvsql serve (FORMAT text|csv and HEADER are)"
+                    ),
                 ));
             }
         }

@@ -121,7 +121,11 @@ pub async fn serve(environments: Vec<Dataverse>, options: ServeOptions) -> Resul
             "  connect: psql -h {} -p {} -U dvsql{}",
             bound.ip(),
             bound.port(),
-            if tls.is_some() { " 'sslmode=require'" } else { "" }
+            if tls.is_some() {
+                " 'sslmode=require'"
+            } else {
+                ""
+            }
         );
     }
     use std::io::Write;
@@ -224,14 +228,9 @@ impl Drop for Connection {
 /// A session like the prompt's ([`Dataverse::session_context_for`]) plus the `pg_catalog`
 /// schema and the functions clients call while looking around.
 fn session_context(environments: &[Dataverse]) -> Result<SessionContext, String> {
-    let ctx = Dataverse::session_context_for(environments)
-        .map_err(|e| crate::cli::exec::one_line(&e))?;
-    let catalog = ctx
-        .state()
-        .config_options()
-        .catalog
-        .default_catalog
-        .clone();
+    let ctx =
+        Dataverse::session_context_for(environments).map_err(|e| crate::cli::exec::one_line(&e))?;
+    let catalog = ctx.state().config_options().catalog.default_catalog.clone();
     setup_pg_catalog(&ctx, &catalog, EmptyContextProvider)
         .map_err(|e| format!("cannot set up pg_catalog: {e}"))?;
     Ok(ctx)
@@ -357,9 +356,7 @@ impl PgWireServerHandlers for Handlers {
         Arc::new(errors::ServeErrors)
     }
 
-    fn cancel_handler(
-        &self,
-    ) -> Arc<impl datafusion_postgres::pgwire::api::cancel::CancelHandler> {
+    fn cancel_handler(&self) -> Arc<impl datafusion_postgres::pgwire::api::cancel::CancelHandler> {
         Arc::new(ServeCancel {
             manager: self.0.shared.manager.clone(),
             statements: self.0.shared.statements.clone(),
