@@ -24,7 +24,24 @@ struct Server {
     child: Child,
     port: u16,
     banner: String,
+    /// Everything printed after the first line.
+    rest: std::sync::Arc<std::sync::Mutex<String>>,
     _home: TempDir,
+}
+
+impl Server {
+    /// Stops the server and returns what it printed after its first line, and on stderr.
+    fn stop(mut self) -> (String, String) {
+        use std::io::Read;
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let mut stderr = String::new();
+        if let Some(mut pipe) = self.child.stderr.take() {
+            let _ = pipe.read_to_string(&mut stderr);
+        }
+        let stdout = self.rest.lock().unwrap().clone();
+        (format!("{}\n{stdout}", self.banner), stderr)
+    }
 }
 
 impl Drop for Server {
@@ -96,7 +113,15 @@ fn serve(args: &[&str], password: Option<&str>) -> Server {
         }
     };
     // Keep reading stdout so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
+    let rest = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let sink = rest.clone();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            let mut sink = sink.lock().unwrap();
+            sink.push_str(&line);
+            sink.push('\n');
+        }
+    });
     let port = first
         .split("listening on 127.0.0.1:")
         .nth(1)
@@ -107,6 +132,7 @@ fn serve(args: &[&str], password: Option<&str>) -> Server {
         child,
         port,
         banner: first,
+        rest,
         _home: home,
     }
 }
@@ -361,6 +387,97 @@ async fn a_wrong_password_is_refused() {
     let right = psql(&server, Some(PASSWORD), "\\pset tuples_only on\nSELECT 1;");
     assert_eq!(right.code, Some(0), "{}", right.stderr);
     assert_eq!(right.stdout.trim(), "1");
+    // Neither the password nor the Dataverse secret is ever printed by the server.
+    let (stdout, stderr) = server.stop();
+    for secret in [PASSWORD, sim.client_secret()] {
+        assert!(
+            !stdout.contains(secret) && !stderr.contains(secret),
+            "{stdout}\n{stderr}"
+        );
+    }
+}
+
+/// A self-signed certificate and key for 127.0.0.1, made with the openssl command.
+fn self_signed(dir: &Path) -> Option<(PathBuf, PathBuf)> {
+    let (cert, key) = (dir.join("server.crt"), dir.join("server.key"));
+    let made = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+        ])
+        .arg("/CN=127.0.0.1")
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !made {
+        eprintln!(
+            "SKIPPED: the openssl command is not installed (needed to make a test certificate)"
+        );
+    }
+    made.then_some((cert, key))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_with_a_certificate_and_key() {
+    if !psql_installed() {
+        return;
+    }
+    let dir = TempDir::new().unwrap();
+    let Some((cert, key)) = self_signed(dir.path()) else {
+        return;
+    };
+    let sim = simulator(common::small(), Duration::ZERO).await;
+    let config = config_file(dir.path(), &sim, None);
+    let server = serve(
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+        Some(PASSWORD),
+    );
+    assert!(server.banner.ends_with(", TLS)"), "{}", server.banner);
+    let output = Command::new("psql")
+        .args(["-X", "-At", "-c", "\\conninfo", "-c", "SELECT 42"])
+        .arg(format!(
+            "host=127.0.0.1 port={} user=dvsql dbname=dvsql sslmode=require",
+            server.port
+        ))
+        .env("PGPASSWORD", PASSWORD)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("SSL connection"), "{stdout}");
+    assert!(stdout.lines().any(|l| l == "42"), "{stdout}");
+
+    // A key that is not one: an error at start, never a server without TLS.
+    std::fs::write(&key, "not a key").unwrap();
+    let home = TempDir::new().unwrap();
+    let output = dvsql(home.path())
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&config)
+        .arg("--tls-cert")
+        .arg(&cert)
+        .arg("--tls-key")
+        .arg(&key)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("private key"), "{stderr}");
 }
 
 #[test]
