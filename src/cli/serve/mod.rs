@@ -131,7 +131,7 @@ pub async fn serve(environments: Vec<Dataverse>, options: ServeOptions) -> Resul
     use std::io::Write;
     let _ = std::io::stdout().flush();
     loop {
-        let (socket, _peer) = match listener.accept().await {
+        let (socket, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
             // Out of file descriptors and the like: wait a little instead of spinning.
             Err(_) => {
@@ -144,7 +144,10 @@ pub async fn serve(environments: Vec<Dataverse>, options: ServeOptions) -> Resul
         tokio::spawn(async move {
             let connection = match Connection::new(shared) {
                 Ok(c) => Arc::new(c),
-                Err(_) => return,
+                Err(e) => {
+                    eprintln!("dvsql serve: connection from {peer} closed: {e}");
+                    return;
+                }
             };
             let _ = process_socket(socket, tls, Handlers(connection)).await;
         });
