@@ -140,3 +140,54 @@ impl QueryHook for ReadOnlyGuard {
 pub fn hook(dataverse: Dataverse) -> Arc<dyn QueryHook> {
     Arc::new(ReadOnlyGuard { dataverse })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+    use datafusion::sql::sqlparser::parser::Parser;
+
+    fn code(sql: &str) -> Option<String> {
+        let statement = Parser::parse_sql(&PostgreSqlDialect {}, sql)
+            .unwrap()
+            .remove(0);
+        refusal(&statement).map(|e| match e {
+            PgWireError::UserError(info) => info.code.clone(),
+            other => panic!("{other}"),
+        })
+    }
+
+    #[test]
+    fn reads_run_and_writes_are_refused_before_planning() {
+        for sql in [
+            "SELECT 1",
+            "WITH a AS (SELECT 1) SELECT * FROM a",
+            "EXPLAIN SELECT * FROM account",
+            "EXPLAIN ANALYZE SELECT * FROM account",
+            "SHOW TABLES",
+            "SET search_path = dataverse",
+            "BEGIN",
+            "COMMIT",
+            "COPY (SELECT 1) TO STDOUT",
+            "COPY account TO STDOUT WITH (FORMAT csv)",
+        ] {
+            assert_eq!(code(sql), None, "{sql}");
+        }
+        for sql in [
+            "INSERT INTO account (name) VALUES ('x')",
+            "UPDATE account SET name = 'x'",
+            "DELETE FROM account",
+            "CREATE TABLE t AS SELECT 1",
+            "DROP TABLE account",
+            "CREATE VIEW v AS SELECT 1",
+            "EXPLAIN ANALYZE INSERT INTO account (name) VALUES ('x')",
+            "COPY account FROM STDIN",
+        ] {
+            assert_eq!(code(sql).as_deref(), Some(READ_ONLY), "{sql}");
+        }
+        assert_eq!(
+            code("COPY (SELECT 1) TO '/tmp/out.csv'").as_deref(),
+            Some(NOT_SUPPORTED)
+        );
+    }
+}
