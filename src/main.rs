@@ -148,8 +148,8 @@ async fn run(cli: Cli) -> Result<u8, String> {
 }
 
 /// Connects to the environments the options name: each `--config`, else the environment
-/// variables. Returns them (the first is the default) with the first one's name and URL, and
-/// the state directory.
+/// variables. Returns them (the first is the default) with the first one's name and the state
+/// directory.
 async fn connect_environments(
     connect: &cli::args::ConnectArgs,
     run: &RunArgs,
