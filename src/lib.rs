@@ -123,7 +123,13 @@ pub struct Dataverse {
     changes: Arc<ChangeFeed>,
     options: Arc<ScanOptions>,
     config: Arc<Config>,
+    /// The other environments of the last session made with
+    /// [`Dataverse::session_context_for`], by catalog name (their metadata, for `prepare`).
+    peers: Arc<std::sync::RwLock<PeerMetadata>>,
 }
+
+/// The metadata of the other environments of a session, by catalog name.
+type PeerMetadata = Vec<(String, Arc<MetadataStore>)>;
 
 /// Rows per Parquet row group in `COPY … TO '….parquet'` from [`Dataverse::session_context`].
 pub const PARQUET_ROW_GROUP_ROWS: usize = 122_880;
@@ -171,6 +177,7 @@ impl Dataverse {
             changes,
             options: scan_options,
             config,
+            peers: Arc::default(),
         })
     }
 
@@ -199,7 +206,10 @@ impl Dataverse {
         let feed = self.changes.clone();
         ctx.register_udtf(
             "table_changes",
-            Arc::new(TableChangesFunction { feed: feed.clone() }),
+            Arc::new(TableChangesFunction {
+                feed: feed.clone(),
+                peers: Vec::new(),
+            }),
         );
         ctx.register_udtf(
             "dataverse_change_tokens",
@@ -207,7 +217,10 @@ impl Dataverse {
         );
         ctx.register_udtf(
             "reset_change_token",
-            Arc::new(ResetChangeTokenFunction { feed }),
+            Arc::new(ResetChangeTokenFunction {
+                feed,
+                peers: Vec::new(),
+            }),
         );
         Ok(())
     }
@@ -216,8 +229,25 @@ impl Dataverse {
     /// tables named in `table_changes('…')` calls). Call before `ctx.sql(sql)`.
     pub async fn prepare(&self, sql: &str) -> Result<(), Error> {
         for entity in changes::table_changes_references(sql) {
-            self.metadata.table(&entity).await?;
+            self.load_for_changes(&entity).await?;
         }
+        Ok(())
+    }
+
+    /// Loads the metadata `table_changes(name)` needs: `name` of this environment, or
+    /// `environment.entity` of one it shares a session with ([`Dataverse::session_context_for`]).
+    async fn load_for_changes(&self, name: &str) -> Result<(), Error> {
+        let peer = name.split_once('.').and_then(|(environment, entity)| {
+            let peers = self.peers.read().unwrap_or_else(|e| e.into_inner());
+            peers
+                .iter()
+                .find(|(n, _)| n == environment)
+                .map(|(_, metadata)| (metadata.clone(), entity.to_string()))
+        });
+        match peer {
+            Some((metadata, entity)) => metadata.table(&entity).await?,
+            None => self.metadata.table(name).await?,
+        };
         Ok(())
     }
 
@@ -227,7 +257,7 @@ impl Dataverse {
         statement: &datafusion::sql::parser::Statement,
     ) -> Result<(), Error> {
         for entity in changes::table_changes_in(statement) {
-            self.metadata.table(&entity).await?;
+            self.load_for_changes(&entity).await?;
         }
         Ok(())
     }
@@ -292,6 +322,32 @@ impl Dataverse {
         for (dataverse, name) in others.iter().zip(&names[1..]) {
             dataverse.register_catalog(&ctx, name)?;
         }
+        // `table_changes('dev.account')` and `reset_change_token('dev.account')` reach the
+        // other environments' feeds; `prepare` their metadata.
+        let peers: changes::PeerFeeds = others
+            .iter()
+            .zip(&names[1..])
+            .map(|(d, n)| (n.clone(), d.changes.clone()))
+            .collect();
+        ctx.register_udtf(
+            "table_changes",
+            Arc::new(TableChangesFunction {
+                feed: first.changes.clone(),
+                peers: peers.clone(),
+            }),
+        );
+        ctx.register_udtf(
+            "reset_change_token",
+            Arc::new(ResetChangeTokenFunction {
+                feed: first.changes.clone(),
+                peers,
+            }),
+        );
+        *first.peers.write().unwrap_or_else(|e| e.into_inner()) = others
+            .iter()
+            .zip(&names[1..])
+            .map(|(d, n)| (n.clone(), d.metadata.clone()))
+            .collect();
         Ok(ctx)
     }
 

@@ -107,11 +107,43 @@ async fn two_environments_join_and_keep_tokens_caches_and_change_tokens_apart() 
     assert!(files(&dev_cache).iter().any(|f| f.contains("contact")));
     assert!(!files(&prod_cache).iter().any(|f| f.contains("contact")));
 
-    // Change tokens: table_changes belongs to the first environment, its token to it alone.
-    common::query(&ctx, "SELECT count(*) FROM table_changes('account')").await;
+    // Change tokens: `table_changes('account')` is the first environment's, `'dev.account'`
+    // dev's; each token is saved under its own environment.
     let changes = state.path().join("changes");
+    prod.prepare("SELECT 1 FROM table_changes('account')")
+        .await
+        .unwrap();
+    assert_eq!(
+        count("SELECT count(*) FROM table_changes('account')").await,
+        "300"
+    );
     assert!(changes.join(prod.config().environment_key()).is_dir());
     assert!(!changes.join(dev.config().environment_key()).exists());
+    prod_sim.clear_requests();
+    prod.prepare("SELECT 1 FROM table_changes('dev.account')")
+        .await
+        .unwrap();
+    assert_eq!(
+        count("SELECT count(*) FROM table_changes('dev.account')").await,
+        "200"
+    );
+    assert!(common::api_requests(&prod_sim).is_empty());
+    let dev_tokens = changes.join(dev.config().environment_key());
+    assert!(
+        files(&dev_tokens).iter().any(|f| f.contains("account")),
+        "{dev_tokens:?}"
+    );
+    // Resetting dev's token leaves prod's.
+    prod.prepare("SELECT 1 FROM reset_change_token('dev.account')")
+        .await
+        .unwrap();
+    common::query(&ctx, "SELECT * FROM reset_change_token('dev.account')").await;
+    assert!(!files(&dev_tokens).iter().any(|f| f.contains("account")));
+    assert!(
+        files(&changes.join(prod.config().environment_key()))
+            .iter()
+            .any(|f| f.contains("account"))
+    );
 
     // The metadata schema of each environment.
     assert_eq!(
