@@ -28,15 +28,14 @@
 //! the reset is refused the figure is cumulative and the table says so. The process includes
 //! the simulator, its data and its page cache, so the baseline RSS is printed too.
 
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use datafusion_dataverse::sim::{RowCounts, Simulator, SimulatorHandle, SimulatorOptions};
 
 mod common;
 
-use common::{Accounts, BoxError, Run, env_usize, proc_status_kib};
+use common::{Accounts, BoxError, Run, env_usize, find_python, proc_status_kib};
 
 /// Default size of the scanned table: the 200,000 accounts (≈150 MB of JSON).
 const DEFAULT_ROWS: usize = 200_000;
@@ -44,8 +43,6 @@ const DEFAULT_ROWS: usize = 200_000;
 const DEFAULT_RUNS: usize = 5;
 /// The selective query of row (d): about 1% of accounts have revenue above 9.9 M.
 const SELECTIVE_SQL: &str = "SELECT name, revenue FROM account WHERE revenue > 9900000";
-/// The Python reference script, relative to the package root.
-const PYTHON_SCRIPT: &str = "benches/python_json_baseline.py";
 
 /// What one run of one phase did.
 #[derive(Clone, Copy, Debug, Default)]
@@ -307,37 +304,17 @@ impl Bench {
         })
     }
 
-    /// Row (e): the Python script as a child process; its own timer excludes interpreter
-    /// start-up, which a long-running connector would not pay per scan either.
+    /// Row (e): the Python script as a child process ([`Accounts::python_json`]).
     async fn python_json(&self) -> Result<Sample, BoxError> {
         let python = self.python.as_deref().ok_or("no python3")?;
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join(PYTHON_SCRIPT);
-        // tokio's process API: a blocking wait would stall a runtime worker that the
-        // in-process simulator needs to serve the script's requests.
-        let output = tokio::process::Command::new(python)
-            .arg(script)
-            .arg(&self.table.first_page_url)
-            .arg(&self.table.prefer)
-            .env("DVSQL_BENCH_TOKEN", &self.table.token)
-            .stdin(Stdio::null())
-            .output()
-            .await?;
-        if !output.status.success() {
-            return Err(format!(
-                "{PYTHON_SCRIPT} failed: {}",
-                String::from_utf8_lossy(&output.stderr)
-            )
-            .into());
-        }
-        let report: serde_json::Value = serde_json::from_slice(&output.stdout)?;
-        let number = |key: &str| report[key].as_f64().unwrap_or(0.0);
+        let run = self.table.python_json(python).await?;
         Ok(Sample {
-            elapsed: Duration::from_secs_f64(number("seconds")),
-            rows: number("rows") as u64,
-            bytes: number("bytes") as u64,
-            requests: number("pages") as u64,
-            parse: Some(Duration::from_secs_f64(number("parse_seconds"))),
-            child_peak_kib: Some(number("peak_rss_kib") as u64),
+            elapsed: run.elapsed,
+            rows: run.rows,
+            bytes: run.bytes,
+            requests: run.pages,
+            parse: Some(run.parse),
+            child_peak_kib: Some(run.peak_kib),
         })
     }
 }
@@ -352,17 +329,6 @@ async fn start_simulator(rows: usize, page_cache: bool) -> Result<SimulatorHandl
             .with_request_limit(usize::MAX),
     )
     .await?)
-}
-
-fn find_python() -> Option<PathBuf> {
-    std::process::Command::new("python3")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .ok()
-        .filter(|s| s.success())
-        .map(|_| PathBuf::from("python3"))
 }
 
 /// A `kB` field of this process's `/proc/self/status` (`VmRSS`, `VmHWM`).

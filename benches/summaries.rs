@@ -93,10 +93,10 @@ async fn main() -> Result<(), BoxError> {
                 String::new()
             };
             println!(
-                "| {name} | {label} | {} | {} | {:.1} MB | {:.3} s | {ratio} |",
+                "| {name} | {label} | {} | {} | {:.1} kB | {:.4} s | {ratio} |",
                 last.rows,
                 last.requests,
-                last.bytes as f64 / 1e6,
+                last.bytes as f64 / 1e3,
                 time.as_secs_f64()
             );
         }

@@ -203,6 +203,7 @@ impl Dataverse {
             .catalog
             .default_schema = SCHEMA_NAME.to_string();
         add_pushdown_rule(ctx);
+        provider::join_keys::enable(ctx);
         let feed = self.changes.clone();
         ctx.register_udtf(
             "table_changes",
@@ -352,7 +353,8 @@ impl Dataverse {
     }
 
     /// Registers this environment as catalog `name` (schemas `dataverse` and `metadata`)
-    /// beside what the context has; the default catalog and schema stay as they are.
+    /// beside what the context has; the default catalog and schema stay as they are. Installs
+    /// the pushdown rules and the join-key settings as [`Dataverse::register`] does (once).
     pub fn register_catalog(&self, ctx: &SessionContext, name: &str) -> Result<(), Error> {
         use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider};
         let catalog = Arc::new(MemoryCatalogProvider::new());
@@ -365,6 +367,7 @@ impl Dataverse {
         )?;
         ctx.register_catalog(name, catalog);
         add_pushdown_rule(ctx);
+        provider::join_keys::enable(ctx);
         Ok(())
     }
 

@@ -2,6 +2,7 @@
 //! (ARCHITECTURE.md: "CLI contract"). Argument handling and wiring only; the parts live in
 //! `src/cli/`.
 
+mod airbyte;
 mod allocator;
 mod cli;
 
@@ -15,7 +16,7 @@ use datafusion_dataverse::sim::{
 };
 use datafusion_dataverse::{Config, ConnectOptions, Dataverse};
 
-use cli::args::{Cli, Command, Format, RunArgs, SimulateArgs};
+use cli::args::{AirbyteArgs, AirbyteOperation, Cli, Command, Format, RunArgs, SimulateArgs};
 use cli::cancel::Interrupts;
 use cli::exec::{Outcome, Session, is_broken_pipe, one_line};
 use cli::print::{Output, PrintOptions};
@@ -71,6 +72,7 @@ async fn run(cli: Cli) -> Result<u8, String> {
             }
             simulate(args).await.map(|()| 0)
         }
+        Some(Command::Airbyte(args)) => airbyte(cli.connect, cli.run, args).await,
         Some(Command::Demo(demo)) => {
             let given = cli.connect.given();
             if !given.is_empty() {
@@ -202,6 +204,62 @@ async fn stop_signal() -> u8 {
     }
     let _ = tokio::signal::ctrl_c().await;
     0
+}
+
+/// `dvsql airbyte …`: the connection options may come before the word `airbyte` or after
+/// the operation (those after win); query and output options do not apply.
+async fn airbyte(
+    connect: cli::args::ConnectArgs,
+    run: RunArgs,
+    args: AirbyteArgs,
+) -> Result<u8, String> {
+    let query_options: Vec<&str> = run
+        .given()
+        .into_iter()
+        .chain(connect.refresh_metadata.then_some("--refresh-metadata"))
+        .filter(|o| *o != "--state-dir" && *o != "--parallel")
+        .collect();
+    if !query_options.is_empty() {
+        return Err(format!(
+            "`dvsql airbyte` speaks the Airbyte protocol on standard output; {} {} not apply",
+            query_options.join(", "),
+            if query_options.len() == 1 {
+                "does"
+            } else {
+                "do"
+            }
+        ));
+    }
+    if connect.config.len() > 1 {
+        return Err("`dvsql airbyte` reads one environment; give --config once".to_string());
+    }
+    let before = airbyte::Settings {
+        config: connect.config.into_iter().next(),
+        state_dir: run.state_dir,
+        parallel: run.parallel,
+    };
+    let (operation, after) = match args.operation {
+        AirbyteOperation::Spec => (airbyte::Operation::Spec, Default::default()),
+        AirbyteOperation::Check(options) => (airbyte::Operation::Check, options),
+        AirbyteOperation::Discover(options) => (airbyte::Operation::Discover, options),
+        AirbyteOperation::Read(read) => (
+            airbyte::Operation::Read {
+                catalog: read.catalog,
+                state: read.state,
+            },
+            read.options,
+        ),
+    };
+    let settings = airbyte::Settings {
+        config: after.config.or(before.config),
+        // No platform data directory by default: a connector's container starts afresh.
+        state_dir: after
+            .state_dir
+            .or(before.state_dir)
+            .or_else(|| std::env::var_os("DVSQL_STATE_DIR").map(PathBuf::from)),
+        parallel: after.parallel.or(before.parallel),
+    };
+    Ok(airbyte::run(operation, settings).await)
 }
 
 /// What a bare `dvsql` says when nothing tells it where to connect.

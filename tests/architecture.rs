@@ -34,16 +34,20 @@ fn code_of(path: &Path) -> String {
         .join("\n")
 }
 
+/// The binary's modules: its wiring (`main.rs`), its allocator, and the library's two
+/// consumers, the SQL prompt (`cli/`) and the Airbyte connector (`airbyte/`).
+const BINARY_MODULES: [&str; 4] = ["main", "allocator", "cli", "airbyte"];
+
 /// The library's top-level module a file of `src/` belongs to (`src/client/http.rs` →
 /// `client`), or `None` for the binary's files.
 fn module_of(path: &Path) -> Option<String> {
     let relative = path.strip_prefix(Path::new(ROOT).join("src")).unwrap();
     let first = relative.components().next()?.as_os_str().to_str()?;
     let name = first.trim_end_matches(".rs");
-    match name {
-        "main" | "cli" | "allocator" => None,
-        other => Some(other.to_string()),
+    if BINARY_MODULES.contains(&name) {
+        return None;
     }
+    Some(name.to_string())
 }
 
 /// `module → modules it names as crate::x`, for the library's files.
@@ -111,6 +115,31 @@ fn modules_import_only_what_comes_before_them() {
             }
             let before = order[..position].contains(&used.as_str());
             assert!(before, "{module} imports {used}, which comes after it");
+        }
+    }
+}
+
+/// The binary's two consumers sit at the end of the data flow, side by side: `cli/` and
+/// `airbyte/` import nothing of each other (`main.rs` wires both), and the connector uses only
+/// the library's public API, not its `internals`.
+#[test]
+fn the_binarys_consumers_share_nothing() {
+    let pairs = [("cli", "airbyte"), ("airbyte", "cli")];
+    for (consumer, other) in pairs {
+        let files = rust_files(&Path::new(ROOT).join("src").join(consumer));
+        assert!(!files.is_empty(), "src/{consumer}/ exists");
+        for file in files {
+            let code = code_of(&file);
+            let name = file.strip_prefix(ROOT).unwrap().display().to_string();
+            for import in [format!("crate::{other}"), format!("super::{other}")] {
+                assert!(!code.contains(&import), "{name} imports {other}");
+            }
+            if consumer == "airbyte" {
+                assert!(
+                    !code.contains("internals"),
+                    "{name} reaches into the library's internals"
+                );
+            }
         }
     }
 }

@@ -220,3 +220,30 @@ async fn dvsql_takes_config_twice_and_joins_across_environments() {
     );
     assert_eq!(String::from_utf8(output.stdout).unwrap().trim(), want);
 }
+
+/// A catalog registered on its own gets what `register` installs: the aggregate / top-N rule,
+/// the join-key rule and the join-key settings (so joins into another environment push keys).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn register_catalog_installs_the_pushdown_rules_and_join_key_settings() {
+    let sim = simulator(10, 1).await;
+    let dev = Dataverse::connect(named(&sim, "dev")).await.unwrap();
+    let ctx = datafusion::prelude::SessionContext::new();
+    dev.register_catalog(&ctx, "dev").unwrap();
+    dev.register_catalog(&ctx, "dev2").unwrap();
+    let state = ctx.state();
+    let names: Vec<&str> = state
+        .physical_optimizers()
+        .iter()
+        .map(|r| r.name())
+        .collect();
+    for rule in ["dataverse_pushdown", "dataverse_join_key_pushdown"] {
+        assert_eq!(
+            names.iter().filter(|n| **n == rule).count(),
+            1,
+            "{rule} once in {names:?}"
+        );
+    }
+    let optimizer = &state.config_options().optimizer;
+    assert!(optimizer.hash_join_inlist_pushdown_max_distinct_values >= 5_000);
+    assert!(optimizer.hash_join_inlist_pushdown_max_size >= 5_000 * 1_024);
+}

@@ -3,6 +3,8 @@
 //! settings. Each bench uses part of it.
 #![allow(dead_code)]
 
+use std::path::Path;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use datafusion::prelude::SessionContext;
@@ -180,4 +182,87 @@ pub fn proc_status_kib(status_file: &std::path::Path, field: &str) -> Option<u64
         let rest = line.strip_prefix(field)?.strip_prefix(':')?;
         rest.split_whitespace().next()?.parse().ok()
     })
+}
+
+/// The Python reference of the end-to-end benches, relative to the package root.
+pub const PYTHON_SCRIPT: &str = "benches/python_json_baseline.py";
+
+/// What one run of [`PYTHON_SCRIPT`] reported.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PythonRun {
+    /// Its own timer, interpreter start-up excluded (a long-running connector would not pay
+    /// that per scan either).
+    pub elapsed: Duration,
+    /// Seconds inside `json.loads` alone.
+    pub parse: Duration,
+    pub rows: u64,
+    pub bytes: u64,
+    pub pages: u64,
+    /// The script's own peak RSS.
+    pub peak_kib: u64,
+}
+
+impl Accounts {
+    /// urllib + `json.loads` of the pages of [`Accounts::raw_fetch`], as a child process.
+    pub async fn python_json(&self, python: &Path) -> Result<PythonRun, BoxError> {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join(PYTHON_SCRIPT);
+        // tokio's process API: a blocking wait would stall a runtime worker that the
+        // in-process simulator needs to serve the script's requests.
+        let output = tokio::process::Command::new(python)
+            .arg(script)
+            .arg(&self.first_page_url)
+            .arg(&self.prefer)
+            .env("DVSQL_BENCH_TOKEN", &self.token)
+            .stdin(Stdio::null())
+            .output()
+            .await?;
+        if !output.status.success() {
+            return Err(format!(
+                "{PYTHON_SCRIPT} failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            )
+            .into());
+        }
+        let report: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+        let number = |key: &str| report[key].as_f64().unwrap_or(0.0);
+        Ok(PythonRun {
+            elapsed: Duration::from_secs_f64(number("seconds")),
+            parse: Duration::from_secs_f64(number("parse_seconds")),
+            rows: number("rows") as u64,
+            bytes: number("bytes") as u64,
+            pages: number("pages") as u64,
+            peak_kib: number("peak_rss_kib") as u64,
+        })
+    }
+}
+
+/// `python3`, if it runs.
+pub fn find_python() -> Option<std::path::PathBuf> {
+    std::process::Command::new("python3")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .ok()
+        .filter(|s| s.success())
+        .map(|_| std::path::PathBuf::from("python3"))
+}
+
+/// The median of some durations, in seconds (NaN for none).
+pub fn median_secs(times: impl IntoIterator<Item = Duration>) -> f64 {
+    let mut secs: Vec<f64> = times.into_iter().map(|t| t.as_secs_f64()).collect();
+    secs.sort_by(f64::total_cmp);
+    match secs.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => secs[n / 2],
+        n => (secs[n / 2 - 1] + secs[n / 2]) / 2.0,
+    }
+}
+
+/// The shortest and the longest of some durations, in seconds.
+pub fn min_max_secs(times: impl IntoIterator<Item = Duration>) -> (f64, f64) {
+    times
+        .into_iter()
+        .map(|t| t.as_secs_f64())
+        .fold((f64::INFINITY, 0.0), |(lo, hi), t| (lo.min(t), hi.max(t)))
 }

@@ -95,6 +95,20 @@ impl ExecutionPlan for TableChangesExec {
                 "TableChangesExec has one partition, asked for {partition}"
             )));
         }
+        let (batches, delta_link) = self.start();
+        Ok(commit_on_end(
+            batches,
+            self.feed.clone(),
+            self.read.clone(),
+            delta_link,
+        ))
+    }
+}
+
+impl TableChangesExec {
+    /// Starts reading: the batches, and where the last page's delta link is put once the
+    /// reader has reached the end of the feed (never when the consumer stopped early).
+    pub(crate) fn start(&self) -> (SendableRecordBatchStream, Arc<Mutex<Option<String>>>) {
         let schema: SchemaRef = self.decoder.schema().clone();
         let mut builder = RecordBatchReceiverStream::builder(schema.clone(), 2);
         let tx = builder.tx();
@@ -103,7 +117,7 @@ impl ExecutionPlan for TableChangesExec {
             decoder: self.decoder.clone(),
             width: schema.fields().len(),
             limit: None,
-            metrics: Arc::new(ScanMetrics::new(&self.metrics, partition)),
+            metrics: Arc::new(ScanMetrics::new(&self.metrics, 0)),
         };
         let query = ODataQuery {
             delta_token: self.read.start_token.clone(),
@@ -131,11 +145,6 @@ impl ExecutionPlan for TableChangesExec {
             }
             Ok(())
         });
-        Ok(commit_on_end(
-            builder.build(),
-            self.feed.clone(),
-            self.read.clone(),
-            finished,
-        ))
+        (builder.build(), finished)
     }
 }

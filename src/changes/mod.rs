@@ -150,6 +150,117 @@ impl ChangeFeed {
         self.pending.lock().expect("not poisoned").remove(entity);
         self.store.reset(entity)
     }
+
+    /// A read of `entity` that starts from its saved token and saves the next one.
+    fn saved_start(&self, entity: &str) -> Result<ChangeRead> {
+        let saved = self
+            .store
+            .get(entity)
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        Ok(ChangeRead {
+            entity: entity.to_string(),
+            start_token: saved.map(|t| t.token),
+            saves_token: true,
+        })
+    }
+
+    /// Reads the changes of `entity` for a program that keeps its own position (an Airbyte
+    /// state, say) rather than the token store: from `start_token`, or a full initial load
+    /// without one. `columns` are data columns by SQL name (all when empty); the batches
+    /// hold them in that order, then [`CHANGE_TYPE`] and [`ROW_VERSION`].
+    ///
+    /// Nothing is saved: once every batch has been read, [`ChangeStream::next_token`] gives
+    /// the token the next read starts from.
+    pub async fn stream(
+        self: &Arc<Self>,
+        entity: &str,
+        columns: &[&str],
+        start_token: Option<&str>,
+    ) -> Result<ChangeStream> {
+        let definition = self
+            .metadata
+            .table(entity)
+            .await
+            .map_err(|e| DataFusionError::External(Box::new(e)))?
+            .ok_or_else(|| {
+                DataFusionError::Plan(format!("table_changes: there is no table named '{entity}'"))
+            })?;
+        if !definition.entity.change_tracking {
+            return Err(DataFusionError::Plan(not_tracked(entity)));
+        }
+        let provider = TableChangesProvider::new(definition, self.clone(), None);
+        let position = |name: &str| {
+            provider.schema.index_of(name).map_err(|_| {
+                DataFusionError::Plan(format!("table_changes('{entity}'): no data column {name}"))
+            })
+        };
+        let mut projection: Vec<usize> = if columns.is_empty() {
+            (0..provider.data_columns.len()).collect()
+        } else {
+            columns.iter().map(|c| position(c)).collect::<Result<_>>()?
+        };
+        projection.extend([position(CHANGE_TYPE)?, position(ROW_VERSION)?]);
+        let read = ChangeRead {
+            entity: entity.to_string(),
+            start_token: start_token.map(str::to_string),
+            saves_token: false,
+        };
+        let (batches, delta_link) = provider.plan(Some(&projection), read).start();
+        Ok(ChangeStream {
+            batches,
+            delta_link,
+            entity: entity.to_string(),
+        })
+    }
+}
+
+/// One entity's changes read by [`ChangeFeed::stream`]: the batches, then the next token.
+pub struct ChangeStream {
+    batches: SendableRecordBatchStream,
+    /// Set by the reader when it reached the end of the feed, never before.
+    delta_link: Arc<Mutex<Option<String>>>,
+    entity: String,
+}
+
+impl ChangeStream {
+    /// The schema of the batches.
+    pub fn schema(&self) -> SchemaRef {
+        self.batches.schema()
+    }
+
+    /// The batches of changes. An expired or rejected start token is a
+    /// [`ChangesError::TokenRejected`] inside the error.
+    pub fn batches(&mut self) -> &mut SendableRecordBatchStream {
+        &mut self.batches
+    }
+
+    /// The token the next read starts from, once every batch has been read; an error before
+    /// that, or when the last page had no delta link.
+    pub fn next_token(&self) -> std::result::Result<String, ChangesError> {
+        let link = self.delta_link.lock().expect("not poisoned").clone();
+        match link {
+            Some(link) => delta_token_of(&link),
+            None => Err(ChangesError::NoDeltaLink {
+                entity: self.entity.clone(),
+            }),
+        }
+    }
+}
+
+impl std::fmt::Debug for ChangeStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChangeStream")
+            .field("entity", &self.entity)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The planning error for a table without change tracking.
+fn not_tracked(entity: &str) -> String {
+    format!(
+        "table_changes('{entity}'): change tracking is not enabled for this table \
+         (turn on \"Track changes\" in its properties in Power Apps)"
+    )
 }
 
 /// Why a change feed could not be read or its token not saved.
@@ -434,10 +545,7 @@ impl TableFunctionImpl for TableChangesFunction {
             }));
         };
         if !definition.entity.change_tracking {
-            return Err(DataFusionError::Plan(format!(
-                "table_changes('{entity}'): change tracking is not enabled for this table \
-                 (turn on \"Track changes\" in its properties in Power Apps)"
-            )));
+            return Err(DataFusionError::Plan(not_tracked(&entity)));
         }
         Ok(Arc::new(TableChangesProvider::new(
             definition,
@@ -499,6 +607,24 @@ impl TableProvider for TableChangesProvider {
         _filters: &[Expr],
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
+        let read = match &self.explicit_token {
+            Some(token) => ChangeRead {
+                entity: self.definition.entity.logical_name.clone(),
+                start_token: Some(token.clone()),
+                saves_token: false,
+            },
+            None => self
+                .feed
+                .saved_start(&self.definition.entity.logical_name)?,
+        };
+        Ok(Arc::new(self.plan(projection, read)))
+    }
+}
+
+impl TableChangesProvider {
+    /// The plan reading the columns of `projection` (positions in this table's schema, all
+    /// when `None`) from where `read` says.
+    fn plan(&self, projection: Option<&Vec<usize>>, read: ChangeRead) -> TableChangesExec {
         let def = &self.definition;
         let base = self.data_columns.len();
         let indices: Vec<usize> = match projection {
@@ -548,32 +674,14 @@ impl TableProvider for TableChangesProvider {
             track_changes: true,
             ..projection.query(def, page_size)
         };
-        let entity = def.entity.logical_name.clone();
-        let read = match &self.explicit_token {
-            Some(token) => ChangeRead {
-                entity,
-                start_token: Some(token.clone()),
-                saves_token: false,
-            },
-            None => ChangeRead {
-                start_token: self
-                    .feed
-                    .store
-                    .get(&entity)
-                    .map_err(|e| DataFusionError::External(Box::new(e)))?
-                    .map(|t| t.token),
-                entity,
-                saves_token: true,
-            },
-        };
         let decoder = PageDecoder::for_changes(schema, &wire, changes);
-        Ok(Arc::new(TableChangesExec::new(
+        TableChangesExec::new(
             self.feed.client.clone(),
             query,
             decoder,
             self.feed.clone(),
             read,
-        )))
+        )
     }
 }
 

@@ -157,6 +157,9 @@ pub enum Command {
     /// psycopg, JDBC), read-only.
     #[cfg(feature = "serve")]
     Serve(ServeArgs),
+    /// Speak the Airbyte source protocol: a drop-in for source-microsoft-dataverse, with the
+    /// same config, streams, records and state.
+    Airbyte(AirbyteArgs),
 }
 
 /// `dvsql serve`: where to listen and how clients sign in. The password comes from the
@@ -188,6 +191,57 @@ pub struct ServeArgs {
     pub connect: ConnectArgs,
     #[command(flatten)]
     pub run: RunArgs,
+}
+
+#[derive(Args, Debug)]
+#[command(after_help = "\
+Examples:
+  dvsql airbyte spec
+  dvsql airbyte check --config config.json
+  dvsql airbyte discover --config config.json
+  dvsql airbyte read --config config.json --catalog catalog.json --state state.json")]
+pub struct AirbyteArgs {
+    #[command(subcommand)]
+    pub operation: AirbyteOperation,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AirbyteOperation {
+    /// Print the connector's specification (SPEC).
+    Spec,
+    /// Sign in and list the tables (CONNECTION_STATUS).
+    Check(AirbyteOptions),
+    /// One stream per table (CATALOG).
+    Discover(AirbyteOptions),
+    /// Read the streams of a configured catalog (RECORD, STATE, TRACE).
+    Read(AirbyteReadArgs),
+}
+
+/// What the connecting operations take (also accepted before the word `airbyte`).
+#[derive(Args, Debug, Clone, Default)]
+pub struct AirbyteOptions {
+    /// Connection settings file (the connector's JSON config).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Keep the metadata cache here between runs (default: DVSQL_STATE_DIR, else in memory).
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Most concurrent range reads of one large table (0 = follow the server's hint, at most
+    /// 8; 1 = read every table sequentially) [default: 0].
+    #[arg(long, value_name = "N")]
+    pub parallel: Option<usize>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct AirbyteReadArgs {
+    #[command(flatten)]
+    pub options: AirbyteOptions,
+    /// The configured catalog: the streams to read and how.
+    #[arg(long, value_name = "FILE")]
+    pub catalog: PathBuf,
+    /// The state of the previous read (per-stream, or the connector's legacy object).
+    #[arg(long, value_name = "FILE")]
+    pub state: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]

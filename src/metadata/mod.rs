@@ -360,21 +360,42 @@ impl MetadataStore {
         if let Some(t) = self.table_loaded(logical_name) {
             return Ok(Some(t));
         }
-        let file = format!("attributes/{logical_name}.json");
-        let attributes = match self.read_cache::<AttributeInfo>(&file) {
-            Some(a) => a,
-            None => {
-                let a = self.fetch_attributes(logical_name).await?;
-                self.write_cache(&file, &a)?;
-                a
-            }
-        };
+        let attributes = self.attributes(logical_name).await?;
         let table = Arc::new(TableDefinition::new(entity, &attributes));
         self.tables
             .lock()
             .expect("not poisoned")
             .insert(logical_name.to_string(), table.clone());
         Ok(Some(table))
+    }
+
+    /// The table definition of an entity as [`MetadataStore::table`] gives it, but not kept
+    /// in memory: for walking every entity once (Airbyte's `discover`), so that memory holds
+    /// one entity's attributes at a time however large the environment. The disk cache is
+    /// read and written as usual; a table already in memory is returned from there.
+    pub async fn table_unretained(
+        &self,
+        logical_name: &str,
+    ) -> Result<Option<Arc<TableDefinition>>, MetadataError> {
+        if let Some(t) = self.table_loaded(logical_name) {
+            return Ok(Some(t));
+        }
+        let Some(entity) = self.entity(logical_name).await? else {
+            return Ok(None);
+        };
+        let attributes = self.attributes(logical_name).await?;
+        Ok(Some(Arc::new(TableDefinition::new(entity, &attributes))))
+    }
+
+    /// An entity's attributes: the disk cache, else one request (then cached on disk).
+    async fn attributes(&self, logical_name: &str) -> Result<Vec<AttributeInfo>, MetadataError> {
+        let file = format!("attributes/{logical_name}.json");
+        if let Some(cached) = self.read_cache::<AttributeInfo>(&file) {
+            return Ok(cached);
+        }
+        let fetched = self.fetch_attributes(logical_name).await?;
+        self.write_cache(&file, &fetched)?;
+        Ok(fetched)
     }
 
     /// The options of every choice-like column of an entity (Picklist, State, Status,

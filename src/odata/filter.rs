@@ -31,7 +31,20 @@ pub enum Filter {
         /// The pattern, in the server's LIKE syntax.
         pattern: String,
     },
+    /// `Microsoft.Dynamics.CRM.In(PropertyName='p',PropertyValues=["a","b"])`: the column
+    /// equals one of the values (Web API notes: "Dataverse query functions"). Each value counts
+    /// as one condition, and a string value may be at most 850 characters.
+    In {
+        /// The column's logical name (for a lookup `parentcustomerid`, not
+        /// `_parentcustomerid_value`): the function names columns, not properties.
+        column: String,
+        /// The values, never empty and never `null`.
+        values: Vec<Literal>,
+    },
 }
+
+/// The longest string value `In` accepts (Web API notes: "String comparison semantics").
+pub const MAX_IN_STRING: usize = 850;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 /// A comparison operator.
@@ -137,6 +150,25 @@ impl Literal {
                 date.format("%Y-%m-%d").to_string()
             }
         })
+    }
+
+    /// The value as an item of a function's `PropertyValues` array, which holds JSON strings
+    /// even for numbers and GUIDs (Web API notes: "Dataverse query functions"): a string as it
+    /// is (at most 850 characters), anything else in its OData text. `null` has
+    /// no such form.
+    pub fn to_property_value(&self) -> Result<String, UnwritableLiteral> {
+        let text = match self {
+            Literal::Null => return Err(UnwritableLiteral(format!("{self:?}"))),
+            Literal::String(s) if s.chars().count() > MAX_IN_STRING => {
+                return Err(UnwritableLiteral(format!(
+                    "a string of {} characters",
+                    s.len()
+                )));
+            }
+            Literal::String(s) => s.clone(),
+            other => other.to_odata()?,
+        };
+        Ok(serde_json::Value::String(text).to_string())
     }
 }
 
@@ -247,13 +279,14 @@ impl Filter {
         }
     }
 
-    /// Conditions counted as Dataverse does (each comparison or function is one;
-    /// Web API notes: "$filter grammar", "Limits").
+    /// Conditions counted as Dataverse does (each comparison or function is one, each value of
+    /// `In` too; Web API notes: "$filter grammar", "Limits").
     pub fn condition_count(&self) -> usize {
         match self {
             Filter::And(parts) | Filter::Or(parts) => {
                 parts.iter().map(Filter::condition_count).sum()
             }
+            Filter::In { values, .. } => values.len().max(1),
             _ => 1,
         }
     }
@@ -322,6 +355,18 @@ impl Filter {
                 };
                 let pattern = literal(&Literal::String(pattern.clone()))?;
                 let _ = write!(out, "{name}({property},{pattern})");
+            }
+            Filter::In { column, values } => {
+                let name = literal(&Literal::String(column.clone()))?;
+                let items = values
+                    .iter()
+                    .map(Literal::to_property_value)
+                    .collect::<Result<Vec<_>, _>>()?;
+                let _ = write!(
+                    out,
+                    "Microsoft.Dynamics.CRM.In(PropertyName={name},PropertyValues=[{}])",
+                    items.join(",")
+                );
             }
         }
         Ok(())
@@ -443,5 +488,45 @@ mod tests {
             "a gt 1 and (b eq 2 or (c ne 3 and c ne null))"
         );
         assert_eq!(f.condition_count(), 4);
+    }
+
+    /// `In` writes its values as JSON strings (numbers and GUIDs too), names the column by its
+    /// logical name, and counts one condition per value.
+    #[test]
+    fn in_writes_json_string_values() {
+        let g = uuid::Uuid::parse_str("49b0be2e-d01c-ed11-b83e-000d3a572421").unwrap();
+        let f = Filter::In {
+            column: "parentcustomerid".into(),
+            values: vec![Literal::Guid(g), Literal::Guid(g)],
+        };
+        assert_eq!(
+            f.to_odata().unwrap(),
+            format!(
+                "Microsoft.Dynamics.CRM.In(PropertyName='parentcustomerid',PropertyValues=[\"{g}\",\"{g}\"])"
+            )
+        );
+        assert_eq!(f.condition_count(), 2);
+        let strings = Filter::In {
+            column: "name".into(),
+            values: vec![
+                Literal::String("O'Brien".into()),
+                Literal::String("Tab\t\"quotes\" \\".into()),
+                Literal::Int(7),
+            ],
+        };
+        assert_eq!(
+            strings.to_odata().unwrap(),
+            r#"Microsoft.Dynamics.CRM.In(PropertyName='name',PropertyValues=["O'Brien","Tab\t\"quotes\" \\","7"])"#
+        );
+        let long = Filter::In {
+            column: "name".into(),
+            values: vec![Literal::String("x".repeat(MAX_IN_STRING + 1))],
+        };
+        assert!(long.to_odata().is_err());
+        let null = Filter::In {
+            column: "name".into(),
+            values: vec![Literal::Null],
+        };
+        assert!(null.to_odata().is_err());
     }
 }

@@ -10,10 +10,14 @@ use std::fmt;
 use std::sync::Arc;
 
 use super::decode::{PageDecoder, parse_timestamp_micros};
+use super::join_keys::{
+    JoinKeys, KeyRequests, MAX_JOIN_KEYS, WholeScan, accept_pushed_filters, pinned_rows,
+};
 use super::split::{
     FirstPage, Piece, SPLIT_COLUMN, SplitScan, after_first_page, expected_rows, largest_query,
     rest_of, target_rows,
 };
+use super::table::fits_in_url;
 use super::top_n::TopN;
 use super::translate::Pushdown;
 use crate::client::{DataverseClient, Page, Pages};
@@ -22,24 +26,31 @@ use crate::odata::{ODataQuery, annotation_list};
 use datafusion::arrow::array::{AsArray, BooleanArray, RecordBatch, TimestampMicrosecondArray};
 use datafusion::arrow::compute::filter_record_batch;
 use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::common::stats::Precision;
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::{Statistics, config::ConfigOptions};
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::TaskContext;
-use datafusion::physical_expr::EquivalenceProperties;
+use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::filter_pushdown::{
+    ChildPushdownResult, FilterPushdownPhase, FilterPushdownPropagation,
+};
 use datafusion::physical_plan::metrics::{Count, ExecutionPlanMetricsSet, MetricBuilder, Time};
-use datafusion::physical_plan::stream::RecordBatchReceiverStream;
+use datafusion::physical_plan::statistics::StatisticsArgs;
+use datafusion::physical_plan::stream::{RecordBatchReceiverStream, RecordBatchStreamAdapter};
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
     SendableRecordBatchStream,
 };
+use futures::StreamExt;
 
 /// The `ExecutionPlan` methods of a leaf that reads from the server: no children, no
 /// expressions, its `metrics` set reported. Shared by the scan and the change feed.
+/// `leaf_plan_methods!(@without_expressions)` leaves `apply_expressions` to the plan.
 macro_rules! leaf_plan_methods {
     () => {
-        fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
-            vec![]
-        }
+        leaf_plan_methods!(@without_expressions);
 
         fn apply_expressions(
             &self,
@@ -48,6 +59,11 @@ macro_rules! leaf_plan_methods {
             ) -> Result<datafusion::common::tree_node::TreeNodeRecursion>,
         ) -> Result<datafusion::common::tree_node::TreeNodeRecursion> {
             Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
+        }
+    };
+    (@without_expressions) => {
+        fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+            vec![]
         }
 
         fn replace_children(
@@ -132,6 +148,12 @@ pub struct DataverseScanExec {
     schema: SchemaRef,
     properties: Arc<PlanProperties>,
     metrics: ExecutionPlanMetricsSet,
+    /// Set when pushdown is on: the dynamic filters of hash joins above the scan, whose keys
+    /// narrow its requests (see [`super::join_keys`]).
+    join_keys: Option<JoinKeys>,
+    /// Rows the pushed filter lets through at most, when it pins a unique-ish column
+    /// ([`pinned_rows`]): the statistics DataFusion chooses a join's build side by.
+    row_estimate: Option<usize>,
 }
 
 impl DataverseScanExec {
@@ -157,7 +179,53 @@ impl DataverseScanExec {
             properties: Arc::new(plan_properties(&schema, 1)),
             schema,
             metrics: ExecutionPlanMetricsSet::new(),
+            join_keys: None,
+            row_estimate: None,
         }
+    }
+
+    /// Lets hash joins above the scan narrow its requests to their build side's keys, and
+    /// gives DataFusion a row estimate when the scan's filter pins a key or name of
+    /// `definition`'s table. Called only with pushdown on.
+    pub fn with_join_key_pushdown(mut self, definition: Arc<TableDefinition>) -> Self {
+        self.row_estimate = self
+            .query
+            .filter
+            .as_ref()
+            .and_then(|f| pinned_rows(f, &definition));
+        self.join_keys = Some(JoinKeys::new(definition));
+        self
+    }
+
+    /// The scan's join filters, if it takes any.
+    pub(crate) fn join_keys(&self) -> Option<&JoinKeys> {
+        self.join_keys.as_ref()
+    }
+
+    /// The same scan with other join filters (new metrics: a different plan node).
+    pub(crate) fn with_join_keys(&self, keys: JoinKeys) -> Self {
+        Self {
+            client: self.client.clone(),
+            query: self.query.clone(),
+            decoder: self.decoder.clone(),
+            limit: self.limit,
+            pushed: self.pushed.clone(),
+            source: self.source.clone(),
+            top_n: self.top_n.clone(),
+            split: self.split.clone(),
+            schema: self.schema.clone(),
+            properties: self.properties.clone(),
+            metrics: ExecutionPlanMetricsSet::new(),
+            join_keys: Some(keys),
+            row_estimate: self.row_estimate,
+        }
+    }
+
+    /// Whether the scan waits for a hash join's keys before its first request.
+    fn waits_for_keys(&self) -> bool {
+        self.join_keys
+            .as_ref()
+            .is_some_and(|k| !k.join_filters().is_empty())
     }
 
     /// Reads the scan as `split.degree()` partitions sharing `createdon` pieces. `decoder`
@@ -248,6 +316,13 @@ impl DataverseScanExec {
             let annotations = annotation_list(&self.query.annotations);
             write!(f, ", annotations=[{annotations}]")?;
         }
+        if let Some(keys) = self.join_keys.as_ref().filter(|_| self.waits_for_keys()) {
+            write!(
+                f,
+                ", join_keys=[{}] (from the hash join's build side, at most {MAX_JOIN_KEYS})",
+                keys.columns().join(", ")
+            )?;
+        }
         let list = |kind: Pushdown| {
             self.pushed
                 .iter()
@@ -293,12 +368,56 @@ impl ExecutionPlan for DataverseScanExec {
         &self.properties
     }
 
-    leaf_plan_methods!();
+    leaf_plan_methods!(@without_expressions);
+
+    /// The join filters the scan waits for: a hash join computes its filter only when a plan
+    /// below it holds the filter's expression.
+    fn apply_expressions(
+        &self,
+        f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+    ) -> Result<TreeNodeRecursion> {
+        let filters = self
+            .join_keys
+            .as_ref()
+            .map_or(&[][..], |k| k.join_filters());
+        for filter in filters {
+            if f(filter)? == TreeNodeRecursion::Stop {
+                return Ok(TreeNodeRecursion::Stop);
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn handle_child_pushdown_result(
+        &self,
+        phase: FilterPushdownPhase,
+        child_pushdown_result: ChildPushdownResult,
+        _config: &ConfigOptions,
+    ) -> Result<FilterPushdownPropagation<Arc<dyn ExecutionPlan>>> {
+        Ok(accept_pushed_filters(
+            self,
+            self.join_keys.as_ref(),
+            phase,
+            child_pushdown_result,
+        ))
+    }
+
+    fn statistics_from_inputs(
+        &self,
+        _input_stats: &[Arc<Statistics>],
+        args: &StatisticsArgs,
+    ) -> Result<Arc<Statistics>> {
+        let mut statistics = Statistics::new_unknown(&self.schema);
+        if let (None, Some(rows)) = (args.partition(), self.row_estimate) {
+            statistics.num_rows = Precision::Inexact(rows);
+        }
+        Ok(Arc::new(statistics))
+    }
 
     fn execute(
         &self,
         partition: usize,
-        _context: Arc<TaskContext>,
+        context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
         if partition >= self.degree() {
             return Err(DataFusionError::Internal(format!(
@@ -306,6 +425,40 @@ impl ExecutionPlan for DataverseScanExec {
                 self.degree()
             )));
         }
+        let keys = self.join_keys.clone().filter(|_| {
+            // The join fills its filter only when this holds when it runs.
+            let optimizer = &context.session_config().options().optimizer;
+            self.waits_for_keys() && optimizer.enable_join_dynamic_filter_pushdown
+        });
+        let Some(keys) = keys else {
+            return Ok(self.start(partition, None));
+        };
+        // Nothing is asked for before the join reads its probe side, which it does only
+        // after its build side: with an empty build side an inner join never does.
+        let scan = self.clone_for_execution();
+        let lazy = futures::stream::once(async move { scan.start(partition, Some(keys)) });
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            self.schema.clone(),
+            lazy.flatten(),
+        )))
+    }
+}
+
+impl DataverseScanExec {
+    /// What a partition's task needs from the plan (the plan node itself is not `Clone`).
+    fn clone_for_execution(&self) -> Self {
+        Self {
+            metrics: self.metrics.clone(),
+            ..self.with_join_keys(
+                self.join_keys
+                    .clone()
+                    .unwrap_or_else(|| unreachable!("only scans with join keys execute lazily")),
+            )
+        }
+    }
+
+    /// Starts reading partition `partition`: the join's keys first when there are any.
+    fn start(&self, partition: usize, keys: Option<JoinKeys>) -> SendableRecordBatchStream {
         let mut builder = RecordBatchReceiverStream::builder(self.schema.clone(), 2);
         let tx = builder.tx();
         let reader = PageReader {
@@ -322,7 +475,23 @@ impl ExecutionPlan for DataverseScanExec {
         let query = self.query.clone();
         let split = self.split.clone();
         let top_n = self.top_n.clone();
+        let degree = self.degree();
         builder.spawn(async move {
+            if let Some(keys) = keys {
+                let fits = |q: &ODataQuery| fits_in_url(&reader.client, q);
+                match keys.requests(&query, fits).await? {
+                    KeyRequests::Whole(why) => reader.metrics.whole_scan(partition, why),
+                    KeyRequests::Nothing => return Ok(()),
+                    KeyRequests::Batches { queries, keys } => {
+                        let (sent, _) = reader.metrics.join_keys();
+                        if partition == 0 {
+                            sent.add(keys);
+                        }
+                        let mine = queries.iter().skip(partition).step_by(degree);
+                        return read_queries(&reader, mine, &emit).await;
+                    }
+                }
+            }
             match (split, top_n) {
                 (_, Some(top_n)) => read_top_n(&top_n, &query, reader, emit).await,
                 (Some((split, columns)), None) => {
@@ -334,7 +503,7 @@ impl ExecutionPlan for DataverseScanExec {
                 }
             }
         });
-        Ok(builder.build())
+        builder.build()
     }
 }
 
@@ -414,6 +583,26 @@ where
         let batch = batch.slice(0, batch.num_rows().min(missing));
         missing -= batch.num_rows();
         if !emit(batch).await {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Reads each query to its end, one after the other, until the consumer is gone.
+async fn read_queries<'q, F, Fut>(
+    reader: &PageReader,
+    queries: impl Iterator<Item = &'q ODataQuery>,
+    emit: &F,
+) -> Result<()>
+where
+    F: Fn(RecordBatch) -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for query in queries {
+        reader.metrics.join_keys().1.add(1);
+        let mut pages = reader.pages(query)?;
+        if !reader.read_pages(&mut pages, emit).await? {
             break;
         }
     }
@@ -662,6 +851,9 @@ pub(crate) struct ScanMetrics {
     /// Rows of a split scan fetched twice: those on the `createdon` second where a piece was
     /// cut (read again by the piece after the cut).
     split_overlap: Count,
+    /// Distinct join keys sent to the server, and the requests (first pages) that carried
+    /// them: registered by scans that take keys only.
+    join_keys: std::sync::OnceLock<(Count, Count)>,
 }
 
 impl ScanMetrics {
@@ -675,7 +867,32 @@ impl ScanMetrics {
             bytes: MetricBuilder::new(set).counter("bytes_received", partition),
             rows: MetricBuilder::new(set).output_rows(partition),
             split_overlap: MetricBuilder::new(set).counter("split_overlap_rows", partition),
+            join_keys: std::sync::OnceLock::new(),
         }
+    }
+
+    /// The counters of a scan that takes a join's keys: keys sent, requests carrying them.
+    fn join_keys(&self) -> &(Count, Count) {
+        self.join_keys.get_or_init(|| {
+            let counter = |name| MetricBuilder::new(&self.set).counter(name, self.partition);
+            (counter("join_keys"), counter("join_key_requests"))
+        })
+    }
+
+    /// Counts (once per scan) why a scan that could have taken a join's keys read the table
+    /// whole: `join_keys_not_pushed_<reason>=1` in EXPLAIN ANALYZE.
+    fn whole_scan(&self, partition: usize, why: WholeScan) {
+        if partition != 0 {
+            return;
+        }
+        let name = match why {
+            WholeScan::NoKeyList => "join_keys_not_pushed_no_key_list",
+            WholeScan::TooManyKeys => "join_keys_not_pushed_over_5000",
+            WholeScan::UnsendableKey => "join_keys_not_pushed_unsendable_key",
+        };
+        MetricBuilder::new(&self.set)
+            .counter(name, partition)
+            .add(1);
     }
 
     /// Counts one page (however many attempts it took).

@@ -7,6 +7,7 @@ pub mod aggregate;
 pub mod catalog;
 pub mod decode;
 pub mod exec;
+pub mod join_keys;
 pub mod metadata_schema;
 pub mod rules;
 pub mod split;

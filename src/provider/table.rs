@@ -269,6 +269,10 @@ impl TableProvider for DataverseTable {
         };
         let exec =
             DataverseScanExec::new(self.client.clone(), query, decoder, limit, pushed, source);
+        let exec = match self.options.pushdown_enabled() {
+            true => exec.with_join_key_pushdown(self.definition.clone()),
+            false => exec,
+        };
         let exec: Arc<dyn ExecutionPlan> = Arc::new(match split {
             Some((_, decoder, columns)) => {
                 exec.with_split(SplitScan::new(degree), decoder, columns)
@@ -322,10 +326,16 @@ impl DataverseTable {
     /// Whether the first request's URL leaves room for paging cookies and split ranges, and
     /// every literal can be written.
     fn fits_in_url(&self, query: &ODataQuery) -> bool {
-        query.relative_url().is_ok_and(|relative| {
-            self.client.api_url(&relative).as_str().len() + URL_HEADROOM <= MAX_URL_LENGTH
-        })
+        fits_in_url(&self.client, query)
     }
+}
+
+/// Whether `query`'s URL leaves room for paging cookies and split ranges, and every literal
+/// can be written.
+pub(super) fn fits_in_url(client: &DataverseClient, query: &ODataQuery) -> bool {
+    query.relative_url().is_ok_and(|relative| {
+        client.api_url(&relative).as_str().len() + URL_HEADROOM <= MAX_URL_LENGTH
+    })
 }
 
 /// Where the data column `name` is among `indices`, appending it when missing.

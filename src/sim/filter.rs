@@ -29,6 +29,8 @@ use crate::sim::value::{
 
 /// Maximum number of conditions in one query (Web API notes: "$filter grammar", `0x8004430C`).
 const MAX_CONDITIONS: usize = 500;
+/// Longest value of `In` / `NotIn` (Web API notes: "String comparison semantics").
+const MAX_IN_STRING: usize = 850;
 
 /// Refuses a query whose filters hold more than [`MAX_CONDITIONS`] conditions in total
 /// (`$filter` and every `$apply=filter(...)` together: they end up in one query).
@@ -576,6 +578,17 @@ impl<'a> Binder<'a> {
         };
         match kind {
             "in" => {
+                // String values longer than 850 characters are refused
+                // (Web API notes: "String comparison semantics").
+                if let Some(long) = values.iter().find(|v| v.chars().count() > MAX_IN_STRING) {
+                    return Err(ApiError::bad_request(
+                        "0x0",
+                        format!(
+                            "A value of {} characters is not allowed in Microsoft.Dynamics.CRM.{name}: at most {MAX_IN_STRING}.",
+                            long.chars().count()
+                        ),
+                    ));
+                }
                 let vals = values.iter().map(value).collect::<Result<Vec<_>, _>>()?;
                 Ok(Pred::In(c, vals, negated))
             }
