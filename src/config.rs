@@ -102,6 +102,11 @@ pub struct Config {
     /// Seconds one request may take, body included (default 150).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_timeout_secs: Option<u64>,
+    /// The environment's name: its catalog when several are connected, and the prompt's name
+    /// (default: the host's first label, `simulator` on loopback). Caches and change tokens
+    /// are kept by host and port ([`Config::environment_key`]), whatever the name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
 }
 
 fn default_page_size() -> u32 {
@@ -154,6 +159,7 @@ impl Config {
             authority_host: get("AZURE_AUTHORITY_HOST"),
             connect_timeout_secs: None,
             request_timeout_secs: None,
+            name: None,
         };
         config.validate()?;
         Ok(config)
@@ -265,8 +271,12 @@ impl Config {
         .collect()
     }
 
-    /// A short name for prompts and banners: the first label of the host (`contoso`).
+    /// A short name for prompts, banners and catalogs: [`Config::name`] when given, else the
+    /// first label of the host (`contoso`).
     pub fn environment_name(&self) -> String {
+        if let Some(name) = self.name.as_deref().filter(|n| !n.is_empty()) {
+            return name.to_string();
+        }
         let url = self.environment_url();
         let host = url.host_str().unwrap_or("dataverse");
         if is_loopback(&url) {
@@ -350,6 +360,7 @@ impl Config {
             authority_host: Some(sim.authority_host()),
             connect_timeout_secs: None,
             request_timeout_secs: None,
+            name: None,
         }
     }
 }

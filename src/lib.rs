@@ -125,7 +125,13 @@ pub struct Dataverse {
     changes: Arc<ChangeFeed>,
     options: Arc<ScanOptions>,
     config: Arc<Config>,
+    /// The other environments of the last session made with
+    /// [`Dataverse::session_context_for`], by catalog name (their metadata, for `prepare`).
+    peers: Arc<std::sync::RwLock<PeerMetadata>>,
 }
+
+/// The metadata of the other environments of a session, by catalog name.
+type PeerMetadata = Vec<(String, Arc<MetadataStore>)>;
 
 /// Rows per Parquet row group in `COPY … TO '….parquet'` from [`Dataverse::session_context`].
 pub const PARQUET_ROW_GROUP_ROWS: usize = 122_880;
@@ -173,6 +179,7 @@ impl Dataverse {
             changes,
             options: scan_options,
             config,
+            peers: Arc::default(),
         })
     }
 
@@ -202,7 +209,10 @@ impl Dataverse {
         let feed = self.changes.clone();
         ctx.register_udtf(
             "table_changes",
-            Arc::new(TableChangesFunction { feed: feed.clone() }),
+            Arc::new(TableChangesFunction {
+                feed: feed.clone(),
+                peers: Vec::new(),
+            }),
         );
         ctx.register_udtf(
             "dataverse_change_tokens",
@@ -210,7 +220,10 @@ impl Dataverse {
         );
         ctx.register_udtf(
             "reset_change_token",
-            Arc::new(ResetChangeTokenFunction { feed }),
+            Arc::new(ResetChangeTokenFunction {
+                feed,
+                peers: Vec::new(),
+            }),
         );
         Ok(())
     }
@@ -219,8 +232,25 @@ impl Dataverse {
     /// tables named in `table_changes('…')` calls). Call before `ctx.sql(sql)`.
     pub async fn prepare(&self, sql: &str) -> Result<(), Error> {
         for entity in changes::table_changes_references(sql) {
-            self.metadata.table(&entity).await?;
+            self.load_for_changes(&entity).await?;
         }
+        Ok(())
+    }
+
+    /// Loads the metadata `table_changes(name)` needs: `name` of this environment, or
+    /// `environment.entity` of one it shares a session with ([`Dataverse::session_context_for`]).
+    async fn load_for_changes(&self, name: &str) -> Result<(), Error> {
+        let peer = name.split_once('.').and_then(|(environment, entity)| {
+            let peers = self.peers.read().unwrap_or_else(|e| e.into_inner());
+            peers
+                .iter()
+                .find(|(n, _)| n == environment)
+                .map(|(_, metadata)| (metadata.clone(), entity.to_string()))
+        });
+        match peer {
+            Some((metadata, entity)) => metadata.table(&entity).await?,
+            None => self.metadata.table(name).await?,
+        };
         Ok(())
     }
 
@@ -230,7 +260,7 @@ impl Dataverse {
         statement: &datafusion::sql::parser::Statement,
     ) -> Result<(), Error> {
         for entity in changes::table_changes_in(statement) {
-            self.metadata.table(&entity).await?;
+            self.load_for_changes(&entity).await?;
         }
         Ok(())
     }
@@ -253,13 +283,94 @@ impl Dataverse {
     /// A new `SessionContext` with this environment registered, `information_schema` on, and
     /// Parquet row groups sized for streaming exports ([`PARQUET_ROW_GROUP_ROWS`]).
     pub fn session_context(&self) -> Result<SessionContext, Error> {
-        let mut config = SessionConfig::new().with_information_schema(true);
-        // Parquet row groups of 122,880 rows instead of DataFusion's 1,048,576: the writer holds
-        // a whole row group in memory, so exports of millions of rows stay in bounded memory.
-        config.options_mut().execution.parquet.max_row_group_size = PARQUET_ROW_GROUP_ROWS;
-        let ctx = SessionContext::new_with_config(config);
+        let ctx = SessionContext::new_with_config(session_config());
         self.register(&ctx)?;
         Ok(ctx)
+    }
+
+    /// A session over several environments, each a catalog named after it
+    /// ([`Config::environment_name`]): `prod.dataverse.account`, `dev.metadata.entity`. The
+    /// first is the default catalog, so its tables also answer to `account` and
+    /// `dataverse.account`, and the change functions (`table_changes`, …) are its own. Each
+    /// environment keeps its own client (tokens, throttling), metadata cache and change tokens.
+    /// Otherwise as [`Dataverse::session_context`].
+    pub fn session_context_for(environments: &[Dataverse]) -> Result<SessionContext, Error> {
+        let Some((first, others)) = environments.split_first() else {
+            return Err(ConfigError::Invalid {
+                field: "url",
+                problem: "no environment to connect to".into(),
+            }
+            .into());
+        };
+        if others.is_empty() {
+            return first.session_context();
+        }
+        let mut names: Vec<String> = Vec::new();
+        for dataverse in environments {
+            let name = dataverse.config.environment_name();
+            if names.contains(&name) {
+                return Err(ConfigError::Invalid {
+                    field: "name",
+                    problem: format!(
+                        "two environments are named {name:?}: give each config file its own \"name\""
+                    ),
+                }
+                .into());
+            }
+            names.push(name);
+        }
+        let config = session_config().with_default_catalog_and_schema(&names[0], SCHEMA_NAME);
+        let ctx = SessionContext::new_with_config(config);
+        first.register(&ctx)?;
+        for (dataverse, name) in others.iter().zip(&names[1..]) {
+            dataverse.register_catalog(&ctx, name)?;
+        }
+        // `table_changes('dev.account')` and `reset_change_token('dev.account')` reach the
+        // other environments' feeds; `prepare` their metadata.
+        let peers: changes::PeerFeeds = others
+            .iter()
+            .zip(&names[1..])
+            .map(|(d, n)| (n.clone(), d.changes.clone()))
+            .collect();
+        ctx.register_udtf(
+            "table_changes",
+            Arc::new(TableChangesFunction {
+                feed: first.changes.clone(),
+                peers: peers.clone(),
+            }),
+        );
+        ctx.register_udtf(
+            "reset_change_token",
+            Arc::new(ResetChangeTokenFunction {
+                feed: first.changes.clone(),
+                peers,
+            }),
+        );
+        *first.peers.write().unwrap_or_else(|e| e.into_inner()) = others
+            .iter()
+            .zip(&names[1..])
+            .map(|(d, n)| (n.clone(), d.metadata.clone()))
+            .collect();
+        Ok(ctx)
+    }
+
+    /// Registers this environment as catalog `name` (schemas `dataverse` and `metadata`)
+    /// beside what the context has; the default catalog and schema stay as they are. Installs
+    /// the pushdown rules and the join-key settings as [`Dataverse::register`] does (once).
+    pub fn register_catalog(&self, ctx: &SessionContext, name: &str) -> Result<(), Error> {
+        use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider};
+        let catalog = Arc::new(MemoryCatalogProvider::new());
+        catalog.register_schema(SCHEMA_NAME, self.schema_provider())?;
+        catalog.register_schema(
+            provider::metadata_schema::METADATA_SCHEMA,
+            Arc::new(provider::metadata_schema::MetadataSchema::new(
+                self.metadata.clone(),
+            )),
+        )?;
+        ctx.register_catalog(name, catalog);
+        add_pushdown_rule(ctx);
+        provider::join_keys::enable(ctx);
+        Ok(())
     }
 
     /// The schema provider itself, for custom catalogs.
@@ -341,6 +452,15 @@ impl Dataverse {
     ) -> Result<mirror::TableReport, mirror::MirrorError> {
         mirror::sync_table(&self.mirror_source(), dir, entity, options).await
     }
+}
+
+/// The session settings of [`Dataverse::session_context`]: `information_schema` on, and
+/// Parquet row groups of 122,880 rows instead of DataFusion's 1,048,576 (the writer holds a
+/// whole row group in memory, so exports of millions of rows stay in bounded memory).
+fn session_config() -> SessionConfig {
+    let mut config = SessionConfig::new().with_information_schema(true);
+    config.options_mut().execution.parquet.max_row_group_size = PARQUET_ROW_GROUP_ROWS;
+    config
 }
 
 /// Puts the aggregate and top-N pushdown rule first among the context's physical optimizer

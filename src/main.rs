@@ -92,7 +92,12 @@ async fn run(cli: Cli) -> Result<u8, String> {
             if sync.status {
                 return cli::sync::status(&sync.to).await;
             }
-            let dataverse = connect_configured(&connect, &run).await?;
+            if connect.config.len() > 1 {
+                return Err("`dvsql sync` mirrors one environment; give --config once".to_string());
+            }
+            let (mut environments, _name, _state_dir) =
+                connect_environments(&connect, &run).await?;
+            let dataverse = environments.remove(0);
             let tables = cli::sync::entities(&dataverse, &sync).await?;
             cli::sync::run(dataverse, &sync, tables, run.parallel, run.quiet).await
         }
@@ -120,37 +125,120 @@ async fn run(cli: Cli) -> Result<u8, String> {
                 .then(|| cli::activity::start(sim.clone()));
             // Only the prompt's history is kept; the simulator's metadata is not worth caching.
             let state_dir = state_dir(&run);
-            session(dataverse, &run, "demo", state_dir).await
+            session(vec![dataverse], &run, "demo", state_dir).await
+        }
+        #[cfg(feature = "serve")]
+        Some(Command::Serve(serve)) => {
+            let connect = cli.connect.merge(serve.connect);
+            let run = cli.run.merge(serve.run);
+            let refused: Vec<&str> = run
+                .given()
+                .into_iter()
+                .filter(|o| !matches!(*o, "--state-dir" | "-q" | "--no-pushdown" | "--parallel"))
+                .collect();
+            if !refused.is_empty() {
+                return Err(format!(
+                    "`dvsql serve` answers its clients' queries; {} {} not apply",
+                    refused.join(", "),
+                    if refused.len() == 1 { "does" } else { "do" }
+                ));
+            }
+            let password = cli::serve::auth::password(serve.password_file.as_deref())?;
+            cli::serve::listen_address(&serve.listen, password.is_some())?;
+            let (environments, _name, _state_dir) = connect_environments(&connect, &run).await?;
+            for dataverse in &environments {
+                dataverse.set_pushdown(!run.no_pushdown);
+                dataverse.set_parallel(run.parallel.unwrap_or(0));
+            }
+            let options = cli::serve::ServeOptions {
+                listen: serve.listen,
+                password,
+                tls: serve.tls_cert.zip(serve.tls_key),
+                quiet: run.quiet,
+            };
+            tokio::select! {
+                result = cli::serve::serve(environments, options) => result.map(|()| 0),
+                code = stop_signal() => Ok(code),
+            }
         }
         None => {
-            let dataverse = connect_configured(&cli.connect, &cli.run).await?;
-            let name = dataverse.config().environment_name();
+            let (environments, name, state_dir) =
+                connect_environments(&cli.connect, &cli.run).await?;
             if !cli.run.quiet && is_interactive(&cli.run) {
-                let url = dataverse.config().url.clone();
-                eprintln!("{}", connected_banner(&dataverse, &name, &url));
+                for dataverse in &environments {
+                    let name = dataverse.config().environment_name();
+                    eprintln!(
+                        "{}",
+                        connected_banner(dataverse, &name, &dataverse.config().url)
+                    );
+                }
             }
-            session(dataverse, &cli.run, &name, state_dir(&cli.run)).await
+            session(environments, &cli.run, &name, state_dir).await
         }
     }
 }
 
-/// Connects to the environment of `--config`, else of the environment variables.
-async fn connect_configured(connect: &ConnectArgs, run: &RunArgs) -> Result<Dataverse, String> {
-    let config = match &connect.config {
-        Some(path) => Config::from_file(path).map_err(|e| one_line(&e))?,
-        None if !any_connection_variable() => return Err(NOT_CONFIGURED.to_string()),
-        None => Config::from_env().map_err(|e| one_line(&e))?,
+/// Connects to the environments the options name: each `--config`, else the environment
+/// variables. Returns them (the first is the default) with the first one's name and the state
+/// directory.
+async fn connect_environments(
+    connect: &ConnectArgs,
+    run: &RunArgs,
+) -> Result<(Vec<Dataverse>, String, Option<PathBuf>), String> {
+    let configs = if connect.config.is_empty() {
+        if !any_connection_variable() {
+            return Err(NOT_CONFIGURED.to_string());
+        }
+        vec![Config::from_env().map_err(|e| one_line(&e))?]
+    } else {
+        connect
+            .config
+            .iter()
+            .map(|path| Config::from_file(path).map_err(|e| one_line(&e)))
+            .collect::<Result<Vec<_>, _>>()?
     };
-    let mut options = ConnectOptions::default().with_refresh_metadata(connect.refresh_metadata);
-    options.state_dir = state_dir(run);
-    Dataverse::connect_with(config, options)
-        .await
-        .map_err(|e| one_line(&e))
+    let state_dir = state_dir(run);
+    let name = configs[0].environment_name();
+    let mut environments = Vec::with_capacity(configs.len());
+    for config in configs {
+        let mut options = ConnectOptions::default().with_refresh_metadata(connect.refresh_metadata);
+        options.state_dir = state_dir.clone();
+        let label = config.environment_name();
+        let dataverse = Dataverse::connect_with(config, options)
+            .await
+            .map_err(|e| {
+                if environments.is_empty() {
+                    one_line(&e)
+                } else {
+                    format!("{label}: {}", one_line(&e))
+                }
+            })?;
+        environments.push(dataverse);
+    }
+    Ok((environments, name, state_dir))
 }
+
+/// Waits for SIGINT or SIGTERM: the way a server is stopped, so it ends with 0.
+#[cfg(feature = "serve")]
+async fn stop_signal() -> u8 {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            return tokio::select! {
+                _ = tokio::signal::ctrl_c() => 0,
+                _ = term.recv() => 0,
+            };
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+    0
+}
+
 /// `dvsql airbyte …`: the connection options may come before the word `airbyte` or after
 /// the operation (those after win); query and output options do not apply.
 async fn airbyte(
-    connect: cli::args::ConnectArgs,
+    connect: ConnectArgs,
     run: RunArgs,
     args: AirbyteArgs,
 ) -> Result<u8, String> {
@@ -171,8 +259,11 @@ async fn airbyte(
             }
         ));
     }
+    if connect.config.len() > 1 {
+        return Err("`dvsql airbyte` reads one environment; give --config once".to_string());
+    }
     let before = airbyte::Settings {
-        config: connect.config,
+        config: connect.config.into_iter().next(),
         state_dir: run.state_dir,
         parallel: run.parallel,
     };
@@ -246,32 +337,35 @@ fn is_interactive(args: &RunArgs) -> bool {
 }
 
 async fn session(
-    dataverse: Dataverse,
+    environments: Vec<Dataverse>,
     args: &RunArgs,
     name: &str,
     history_dir: Option<PathBuf>,
 ) -> Result<u8, String> {
     let repl = is_interactive(args);
     let interrupts = Interrupts::install(repl);
-    let result = session_inner(dataverse, args, name, history_dir, interrupts.clone()).await;
+    let result = session_inner(environments, args, name, history_dir, interrupts.clone()).await;
     interrupts.shutting_down();
     result
 }
 
 async fn session_inner(
-    dataverse: Dataverse,
+    environments: Vec<Dataverse>,
     args: &RunArgs,
     name: &str,
     history_dir: Option<PathBuf>,
     interrupts: Interrupts,
 ) -> Result<u8, String> {
-    dataverse.set_pushdown(!args.no_pushdown);
-    dataverse.set_parallel(args.parallel.unwrap_or(0));
+    for dataverse in &environments {
+        dataverse.set_pushdown(!args.no_pushdown);
+        dataverse.set_parallel(args.parallel.unwrap_or(0));
+    }
     let output = match &args.output {
         Some(path) => Output::file(path)?,
         None => Output::default(),
     };
-    let ctx = dataverse.session_context().map_err(|e| one_line(&e))?;
+    let ctx = Dataverse::session_context_for(&environments).map_err(|e| one_line(&e))?;
+    let dataverse = environments[0].clone();
     if let Some(dir) = &args.mirror {
         datafusion_dataverse::mirror::register_mirror(&ctx, dir).map_err(|e| one_line(&e))?;
     }

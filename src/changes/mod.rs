@@ -574,10 +574,31 @@ fn string_arg(exprs: &[Expr], i: usize, function: &str, what: &str) -> Result<Op
     }
 }
 
-/// `table_changes('entity' [, 'token'])`.
+/// The change feeds of a session's other environments, by catalog name.
+pub(crate) type PeerFeeds = Vec<(String, Arc<ChangeFeed>)>;
+
+/// The feed and entity a function argument names: `dev.account` is `account` of the session's
+/// environment `dev` (entity logical names never contain a dot); anything else is an entity
+/// of the default environment.
+fn route<'a>(
+    feed: &'a Arc<ChangeFeed>,
+    peers: &'a PeerFeeds,
+    name: &str,
+) -> (&'a Arc<ChangeFeed>, String) {
+    if let Some((environment, entity)) = name.split_once('.')
+        && let Some((_, peer)) = peers.iter().find(|(n, _)| n == environment)
+    {
+        return (peer, entity.to_string());
+    }
+    (feed, name.to_string())
+}
+
+/// `table_changes('entity' [, 'token'])`, or `table_changes('environment.entity' …)` for
+/// another environment of the session.
 #[derive(Debug)]
 pub(crate) struct TableChangesFunction {
     pub(crate) feed: Arc<ChangeFeed>,
+    pub(crate) peers: PeerFeeds,
 }
 
 impl TableFunctionImpl for TableChangesFunction {
@@ -588,9 +609,10 @@ impl TableFunctionImpl for TableChangesFunction {
                 "table_changes('entity' [, 'delta token']) takes one or two arguments".into(),
             ));
         }
-        let entity = string_arg(exprs, 0, "table_changes", "entity name")?.expect("checked");
+        let name = string_arg(exprs, 0, "table_changes", "entity name")?.expect("checked");
         let token = string_arg(exprs, 1, "table_changes", "delta token")?;
-        let metadata = &self.feed.metadata;
+        let (feed, entity) = route(&self.feed, &self.peers, &name);
+        let metadata = &feed.metadata;
         let Some(definition) = metadata.table_loaded(&entity) else {
             let known = metadata
                 .entities_loaded()
@@ -613,7 +635,7 @@ impl TableFunctionImpl for TableChangesFunction {
         };
         Ok(Arc::new(TableChangesProvider::new(
             definition,
-            self.feed.clone(),
+            feed.clone(),
             start,
         )))
     }
@@ -804,6 +826,7 @@ impl TableFunctionImpl for ChangeTokensFunction {
 #[derive(Debug)]
 pub(crate) struct ResetChangeTokenFunction {
     pub(crate) feed: Arc<ChangeFeed>,
+    pub(crate) peers: PeerFeeds,
 }
 
 impl TableFunctionImpl for ResetChangeTokenFunction {
@@ -824,9 +847,10 @@ impl TableFunctionImpl for ResetChangeTokenFunction {
             Field::new("entity", DataType::Utf8, false),
             Field::new("reset", DataType::Boolean, false),
         ]));
+        let (feed, entity) = route(&self.feed, &self.peers, &entity);
         let partition = ResetPartition {
             schema: schema.clone(),
-            feed: self.feed.clone(),
+            feed: feed.clone(),
             entity,
         };
         Ok(Arc::new(StreamingTable::try_new(

@@ -35,9 +35,10 @@ Examples:
 /// How to reach a real environment; `demo` and `simulate` refuse these.
 #[derive(Args, Debug, Clone, Default)]
 pub struct ConnectArgs {
-    /// Connection settings file (JSON).
+    /// Connection settings file (JSON); repeat it to connect several environments at once,
+    /// each a catalog named after it (`prod.dataverse.account`), the first the default.
     #[arg(long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
+    pub config: Vec<PathBuf>,
     /// Fetch metadata anew instead of using the cache.
     #[arg(long)]
     pub refresh_metadata: bool,
@@ -47,7 +48,7 @@ impl ConnectArgs {
     /// These options, then `later`'s (given after the subcommand): a value given after wins.
     pub fn merge(self, later: ConnectArgs) -> ConnectArgs {
         ConnectArgs {
-            config: later.config.or(self.config),
+            config: self.config.into_iter().chain(later.config).collect(),
             refresh_metadata: self.refresh_metadata || later.refresh_metadata,
         }
     }
@@ -55,7 +56,7 @@ impl ConnectArgs {
     /// The options given, as typed.
     pub fn given(&self) -> Vec<&'static str> {
         let mut given = Vec::new();
-        if self.config.is_some() {
+        if !self.config.is_empty() {
             given.push("--config");
         }
         if self.refresh_metadata {
@@ -162,9 +163,44 @@ pub enum Command {
     /// Keep a Delta Lake mirror of tables up to date, exactly once: the first run loads each
     /// table, later runs apply what changed (takes --config, --state-dir, --parallel, -q).
     Sync(SyncArgs),
+    /// Serve the environment over the Postgres wire protocol (psql, DBeaver, Metabase,
+    /// psycopg, JDBC), read-only.
+    #[cfg(feature = "serve")]
+    Serve(ServeArgs),
     /// Speak the Airbyte source protocol: a drop-in for source-microsoft-dataverse, with the
     /// same config, streams, records and state.
     Airbyte(AirbyteArgs),
+}
+
+/// `dvsql serve`: where to listen and how clients sign in. The password comes from the
+/// `DVSQL_SERVE_PASSWORD` environment variable or from `--password-file`, never from the
+/// command line (other users can read a process's arguments).
+#[cfg(feature = "serve")]
+#[derive(Args, Debug)]
+#[command(after_help = "\
+Examples:
+  dvsql serve --config prod.json                        psql -h 127.0.0.1 -p 5433 -U dvsql
+  DVSQL_SERVE_PASSWORD=… dvsql serve --config prod.json --listen 0.0.0.0:5433 \\
+      --tls-cert server.crt --tls-key server.key")]
+pub struct ServeArgs {
+    /// Address and port to listen on (port 0 picks a free one). Anything but a loopback
+    /// address needs a password.
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:5433")]
+    pub listen: String,
+    /// Read the clients' password from this file (its first line); the default is the
+    /// DVSQL_SERVE_PASSWORD environment variable, and without either no password is asked.
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+    /// TLS certificate chain (PEM); needs --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM); needs --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 #[derive(Args, Debug)]

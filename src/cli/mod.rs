@@ -15,4 +15,9 @@ pub mod helper;
 pub mod print;
 pub mod progress;
 pub mod repl;
+<<<<<<< HEAD
 pub mod sync;
+=======
+#[cfg(feature = "serve")]
+pub mod serve;
+>>>>>>> issue-19-serve

@@ -203,6 +203,7 @@ impl Replay {
             authority_host: Some(self.origin().to_string()),
             connect_timeout_secs: None,
             request_timeout_secs: None,
+            name: None,
         }
     }
 
