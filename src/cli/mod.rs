@@ -15,9 +15,6 @@ pub mod helper;
 pub mod print;
 pub mod progress;
 pub mod repl;
-<<<<<<< HEAD
-pub mod sync;
-=======
 #[cfg(feature = "serve")]
 pub mod serve;
->>>>>>> issue-19-serve
+pub mod sync;
