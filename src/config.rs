@@ -109,29 +109,82 @@ pub struct Config {
     pub name: Option<String>,
 }
 
+/// A config file of several environments, the first the default.
+#[derive(Deserialize)]
+struct SeveralEnvironments {
+    environments: Vec<Config>,
+}
+
+/// The file's text; warns (like ssh) when others can read it.
+fn read_config_file(path: &Path) -> Result<String, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    warn_if_readable_by_others(path);
+    Ok(text)
+}
+
 fn default_page_size() -> u32 {
     MAX_PAGE_SIZE
 }
 
 impl Config {
-    /// Parses and validates a JSON config. `origin` names the source in error messages.
+    /// Parses and validates a JSON config of one environment. `origin` names the source in
+    /// error messages. A file of several (see [`Config::all_from_json`]) is refused here.
     pub fn from_json(text: &str, origin: &str) -> Result<Self, ConfigError> {
-        let config: Config = serde_json::from_str(text).map_err(|source| ConfigError::Parse {
-            origin: origin.to_string(),
-            source,
-        })?;
-        config.validate()?;
-        Ok(config)
+        let mut all = Self::all_from_json(text, origin)?;
+        if all.len() > 1 {
+            return Err(ConfigError::Invalid {
+                field: "environments",
+                problem: format!(
+                    "lists {} environments in {origin}; this reads one: give a file with one",
+                    all.len()
+                ),
+            });
+        }
+        Ok(all.remove(0))
     }
 
-    /// Reads a JSON config file; warns (like ssh) when others can read it.
-    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.display().to_string(),
+    /// Parses and validates a JSON config of one environment, or of several:
+    /// `{"environments": [{"name": "prod", "url": …}, {"name": "dev", …}]}`, the first the
+    /// default, in the order written.
+    pub fn all_from_json(text: &str, origin: &str) -> Result<Vec<Self>, ConfigError> {
+        let parse_error = |source| ConfigError::Parse {
+            origin: origin.to_string(),
             source,
-        })?;
-        warn_if_readable_by_others(path);
+        };
+        // Which of the two forms, by the key; then parsed again as that form, so a field's
+        // error keeps its line and column.
+        let value: serde_json::Value = serde_json::from_str(text).map_err(parse_error)?;
+        let configs = if value.get("environments").is_some() {
+            let file: SeveralEnvironments = serde_json::from_str(text).map_err(parse_error)?;
+            if file.environments.is_empty() {
+                return Err(ConfigError::Invalid {
+                    field: "environments",
+                    problem: format!("is empty in {origin}"),
+                });
+            }
+            file.environments
+        } else {
+            vec![serde_json::from_str(text).map_err(parse_error)?]
+        };
+        for config in &configs {
+            config.validate()?;
+        }
+        Ok(configs)
+    }
+
+    /// Reads a JSON config file of one environment; warns (like ssh) when others can read it.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = read_config_file(path)?;
         Self::from_json(&text, &path.display().to_string())
+    }
+
+    /// Reads a JSON config file of one environment or several (`"environments": […]`).
+    pub fn all_from_file(path: &Path) -> Result<Vec<Self>, ConfigError> {
+        let text = read_config_file(path)?;
+        Self::all_from_json(&text, &path.display().to_string())
     }
 
     /// Builds a config from `DATAVERSE_URL`, `AZURE_TENANT_ID`, `AZURE_CLIENT_ID`,
@@ -429,6 +482,29 @@ mod tests {
             Config::from_json(r#"{"url":"https://x.crm.dynamics.com"}"#, "f.json").unwrap_err();
         let report = crate::error_report(&err);
         assert!(report.contains("f.json"), "{report}");
+        assert!(report.contains("tenant_id"), "{report}");
+    }
+
+    #[test]
+    fn one_file_can_list_several_environments_in_order() {
+        let (prod, dev) = (json(r#","name":"prod""#), json(r#","name":"dev""#));
+        let text = format!(r#"{{"environments": [{prod}, {dev}]}}"#);
+        let all = Config::all_from_json(&text, "envs.json").unwrap();
+        let names: Vec<String> = all.iter().map(Config::environment_name).collect();
+        assert_eq!(names, ["prod", "dev"]);
+        // A single-environment file reads the same through either function.
+        assert_eq!(Config::all_from_json(&prod, "one.json").unwrap().len(), 1);
+        // Where one environment is read (Airbyte, sync), a list is refused by name.
+        let err = Config::from_json(&text, "envs.json")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("lists 2 environments in envs.json"), "{err}");
+        let empty = Config::all_from_json(r#"{"environments": []}"#, "e.json").unwrap_err();
+        assert!(empty.to_string().contains("environments"), "{empty}");
+        // Each listed environment is validated, and its errors name the field.
+        let bad =
+            format!(r#"{{"environments": [{prod}, {{"url": "https://x.crm.dynamics.com"}}]}}"#);
+        let report = crate::error_report(&Config::all_from_json(&bad, "envs.json").unwrap_err());
         assert!(report.contains("tenant_id"), "{report}");
     }
 

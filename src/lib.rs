@@ -216,7 +216,10 @@ impl Dataverse {
         );
         ctx.register_udtf(
             "dataverse_change_tokens",
-            Arc::new(ChangeTokensFunction { feed: feed.clone() }),
+            Arc::new(ChangeTokensFunction {
+                feed: feed.clone(),
+                peers: Vec::new(),
+            }),
         );
         ctx.register_udtf(
             "reset_change_token",
@@ -319,6 +322,10 @@ impl Dataverse {
             }
             names.push(name);
         }
+        for (dataverse, name) in environments.iter().zip(&names) {
+            // Set once: a connection keeps its name in every session it joins.
+            let _ = dataverse.options.environment.set(name.clone());
+        }
         let config = session_config().with_default_catalog_and_schema(&names[0], SCHEMA_NAME);
         let ctx = SessionContext::new_with_config(config);
         first.register(&ctx)?;
@@ -335,6 +342,13 @@ impl Dataverse {
         ctx.register_udtf(
             "table_changes",
             Arc::new(TableChangesFunction {
+                feed: first.changes.clone(),
+                peers: peers.clone(),
+            }),
+        );
+        ctx.register_udtf(
+            "dataverse_change_tokens",
+            Arc::new(ChangeTokensFunction {
                 feed: first.changes.clone(),
                 peers: peers.clone(),
             }),

@@ -92,11 +92,16 @@ async fn run(cli: Cli) -> Result<u8, String> {
             if sync.status {
                 return cli::sync::status(&sync.to).await;
             }
-            if connect.config.len() > 1 {
-                return Err("`dvsql sync` mirrors one environment; give --config once".to_string());
+            let configs = configured_environments(&connect)?;
+            if configs.len() > 1 {
+                return Err(format!(
+                    "`dvsql sync` mirrors one environment, and {} are configured; give --config \
+                     once, with a file of one environment",
+                    configs.len()
+                ));
             }
             let (mut environments, _name, _state_dir) =
-                connect_environments(&connect, &run).await?;
+                connect_all(configs, &connect, &run).await?;
             let dataverse = environments.remove(0);
             let tables = cli::sync::entities(&dataverse, &sync).await?;
             cli::sync::run(dataverse, &sync, tables, run.parallel, run.quiet).await
@@ -185,18 +190,32 @@ async fn connect_environments(
     connect: &ConnectArgs,
     run: &RunArgs,
 ) -> Result<(Vec<Dataverse>, String, Option<PathBuf>), String> {
-    let configs = if connect.config.is_empty() {
+    let configs = configured_environments(connect)?;
+    connect_all(configs, connect, run).await
+}
+
+/// The environments the options name: each `--config` file's (one, or a list under
+/// `"environments"`), else the environment variables'.
+fn configured_environments(connect: &ConnectArgs) -> Result<Vec<Config>, String> {
+    if connect.config.is_empty() {
         if !any_connection_variable() {
             return Err(NOT_CONFIGURED.to_string());
         }
-        vec![Config::from_env().map_err(|e| one_line(&e))?]
-    } else {
-        connect
-            .config
-            .iter()
-            .map(|path| Config::from_file(path).map_err(|e| one_line(&e)))
-            .collect::<Result<Vec<_>, _>>()?
-    };
+        return Ok(vec![Config::from_env().map_err(|e| one_line(&e))?]);
+    }
+    let mut configs = Vec::new();
+    for path in &connect.config {
+        configs.extend(Config::all_from_file(path).map_err(|e| one_line(&e))?);
+    }
+    Ok(configs)
+}
+
+/// Connects to each environment; see [`connect_environments`].
+async fn connect_all(
+    configs: Vec<Config>,
+    connect: &ConnectArgs,
+    run: &RunArgs,
+) -> Result<(Vec<Dataverse>, String, Option<PathBuf>), String> {
     let state_dir = state_dir(run);
     let name = configs[0].environment_name();
     let mut environments = Vec::with_capacity(configs.len());
@@ -237,11 +256,7 @@ async fn stop_signal() -> u8 {
 
 /// `dvsql airbyte …`: the connection options may come before the word `airbyte` or after
 /// the operation (those after win); query and output options do not apply.
-async fn airbyte(
-    connect: ConnectArgs,
-    run: RunArgs,
-    args: AirbyteArgs,
-) -> Result<u8, String> {
+async fn airbyte(connect: ConnectArgs, run: RunArgs, args: AirbyteArgs) -> Result<u8, String> {
     let query_options: Vec<&str> = run
         .given()
         .into_iter()

@@ -137,8 +137,22 @@ async fn two_environments_join_and_keep_tokens_caches_and_change_tokens_apart() 
     prod.prepare("SELECT 1 FROM reset_change_token('dev.account')")
         .await
         .unwrap();
+    let tokens = "SELECT count(*) FROM dataverse_change_tokens('dev') WHERE entity = 'account'";
+    assert_eq!(count(tokens).await, "1");
     common::query(&ctx, "SELECT * FROM reset_change_token('dev.account')").await;
     assert!(!files(&dev_tokens).iter().any(|f| f.contains("account")));
+    // `dataverse_change_tokens` lists each environment's own: dev's is gone, prod's is kept.
+    assert_eq!(count(tokens).await, "0");
+    assert_eq!(
+        count("SELECT count(*) FROM dataverse_change_tokens() WHERE entity = 'account'").await,
+        "1"
+    );
+    let unknown = ctx
+        .sql("SELECT * FROM dataverse_change_tokens('test')")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(unknown.contains("the others are dev"), "{unknown}");
     assert!(
         files(&changes.join(prod.config().environment_key()))
             .iter()
@@ -219,6 +233,82 @@ async fn dvsql_takes_config_twice_and_joins_across_environments() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert_eq!(String::from_utf8(output.stdout).unwrap().trim(), want);
+}
+
+/// One config file listing both environments: `\d` names each table's environment,
+/// `\d dev.account` describes dev's, EXPLAIN names the environment of each request,
+/// `\changes dev` reads dev's tokens; `dvsql sync` refuses a file of several.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_file_of_two_environments_names_them_in_describe_and_explain() {
+    let prod_sim = simulator(30, 42).await;
+    let dev_sim = simulator(20, 43).await;
+    let home = TempDir::new().unwrap();
+    let both = serde_json::json!({
+        "environments": [named(&prod_sim, "prod"), named(&dev_sim, "dev")]
+    });
+    let path = home.path().join("environments.json");
+    std::fs::write(&path, both.to_string()).unwrap();
+    let dvsql = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_dvsql"))
+            .env("HOME", home.path())
+            .env("XDG_DATA_HOME", home.path().join("data"))
+            .env_remove("DVSQL_STATE_DIR")
+            .arg("--config")
+            .arg(&path)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let script = home.path().join("script.sql");
+    std::fs::write(
+        &script,
+        "\\d\n\\d dev.account\n\\changes dev\n         EXPLAIN SELECT name FROM dev.dataverse.account WHERE name = 'x';\n",
+    )
+    .unwrap();
+    let output = dvsql(&["-q", "--format", "csv", "-f", script.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // `\d`: every environment's tables, the default's first.
+    let listing: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.ends_with(",accounts,accountid,yes,no"))
+        .collect();
+    assert_eq!(
+        listing,
+        [
+            "prod,account,accounts,accountid,yes,no",
+            "dev,account,accounts,accountid,yes,no"
+        ],
+        "{stdout}"
+    );
+    // `\d dev.account`: dev's columns, read from dev's metadata.
+    assert!(stdout.contains("\naccountid,Uniqueidentifier,"), "{stdout}");
+    assert!(stdout.contains("entity,saved_at,age_seconds"), "{stdout}");
+    assert!(
+        stdout.contains("DataverseScanExec: [dev] GET accounts?"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("[prod]"), "{stdout}");
+    // Where one environment is read, the file is refused by name.
+    let sync = Command::new(env!("CARGO_BIN_EXE_dvsql"))
+        .env("HOME", home.path())
+        .args(["sync", "--to"])
+        .arg(home.path().join("mirror"))
+        .args(["--tables", "account", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let refusal = String::from_utf8_lossy(&sync.stderr);
+    assert_eq!(sync.status.code(), Some(1), "{refusal}");
+    assert!(
+        refusal.contains("mirrors one environment, and 2 are configured"),
+        "{refusal}"
+    );
 }
 
 /// A catalog registered on its own gets what `register` installs: the aggregate / top-N rule,

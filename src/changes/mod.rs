@@ -775,17 +775,44 @@ impl TableChangesProvider {
 #[derive(Debug)]
 pub(crate) struct ChangeTokensFunction {
     pub(crate) feed: Arc<ChangeFeed>,
+    pub(crate) peers: PeerFeeds,
+}
+
+impl ChangeTokensFunction {
+    /// The feed of the environment named (another of the session's), else the first's.
+    fn feed_of(&self, environment: Option<&str>) -> Result<&Arc<ChangeFeed>> {
+        let Some(environment) = environment else {
+            return Ok(&self.feed);
+        };
+        if let Some((_, feed)) = self.peers.iter().find(|(name, _)| name == environment) {
+            return Ok(feed);
+        }
+        let others: Vec<&str> = self.peers.iter().map(|(name, _)| name.as_str()).collect();
+        Err(DataFusionError::Plan(if others.is_empty() {
+            format!(
+                "dataverse_change_tokens('{environment}'): the session has one environment; \
+                 call it without an argument"
+            )
+        } else {
+            format!(
+                "dataverse_change_tokens('{environment}'): no such environment; the others are {}",
+                others.join(", ")
+            )
+        }))
+    }
 }
 
 impl TableFunctionImpl for ChangeTokensFunction {
     fn call_with_args(&self, args: TableFunctionArgs) -> Result<Arc<dyn TableProvider>> {
-        if !args.exprs().is_empty() {
+        let exprs = args.exprs();
+        if exprs.len() > 1 {
             return Err(DataFusionError::Plan(
-                "dataverse_change_tokens() takes no arguments".into(),
+                "dataverse_change_tokens(['environment']) takes at most one argument".into(),
             ));
         }
+        let environment = string_arg(exprs, 0, "dataverse_change_tokens", "environment name")?;
         let tokens = self
-            .feed
+            .feed_of(environment.as_deref())?
             .store
             .list()
             .map_err(|e| DataFusionError::External(Box::new(e)))?;

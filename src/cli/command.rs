@@ -9,7 +9,9 @@ use std::sync::Arc;
 use datafusion::arrow::array::{AsArray, RecordBatch, StringArray};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::common::TableReference;
 use datafusion::error::{DataFusionError, Result};
+use datafusion_dataverse::METADATA_SCHEMA;
 use datafusion_dataverse::internals::closest;
 
 use super::args::Format;
@@ -124,7 +126,13 @@ pub const COMMANDS: &[Command] = &[
     },
     Command {
         names: &["\\changes"],
-        usages: &[usage("", "saved change-tracking tokens (table_changes)")],
+        usages: &[
+            usage("", "saved change-tracking tokens (table_changes)"),
+            usage(
+                "ENV",
+                "another environment's tokens (with several --config)",
+            ),
+        ],
         action: Action::Changes,
     },
     Command {
@@ -228,6 +236,13 @@ pub async fn run(session: &mut Session, line: &str) -> Result<Outcome> {
             session
                 .run_sql("SELECT entity, saved_at, age_seconds FROM dataverse_change_tokens() ORDER BY entity")
                 .await?;
+        }
+        (Action::Changes, [environment]) => {
+            let sql = format!(
+                "SELECT entity, saved_at, age_seconds FROM dataverse_change_tokens({}) ORDER BY entity",
+                quoted(environment)
+            );
+            session.run_sql(&sql).await?;
         }
         (Action::ResetChanges, [table]) => reset_changes(session, table).await?,
         (Action::Refresh, []) => refresh(session).await?,
@@ -396,18 +411,91 @@ fn set(session: &mut Session, name: &str, value: &str) -> Result<()> {
     Ok(())
 }
 
+/// The session's Dataverse catalogs, the default first, when it has several environments;
+/// empty when it has one (then nothing is qualified by environment).
+fn environments(session: &Session) -> Vec<String> {
+    let default = default_catalog(session);
+    let mut others: Vec<String> = session
+        .ctx
+        .catalog_names()
+        .into_iter()
+        .filter(|name| *name != default && is_environment(session, name))
+        .collect();
+    if others.is_empty() {
+        return others;
+    }
+    others.sort();
+    std::iter::once(default).chain(others).collect()
+}
+
+/// A catalog holding an environment's `metadata` schema.
+fn is_environment(session: &Session, catalog: &str) -> bool {
+    session
+        .ctx
+        .catalog(catalog)
+        .is_some_and(|c| c.schema(METADATA_SCHEMA).is_some())
+}
+
+fn default_catalog(session: &Session) -> String {
+    session
+        .ctx
+        .state()
+        .config_options()
+        .catalog
+        .default_catalog
+        .clone()
+}
+
+/// `dev.account` or `dev.dataverse.account`: the environment `dev` (not the default) and the
+/// rest of the name.
+fn in_environment<'n>(session: &Session, name: &'n str) -> Option<(String, &'n str)> {
+    let (first, rest) = name.split_once('.')?;
+    let environment = environments(session)
+        .into_iter()
+        .skip(1)
+        .find(|e| e.eq_ignore_ascii_case(first))?;
+    Some((environment, rest))
+}
+
+/// `\d dev.account`, `\d dev.dataverse.account`: a table of another environment; any other
+/// `dev.schema.table` through DataFusion's catalog.
+async fn describe_in(session: &Session, environment: &str, rest: &str) -> Result<()> {
+    let table = match rest.split_once('.') {
+        None => rest,
+        Some((schema, table)) if schema.eq_ignore_ascii_case(datafusion_dataverse::SCHEMA_NAME) => {
+            table
+        }
+        Some((schema, table)) => {
+            return describe_other(session, environment, &schema.to_lowercase(), table).await;
+        }
+    };
+    describe(session, &metadata_of(Some(environment)), table).await
+}
+
+/// The `metadata` schema of an environment (`"dev".metadata`), or of the default one.
+fn metadata_of(environment: Option<&str>) -> String {
+    match environment {
+        Some(name) => format!("\"{}\".{METADATA_SCHEMA}", name.replace('"', "\"\"")),
+        None => METADATA_SCHEMA.to_string(),
+    }
+}
+
 /// An error naming the close match unless `name` is a table of the environment.
 async fn known_table(session: &Session, name: &str) -> Result<()> {
-    let known = table_names(session).await?;
+    let known = table_names(session, METADATA_SCHEMA).await?;
     if known.iter().any(|t| t == name) {
         return Ok(());
     }
     Err(not_found(name, &known))
 }
 
-/// The environment's tables, from `metadata.entity`.
-async fn table_names(session: &Session) -> Result<Vec<String>> {
-    let batches = query(session, "SELECT logicalname FROM metadata.entity").await?;
+/// The environment's tables, from its `metadata.entity`.
+async fn table_names(session: &Session, metadata: &str) -> Result<Vec<String>> {
+    let batches = query(
+        session,
+        &format!("SELECT logicalname FROM {metadata}.entity"),
+    )
+    .await?;
     let mut names = Vec::new();
     for batch in &batches {
         let column = cast(batch.column(0), &DataType::Utf8)?;
@@ -427,13 +515,10 @@ fn not_found(name: &str, known: &[String]) -> DataFusionError {
 /// `\d NAME`: a Dataverse table (plain or `dataverse.`), any other `schema.table` through
 /// DataFusion's catalog, or a schema's tables.
 async fn describe_any(session: &Session, name: &str) -> Result<()> {
-    let catalog_name = session
-        .ctx
-        .state()
-        .config_options()
-        .catalog
-        .default_catalog
-        .clone();
+    if let Some((environment, rest)) = in_environment(session, name) {
+        return describe_in(session, &environment, rest).await;
+    }
+    let catalog_name = default_catalog(session);
     let Some((schema, table)) = name.split_once('.') else {
         // `\d metadata`: a schema's tables (no Dataverse table is named like a schema).
         if name != datafusion_dataverse::SCHEMA_NAME
@@ -450,17 +535,27 @@ async fn describe_any(session: &Session, name: &str) -> Result<()> {
                 names.into_iter().map(|n| vec![n]).collect(),
             );
         }
-        return describe(session, name).await;
+        return describe(session, METADATA_SCHEMA, name).await;
     };
     let schema = schema.to_lowercase();
     if schema == datafusion_dataverse::SCHEMA_NAME {
-        return describe(session, table).await;
+        return describe(session, METADATA_SCHEMA, table).await;
     }
-    // Through the context, which also knows `information_schema`.
-    let found = match session.ctx.table_provider(name.to_lowercase()).await {
+    describe_other(session, &catalog_name, &schema, table).await
+}
+
+/// `\d schema.table` of any other schema (`information_schema` too), through the context.
+async fn describe_other(
+    session: &Session,
+    catalog_name: &str,
+    schema: &str,
+    table: &str,
+) -> Result<()> {
+    let reference = TableReference::full(catalog_name, schema, table.to_lowercase());
+    let found = match session.ctx.table_provider(reference).await {
         Ok(found) => found,
         Err(_) => {
-            let catalog = session.ctx.catalog(&catalog_name);
+            let catalog = session.ctx.catalog(catalog_name);
             let Some(provider) = catalog.as_ref().and_then(|c| c.schema(&schema)) else {
                 let mut schemas = catalog.map(|c| c.schema_names()).unwrap_or_default();
                 schemas.push("information_schema".into());
@@ -498,26 +593,48 @@ async fn describe_any(session: &Session, name: &str) -> Result<()> {
     print_rows(session, &["column", "arrow_type", "nullable"], rows)
 }
 
+/// `\d`: the tables, with their environment's name first when the session has several.
 async fn list_tables(session: &Session) -> Result<()> {
-    let sql = format!(
-        "SELECT logicalname AS \"table\", entitysetname AS entity_set, \
-         primaryidattribute AS primary_key, {} AS change_tracking, {} AS custom \
-         FROM metadata.entity ORDER BY logicalname",
+    let columns = format!(
+        "logicalname AS \"table\", entitysetname AS entity_set, \
+         primaryidattribute AS primary_key, {} AS change_tracking, {} AS custom",
         yes_no_sql("changetrackingenabled"),
         yes_no_sql("iscustomentity"),
     );
+    let environments = environments(session);
+    let sql = if environments.is_empty() {
+        format!("SELECT {columns} FROM {METADATA_SCHEMA}.entity ORDER BY logicalname")
+    } else {
+        // The default environment first, then the others by name.
+        let each: Vec<String> = environments
+            .iter()
+            .enumerate()
+            .map(|(position, name)| {
+                format!(
+                    "SELECT {position} AS position, {} AS environment, {columns} FROM {}.entity",
+                    quoted(name),
+                    metadata_of(Some(name))
+                )
+            })
+            .collect();
+        format!(
+            "SELECT environment, \"table\", entity_set, primary_key, change_tracking, custom \
+             FROM ({}) ORDER BY position, \"table\"",
+            each.join(" UNION ALL ")
+        )
+    };
     print_batches(session, &query(session, &sql).await?)
 }
 
-/// A Dataverse table's columns from `metadata.attribute`, in the table's order, then the
-/// labels of its choice columns from `metadata.optionsetvalue`.
-async fn describe(session: &Session, name: &str) -> Result<()> {
+/// A Dataverse table's columns from `metadata.attribute` (of the `metadata` schema given),
+/// in the table's order, then the labels of its choice columns from `metadata.optionsetvalue`.
+async fn describe(session: &Session, metadata: &str, name: &str) -> Result<()> {
     let sql = format!(
         "SELECT logicalname AS \"column\", columntype AS dataverse_type, \
          datatype AS arrow_type, {} AS nullable, \
          CASE WHEN attributeof IS NULL THEN odataname ELSE 'label of ' || attributeof END \
          AS source, pushdown AS filters \
-         FROM metadata.attribute WHERE entitylogicalname = {} AND iscolumn \
+         FROM {metadata}.attribute WHERE entitylogicalname = {} AND iscolumn \
          ORDER BY columnposition",
         yes_no_sql("isnullable"),
         quoted(name),
@@ -525,17 +642,17 @@ async fn describe(session: &Session, name: &str) -> Result<()> {
     let columns = query(session, &sql).await?;
     // Every table has at least its primary key: no rows means no such table.
     if row_count(&columns) == 0 {
-        return Err(not_found(name, &table_names(session).await?));
+        return Err(not_found(name, &table_names(session, metadata).await?));
     }
     print_batches(session, &columns)?;
-    describe_choices(session, name).await
+    describe_choices(session, metadata, name).await
 }
 
 /// The option values and labels of the table's choice columns, after its columns.
-async fn describe_choices(session: &Session, name: &str) -> Result<()> {
+async fn describe_choices(session: &Session, metadata: &str, name: &str) -> Result<()> {
     let sql = format!(
         "SELECT attributelogicalname AS choice_column, value, coalesce(label, '') AS label \
-         FROM metadata.optionsetvalue WHERE entitylogicalname = {} \
+         FROM {metadata}.optionsetvalue WHERE entitylogicalname = {} \
          ORDER BY attributelogicalname, value",
         quoted(name),
     );

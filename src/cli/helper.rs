@@ -90,6 +90,7 @@ impl SqlHelper {
             }
         }
         names.extend(self.schemas());
+        names.extend(self.other_catalogs());
         let state = self.ctx.state();
         names.extend(state.scalar_functions().keys().cloned());
         names.extend(state.aggregate_functions().keys().cloned());
@@ -116,15 +117,29 @@ impl SqlHelper {
             .clone()
     }
 
-    /// What follows `qualifier.`: the tables of a schema, or the loaded columns of a table.
+    /// The catalogs of the session's other environments (`dev` in `dev.dataverse.account`).
+    fn other_catalogs(&self) -> Vec<String> {
+        let default = self.catalog_name();
+        self.ctx
+            .catalog_names()
+            .into_iter()
+            .filter(|name| *name != default)
+            .collect()
+    }
+
+    /// What follows `qualifier.`: the schemas of an environment's catalog, the tables of a
+    /// schema (`dev.dataverse.` or `dataverse.`), or the loaded columns of a table.
     fn qualified(&self, qualifier: &str) -> Vec<String> {
         let qualifier = qualifier.to_lowercase();
-        if let Some(schema) = self
-            .ctx
-            .catalog(&self.catalog_name())
-            .and_then(|c| c.schema(&qualifier))
-        {
+        let (catalog, schema) = match qualifier.split_once('.') {
+            Some((catalog, schema)) => (catalog.to_string(), schema.to_string()),
+            None => (self.catalog_name(), qualifier.clone()),
+        };
+        if let Some(schema) = self.ctx.catalog(&catalog).and_then(|c| c.schema(&schema)) {
             return schema.table_names();
+        }
+        if let Some(catalog) = self.ctx.catalog(&qualifier) {
+            return catalog.schema_names();
         }
         self.dataverse
             .metadata()
@@ -215,3 +230,51 @@ impl Highlighter for SqlHelper {
 impl Validator for SqlHelper {}
 
 impl Helper for SqlHelper {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion_dataverse::Config;
+    use datafusion_dataverse::sim::{RowCounts, Simulator, SimulatorHandle, SimulatorOptions};
+
+    async fn environment(name: &str) -> (SimulatorHandle, Dataverse) {
+        let options = SimulatorOptions::default().with_rows(RowCounts::accounts_only(5));
+        let sim = Simulator::start(options).await.expect("simulator starts");
+        let mut config = Config::for_simulator(&sim);
+        config.name = Some(name.to_string());
+        let dataverse = Dataverse::connect(config).await.expect("connects");
+        (sim, dataverse)
+    }
+
+    fn completions(helper: &SqlHelper, line: &str) -> Vec<String> {
+        let history = rustyline::history::DefaultHistory::new();
+        let (_, pairs) = helper
+            .complete(line, line.len(), &Context::new(&history))
+            .expect("completes");
+        pairs.into_iter().map(|p| p.replacement).collect()
+    }
+
+    /// With several environments, Tab completes another environment's catalog, its schemas
+    /// and their tables.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn completes_another_environments_catalog_schemas_and_tables() {
+        let (_prod_sim, prod) = environment("prod").await;
+        let (_dev_sim, dev) = environment("dev").await;
+        let ctx = Dataverse::session_context_for(&[prod.clone(), dev]).expect("session");
+        let helper = SqlHelper::new(prod, ctx);
+        assert!(completions(&helper, "SELECT * FROM de").contains(&"dev".to_string()));
+        let schemas = completions(&helper, "SELECT * FROM dev.");
+        assert!(
+            schemas.contains(&"dataverse".to_string()) && schemas.contains(&"metadata".to_string()),
+            "{schemas:?}"
+        );
+        assert_eq!(
+            completions(&helper, "SELECT * FROM dev.dataverse.accou"),
+            ["account"]
+        );
+        // The default environment's schemas still complete unqualified.
+        assert!(
+            completions(&helper, "SELECT * FROM dataverse.accou").contains(&"account".to_string())
+        );
+    }
+}

@@ -52,8 +52,8 @@ use futures::stream::{FuturesUnordered, StreamExt, TryStreamExt};
 
 use super::decode::PageDecoder;
 use super::exec::{
-    DataverseScanExec, PageReader, ScanMetrics, ScanSource, external, plan_properties,
-    probe_createdon,
+    DataverseScanExec, PageReader, ScanMetrics, ScanSource, environment_prefix, external,
+    plan_properties, probe_createdon,
 };
 use super::split::{Piece, SECOND, SPLIT_COLUMN, cut, largest_query, smallest_query};
 use crate::client::{ClientError, DataverseClient, Pages};
@@ -505,6 +505,8 @@ pub struct DataverseAggregateExec {
     plan: Arc<AggregatePlan>,
     /// The scan's request (entity set and filter).
     base: ODataQuery,
+    /// The environment's name when the session has several (EXPLAIN shows it).
+    environment: String,
     primary_key: String,
     /// Whether the table has `createdon` to split on.
     splittable: bool,
@@ -535,6 +537,7 @@ impl DataverseAggregateExec {
             client: scan.client().clone(),
             plan: Arc::new(plan),
             base: scan.query().clone(),
+            environment: environment_prefix(source),
             primary_key: definition.primary_id().to_string(),
             splittable,
             fallback,
@@ -567,7 +570,11 @@ impl DisplayAs for DataverseAggregateExec {
         if let DisplayFormatType::TreeRender = t {
             return write!(f, "request={requests}");
         }
-        write!(f, "DataverseAggregateExec: GET {requests}")?;
+        write!(
+            f,
+            "DataverseAggregateExec: {}GET {requests}",
+            self.environment
+        )?;
         if self.splittable {
             write!(
                 f,
@@ -622,6 +629,7 @@ impl ExecutionPlan for DataverseAggregateExec {
             client: self.client.clone(),
             plan: self.plan.clone(),
             base: self.base.clone(),
+            environment: self.environment.clone(),
             primary_key: self.primary_key.clone(),
             splittable: self.splittable,
             fallback: children.swap_remove(0),

@@ -118,6 +118,8 @@ pub struct ScanSource {
     /// Whether pushdown was on when the scan was planned (`--no-pushdown` turns the rules
     /// off too).
     pub pushdown: bool,
+    /// The environment's name when the session has several (EXPLAIN shows it).
+    pub environment: Option<String>,
 }
 
 impl ScanSource {
@@ -299,9 +301,19 @@ impl DataverseScanExec {
                     .iter()
                     .map(|q| q.display_query())
                     .collect();
-                write!(f, "DataverseScanExec: GET {}", requests.join(" then GET "))?;
+                write!(
+                    f,
+                    "DataverseScanExec: {}GET {}",
+                    environment_prefix(&self.source),
+                    requests.join(" then GET ")
+                )?;
             }
-            None => write!(f, "DataverseScanExec: GET {}", self.query.display_query())?,
+            None => write!(
+                f,
+                "DataverseScanExec: {}GET {}",
+                environment_prefix(&self.source),
+                self.query.display_query()
+            )?,
         }
         if let (None, Some(size)) = (self.query.top, self.query.page_size) {
             write!(f, ", page_size={size}")?;
@@ -348,6 +360,15 @@ impl DataverseScanExec {
         }
         Ok(())
     }
+}
+
+/// `[dev] ` before a request of the environment `dev`, when the session has several.
+pub(crate) fn environment_prefix(source: &ScanSource) -> String {
+    source
+        .environment
+        .as_ref()
+        .map(|name| format!("[{name}] "))
+        .unwrap_or_default()
 }
 
 impl DisplayAs for DataverseScanExec {

@@ -2,8 +2,8 @@
 //! become `$filter` through the one translator ([`crate::odata::translate`]), and a LIMIT over
 //! exactly-pushed filters becomes `$top`.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::{Schema, SchemaRef};
@@ -39,6 +39,9 @@ pub struct ScanOptions {
     /// Most partitions a large scan is read in: 0 chooses from the session's concurrency
     /// limit (the server's `x-ms-dop-hint`), 1 reads every table sequentially.
     pub parallel: AtomicUsize,
+    /// The environment's name, set when a session has several environments: EXPLAIN then
+    /// names it beside each request.
+    pub environment: OnceLock<String>,
 }
 
 impl ScanOptions {
@@ -47,6 +50,7 @@ impl ScanOptions {
             pushdown: AtomicBool::new(true),
             page_size,
             parallel: AtomicUsize::new(0),
+            environment: OnceLock::new(),
         }
     }
 
@@ -266,6 +270,7 @@ impl TableProvider for DataverseTable {
             columns: indices.clone(),
             page_size: self.options.page_size,
             pushdown: self.options.pushdown_enabled(),
+            environment: self.options.environment.get().cloned(),
         };
         let exec =
             DataverseScanExec::new(self.client.clone(), query, decoder, limit, pushed, source);
