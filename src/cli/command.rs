@@ -556,7 +556,7 @@ async fn describe_other(
         Ok(found) => found,
         Err(_) => {
             let catalog = session.ctx.catalog(catalog_name);
-            let Some(provider) = catalog.as_ref().and_then(|c| c.schema(&schema)) else {
+            let Some(provider) = catalog.as_ref().and_then(|c| c.schema(schema)) else {
                 let mut schemas = catalog.map(|c| c.schema_names()).unwrap_or_default();
                 schemas.push("information_schema".into());
                 schemas.sort();
