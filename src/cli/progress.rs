@@ -1,5 +1,5 @@
-//! A progress line on stderr for long scans and exports: requests, rows, rows/s and bytes,
-//! shown only on a terminal and never with `-q` (the caller decides). Appears after half a
+//! A progress line on stderr for long scans and exports: requests, rows, rows/s, bytes and the
+//! service protection budget used, shown only on a terminal and never with `-q` (the caller decides). Appears after half a
 //! second so quick queries do not flicker.
 
 use std::time::{Duration, Instant};
@@ -51,7 +51,9 @@ impl Progress {
 }
 
 /// The progress line: requests, rows (of the expected total, when a parallel scan could
-/// estimate it from its first page), rows/s and megabytes.
+/// estimate it from its first page), rows/s and megabytes, then the service protection budget
+/// as far as the client can see it: its requests of the last five minutes against the
+/// documented 6,000, the requests allowed at once, and 429s with the time waited for them.
 fn message(now: &StatsSnapshot, elapsed: Duration) -> String {
     let secs = elapsed.as_secs_f64().max(0.001);
     let rows = if now.expected_rows > 0 {
@@ -61,12 +63,33 @@ fn message(now: &StatsSnapshot, elapsed: Duration) -> String {
         format!("{} rows", now.rows)
     };
     format!(
-        "{} requests · {rows} · {:.0} rows/s · {:.1} MB",
+        "{} requests · {rows} · {:.0} rows/s · {:.1} MB · {}",
         now.requests,
         now.rows as f64 / secs,
-        now.bytes as f64 / 1e6
+        now.bytes as f64 / 1e6,
+        budget(now)
     )
 }
+
+/// The budget part of the progress line and of `\stats`: `budget 812/6000 requests in 5 min,
+/// 6 at once`, then `, 12 × 429 (31.0 s waiting)` once the service has throttled.
+pub fn budget(now: &StatsSnapshot) -> String {
+    let mut text = format!(
+        "budget {}/{REQUESTS_PER_WINDOW} requests in 5 min, {} at once",
+        now.recent_requests, now.concurrency
+    );
+    if now.throttled > 0 {
+        text.push_str(&format!(
+            ", {} × 429 ({:.1} s waiting)",
+            now.throttled,
+            now.waited.as_secs_f64()
+        ));
+    }
+    text
+}
+
+/// The documented requests per user per five minutes (Web API notes: "Throttling limits").
+const REQUESTS_PER_WINDOW: u64 = 6000;
 
 #[cfg(test)]
 mod tests {
@@ -78,20 +101,38 @@ mod tests {
             requests: 4,
             rows: 10_000,
             bytes: 2_500_000,
+            recent_requests: 9,
+            concurrency: 4,
             ..Default::default()
         };
         let second = Duration::from_secs(2);
         assert_eq!(
             message(&now, second),
-            "4 requests · 10000 rows · 5000 rows/s · 2.5 MB"
+            "4 requests · 10000 rows · 5000 rows/s · 2.5 MB · budget 9/6000 requests in 5 min, 4 at once"
         );
         now.expected_rows = 40_000;
-        assert_eq!(
-            message(&now, second),
-            "4 requests · 10000 of ~40000 rows (25%) · 5000 rows/s · 2.5 MB"
+        assert!(
+            message(&now, second).starts_with("4 requests · 10000 of ~40000 rows (25%) · "),
+            "{}",
+            message(&now, second)
         );
         // An estimate that falls short never shows more than 99%.
         now.rows = 50_000;
         assert!(message(&now, second).contains("(99%)"));
+    }
+
+    #[test]
+    fn the_budget_shows_429s_and_their_wait_once_there_are_any() {
+        let now = StatsSnapshot {
+            recent_requests: 812,
+            concurrency: 3,
+            throttled: 12,
+            waited: Duration::from_millis(31_040),
+            ..Default::default()
+        };
+        assert_eq!(
+            budget(&now),
+            "budget 812/6000 requests in 5 min, 3 at once, 12 × 429 (31.0 s waiting)"
+        );
     }
 }

@@ -1,11 +1,21 @@
 //! The session-wide limit on requests in flight (Web API notes: "Throttling guidance"): start from
-//! the server's `x-ms-dop-hint`, halve on every 429, and grow back by one after a run of successes
+//! the server's `x-ms-dop-hint`, halve on a 429, and grow back by one after a run of successes
 //! (additive increase, multiplicative decrease). Every scan of one connection shares it, so
 //! parallel queries cannot gang up on the service-protection limits.
+//!
+//! Two rules keep a scan of many streams from storming a throttled service:
+//! * **One decrease per 429 episode.** When the budget runs out, every request in flight may
+//!   come back 429; only those sent after the last decrease lower the limit again (TCP's one
+//!   reduction per round trip). Without it eight streams would halve the limit eight times.
+//! * **A shared pause.** A 429's `Retry-After` (or backoff) holds every request not yet sent
+//!   until it has passed, not only the one it answered: the service refuses them all until
+//!   then, and each refusal counts against the budget too.
 
 use std::sync::Mutex;
+use std::time::Duration;
 
 use tokio::sync::{Semaphore, SemaphorePermit};
+use tokio::time::Instant;
 
 /// Successes needed before the limit grows by one.
 const GROWTH_RUN: u32 = 20;
@@ -20,6 +30,10 @@ struct State {
     successes: u32,
     /// Permits to retire as requests finish (the limit dropped below what was handed out).
     owed: usize,
+    /// Decreases so far: a 429 to a request sent before the last one does not decrease again.
+    episode: u64,
+    /// No request starts before this (a 429's `Retry-After`).
+    paused_until: Option<Instant>,
 }
 
 #[derive(Debug)]
@@ -32,6 +46,16 @@ pub struct ConcurrencyLimit {
 pub struct Permit<'a> {
     permit: Option<SemaphorePermit<'a>>,
     limit: &'a ConcurrencyLimit,
+    /// The decrease episode the request was sent in.
+    episode: u64,
+}
+
+impl Permit<'_> {
+    /// The request was throttled (429): lower the limit unless this episode did already, and
+    /// hold every request until `pause` has passed.
+    pub fn throttled(self, pause: Duration) {
+        self.limit.on_throttled(self.episode, pause);
+    }
 }
 
 impl Drop for Permit<'_> {
@@ -56,15 +80,40 @@ impl ConcurrencyLimit {
                 ceiling: initial,
                 successes: 0,
                 owed: 0,
+                episode: 0,
+                paused_until: None,
             }),
         }
     }
 
+    /// A slot for one request, once no pause holds requests back.
     pub async fn acquire(&self) -> Permit<'_> {
-        let permit = self.semaphore.acquire().await.expect("never closed");
-        Permit {
-            permit: Some(permit),
-            limit: self,
+        loop {
+            self.wait_out_pause().await;
+            let permit = self.semaphore.acquire().await.expect("never closed");
+            // A pause may have begun while this waited for a slot.
+            if self.pause_end().is_some() {
+                drop(permit);
+                continue;
+            }
+            let episode = self.state.lock().expect("not poisoned").episode;
+            return Permit {
+                permit: Some(permit),
+                limit: self,
+                episode,
+            };
+        }
+    }
+
+    /// The end of the current pause, if one is running.
+    fn pause_end(&self) -> Option<Instant> {
+        let state = self.state.lock().expect("not poisoned");
+        state.paused_until.filter(|&end| end > Instant::now())
+    }
+
+    async fn wait_out_pause(&self) {
+        while let Some(end) = self.pause_end() {
+            tokio::time::sleep_until(end).await;
         }
     }
 
@@ -87,12 +136,18 @@ impl ConcurrencyLimit {
         state.ceiling = hint;
     }
 
-    /// A 429: halve the limit (at least one request may still run).
-    pub fn on_throttled(&self) {
+    /// A 429 to a request sent in `episode`: halve the limit (at least one request may still
+    /// run) if no other 429 of the episode did, and pause new requests for `pause`.
+    fn on_throttled(&self, episode: u64, pause: Duration) {
         let mut state = self.state.lock().expect("not poisoned");
-        let target = (state.current / 2).max(1);
-        self.shrink(&mut state, target);
+        if episode == state.episode {
+            let target = (state.current / 2).max(1);
+            self.shrink(&mut state, target);
+            state.episode += 1;
+        }
         state.successes = 0;
+        let end = Instant::now() + pause;
+        state.paused_until = Some(state.paused_until.map_or(end, |p| p.max(end)));
     }
 
     fn shrink(&self, state: &mut State, target: usize) {
@@ -149,12 +204,11 @@ mod tests {
         let limit = ConcurrencyLimit::new(4);
         limit.set_ceiling(8);
         assert_eq!(limit.current(), 8);
-        limit.on_throttled();
-        assert_eq!(limit.current(), 4);
-        limit.on_throttled();
-        limit.on_throttled();
-        limit.on_throttled();
-        assert_eq!(limit.current(), 1);
+        // Each 429 to a request sent after the previous decrease halves the limit.
+        for expected in [4, 2, 1, 1] {
+            limit.acquire().await.throttled(Duration::ZERO);
+            assert_eq!(limit.current(), expected);
+        }
         for _ in 0..GROWTH_RUN {
             limit.on_success();
         }
@@ -167,8 +221,8 @@ mod tests {
     #[tokio::test]
     async fn in_flight_permits_are_retired_when_the_limit_drops() {
         let limit = ConcurrencyLimit::new(4);
-        let held: Vec<_> = futures::future::join_all((0..4).map(|_| limit.acquire())).await;
-        limit.on_throttled(); // 4 → 2 with every permit in use: two are owed
+        let mut held: Vec<_> = futures::future::join_all((0..4).map(|_| limit.acquire())).await;
+        held.pop().unwrap().throttled(Duration::ZERO); // 4 → 2 with every permit in use
         drop(held);
         assert_eq!(limit.semaphore.available_permits(), 2);
         let _a = limit.acquire().await;
@@ -177,5 +231,40 @@ mod tests {
             limit.semaphore.try_acquire().is_err(),
             "only two at once now"
         );
+    }
+
+    /// Eight streams throttled at once lower the limit once, not eight times.
+    #[tokio::test]
+    async fn the_429s_of_one_episode_decrease_the_limit_once() {
+        let limit = ConcurrencyLimit::new(8);
+        let held: Vec<_> = futures::future::join_all((0..8).map(|_| limit.acquire())).await;
+        for permit in held {
+            permit.throttled(Duration::ZERO);
+        }
+        assert_eq!(limit.current(), 4);
+        // A request sent after the decrease that is throttled again starts a new episode.
+        limit.acquire().await.throttled(Duration::ZERO);
+        assert_eq!(limit.current(), 2);
+    }
+
+    /// A 429's pause holds back every request not yet sent, not only the throttled one.
+    #[tokio::test]
+    async fn a_retry_after_pauses_every_stream() {
+        use futures::FutureExt;
+        let limit = ConcurrencyLimit::new(4);
+        let (a, b) = (limit.acquire().await, limit.acquire().await);
+        a.throttled(Duration::from_secs(30));
+        assert!(
+            limit.acquire().now_or_never().is_none(),
+            "another stream's request must wait for the pause"
+        );
+        // A shorter pause of the same episode does not cut the longer one short.
+        b.throttled(Duration::from_secs(1));
+        let left = limit.pause_end().expect("paused") - Instant::now();
+        assert!(left > Duration::from_secs(29), "{left:?}");
+        // Once the pause is over, requests go at once.
+        let limit = ConcurrencyLimit::new(4);
+        limit.acquire().await.throttled(Duration::ZERO);
+        assert!(limit.acquire().now_or_never().is_some());
     }
 }

@@ -17,6 +17,7 @@
 use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::collections::HashMap;
+use std::ops::RangeInclusive;
 
 use crate::sim::data::Row;
 use crate::sim::error::ApiError;
@@ -675,6 +676,49 @@ impl Pred {
         }
     }
 
+    /// The whole seconds within which a DateTime column (at `storage`) must lie for the
+    /// predicate to be true, as far as its comparisons with literals say (everything when they
+    /// say nothing; empty when no non-NULL value can do). Rows whose value is NULL are not
+    /// described. A synthesised table reads only the rows in this range.
+    pub(crate) fn datetime_range(&self, storage: Storage) -> RangeInclusive<i64> {
+        const ALL: RangeInclusive<i64> = i64::MIN..=i64::MAX;
+        const NONE: RangeInclusive<i64> = 1..=0;
+        let on = |c: &ColRef| c.storage == storage;
+        let secs = |v: &Value| match v {
+            Value::DateTime(t) => Some(*t),
+            _ => None,
+        };
+        match self {
+            Pred::Const(Some(true)) => ALL,
+            Pred::Const(_) => NONE,
+            Pred::And(ps) => ps.iter().fold(ALL, |r, p| {
+                let q = p.datetime_range(storage);
+                *r.start().max(q.start())..=*r.end().min(q.end())
+            }),
+            Pred::Or(ps) => ps
+                .iter()
+                .fold(NONE, |r, p| hull(r, p.datetime_range(storage))),
+            Pred::IsNull(c, true) if on(c) => NONE,
+            Pred::CmpLit(c, op, v) if on(c) => match (op, secs(v)) {
+                (CmpOp::Eq, Some(t)) => t..=t,
+                (CmpOp::Gt, Some(t)) => t.saturating_add(1)..=i64::MAX,
+                (CmpOp::Ge, Some(t)) => t..=i64::MAX,
+                (CmpOp::Lt, Some(t)) => i64::MIN..=t.saturating_sub(1),
+                (CmpOp::Le, Some(t)) => i64::MIN..=t,
+                _ => ALL,
+            },
+            Pred::Between(c, lo, hi, false) if on(c) => match (secs(lo), secs(hi)) {
+                (Some(lo), Some(hi)) => lo..=hi,
+                _ => ALL,
+            },
+            Pred::In(c, values, false) if on(c) => values.iter().fold(NONE, |r, v| match secs(v) {
+                Some(t) => hull(r, t..=t),
+                None => ALL,
+            }),
+            _ => ALL,
+        }
+    }
+
     /// Evaluates the predicate on a row: `Some(true)`, `Some(false)` or unknown (`None`).
     pub(crate) fn eval(&self, row: &Row, null_inclusive_ne: bool) -> Option<bool> {
         match self {
@@ -754,6 +798,15 @@ impl Pred {
                 _ => (*negated && null_inclusive_ne).then_some(true),
             },
         }
+    }
+}
+
+/// The smallest range holding both (an empty one holds nothing).
+fn hull(a: RangeInclusive<i64>, b: RangeInclusive<i64>) -> RangeInclusive<i64> {
+    match (a.is_empty(), b.is_empty()) {
+        (true, _) => b,
+        (_, true) => a,
+        _ => *a.start().min(b.start())..=*a.end().max(b.end()),
     }
 }
 

@@ -1,0 +1,327 @@
+//! The service protection budget (issue 18, part 3): how close a large scan comes to the
+//! throughput the per-user budget of the real service permits, against the simulator's server
+//! model (ARCHITECTURE.md: "The simulator's server model").
+//!
+//! ```sh
+//! cargo bench --bench budget                     # 2,000,000 accounts, x-ms-dop-hint 8
+//! DVSQL_BENCH_ROWS=200000 DVSQL_BENCH_WINDOW_DIVISOR=100 cargo bench --bench budget
+//! ```
+//!
+//! The simulator synthesises the `account` rows page by page (memory stays small) and plays
+//! the model `DVSQL_BENCH_SPEEDUP` times faster than real time (default 2), with the 5-minute
+//! window and its two budgets divided by `DVSQL_BENCH_WINDOW_DIVISOR` (default 10: 30 s, 600
+//! requests, 120 s of server time): the sustained rates are the documented ones, and a scan
+//! of 2,000,000 rows spans several windows, so the steady state dominates. Every figure below
+//! is in the model's (real) time: played seconds times the speedup.
+//!
+//! One scan of every data column (`COUNT` of the stream, as `benches/scan.rs` (b)) prints:
+//! * the throughput reached, and the throughput the budget permits: the shortest time in which
+//!   the scan's pages (5,000 rows each, with the model's server time per page) fit the three
+//!   limits from a fresh window (requests and server time per window, requests at once), and
+//!   their ratio (target ≥ 80%);
+//! * the 429s by limit, and the most requests the server ever had at once, with the
+//!   client's concurrency limit sampled over the scan (target: it settles below the limit,
+//!   without a storm of 429s);
+//! * the server time used per second against the 4 s the budget sustains.
+//!
+//! Other settings: `DVSQL_BENCH_DOP_HINT` (default 8, the `x-ms-dop-hint` the server sends).
+
+use std::time::{Duration, Instant};
+
+use datafusion_dataverse::config::MAX_PAGE_SIZE;
+use datafusion_dataverse::sim::{
+    BudgetSnapshot, RowCounts, ServerModel, Simulator, SimulatorHandle, SimulatorOptions,
+};
+
+mod common;
+
+use common::{Accounts, BoxError, env_usize, proc_status_kib};
+
+/// The issue's scan: two million accounts.
+const DEFAULT_ROWS: usize = 2_000_000;
+/// Played this many times faster than real time.
+const DEFAULT_SPEEDUP: f64 = 2.0;
+/// The window and its budgets divided by this.
+const DEFAULT_WINDOW_DIVISOR: usize = 10;
+/// More than the budget sustains with 1.4-second pages (4 s of server time per second): the
+/// client has to find the level itself.
+const DEFAULT_DOP_HINT: usize = 8;
+/// How often the client's concurrency limit is sampled.
+const SAMPLE_EVERY: Duration = Duration::from_millis(50);
+
+/// What the benchmark was asked for.
+struct Settings {
+    rows: usize,
+    speedup: f64,
+    window_divisor: u32,
+    dop_hint: u32,
+}
+
+impl Settings {
+    fn from_env() -> Self {
+        let speedup = std::env::var("DVSQL_BENCH_SPEEDUP")
+            .ok()
+            .map(|v| {
+                v.parse::<f64>()
+                    .expect("DVSQL_BENCH_SPEEDUP must be a number")
+            })
+            .unwrap_or(DEFAULT_SPEEDUP);
+        Settings {
+            rows: env_usize("DVSQL_BENCH_ROWS", DEFAULT_ROWS),
+            speedup,
+            window_divisor: env_usize("DVSQL_BENCH_WINDOW_DIVISOR", DEFAULT_WINDOW_DIVISOR) as u32,
+            dop_hint: env_usize("DVSQL_BENCH_DOP_HINT", DEFAULT_DOP_HINT) as u32,
+        }
+    }
+
+    fn model(&self) -> ServerModel {
+        ServerModel::default()
+            .with_shorter_window(self.window_divisor)
+            .with_speedup(self.speedup)
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), BoxError> {
+    let settings = Settings::from_env();
+    let model = settings.model();
+    println!(
+        "budget benchmark: {} synthesised accounts, x-ms-dop-hint {}, model played {}× faster",
+        settings.rows, settings.dop_hint, settings.speedup
+    );
+    println!(
+        "budget per {} s window: {} requests, {} s of server time, {} at once \
+         (the documented 300 s / 6,000 / 1,200 s / 52 with the window divided by {})",
+        model.window.as_secs_f64(),
+        model.request_limit,
+        model.execution_limit.as_secs_f64(),
+        model.concurrency_limit,
+        settings.window_divisor
+    );
+    let sim = Simulator::start(
+        SimulatorOptions::default()
+            .with_rows(RowCounts::accounts_only(settings.rows))
+            .with_synthesised_accounts(true)
+            .with_dop_hint(settings.dop_hint)
+            .with_server_model(model.clone()),
+    )
+    .await?;
+    let table = Accounts::connect(&sim).await?;
+    let scan = Scan::new(&table, &model);
+    println!(
+        "a full page: {} rows of {} values, {:.3} s of server time",
+        MAX_PAGE_SIZE,
+        scan.values_per_row,
+        scan.page_time.as_secs_f64()
+    );
+    // The budget the connection used already (metadata) leaves the window before the scan.
+    tokio::time::sleep(model.window.div_f64(model.speedup)).await;
+    let outcome = scan.run(&table, &sim).await?;
+    outcome.print(&scan, &model);
+    println!(
+        "peak RSS of the process (simulator and client): {} MiB",
+        proc_status_kib(std::path::Path::new("/proc/self/status"), "VmHWM").unwrap_or(0) / 1024
+    );
+    Ok(())
+}
+
+/// The scan measured, and what one of its pages costs the server.
+struct Scan {
+    sql: String,
+    /// Properties per row in the scan's pages (the key and the currency included).
+    values_per_row: usize,
+    /// Model server time of a full page.
+    page_time: Duration,
+}
+
+/// What the scan did.
+struct Outcome {
+    rows: u64,
+    /// In the model's time.
+    elapsed: Duration,
+    requests: u64,
+    budget: BudgetSnapshot,
+    client_throttled: u64,
+    client_waited: Duration,
+    /// The client's concurrency limit, sampled through the scan.
+    concurrency: Vec<usize>,
+}
+
+impl Scan {
+    fn new(table: &Accounts, model: &ServerModel) -> Self {
+        let values_per_row = values_per_row(&table.first_page_url);
+        let page = MAX_PAGE_SIZE as usize;
+        Scan {
+            sql: table.all_columns_sql.clone(),
+            values_per_row,
+            page_time: model.server_time(page, page * values_per_row, 0),
+        }
+    }
+
+    async fn run(&self, table: &Accounts, sim: &SimulatorHandle) -> Result<Outcome, BoxError> {
+        let before = (sim.budget(), table.dv.stats());
+        let sampling = sample_concurrency(table.dv.clone());
+        let started = Instant::now();
+        let run = table.count_rows(&self.sql).await?;
+        let played = started.elapsed();
+        sampling.abort();
+        let concurrency = sampling.await.unwrap_or_default();
+        let (budget, stats) = (sim.budget(), table.dv.stats().since(&before.1));
+        Ok(Outcome {
+            rows: run.rows,
+            elapsed: played.mul_f64(
+                sim.options()
+                    .server_model
+                    .as_ref()
+                    .map_or(1.0, |m| m.speedup),
+            ),
+            requests: run.requests,
+            budget: budget.since(&before.0),
+            client_throttled: stats.throttled,
+            client_waited: stats.waited,
+            concurrency,
+        })
+    }
+
+    /// The shortest time (model time) in which `rows` rows in full pages fit the budget from
+    /// a fresh window: at most the concurrency limit's worth of server time per second, and
+    /// within each window at most its requests and its server time (a burst at the start of
+    /// every window is the fastest schedule a sliding window allows).
+    fn permitted_time(&self, rows: u64, model: &ServerModel) -> Duration {
+        let page = MAX_PAGE_SIZE as u64;
+        let pages = rows.div_ceil(page);
+        let last_rows = (rows - (pages - 1) * page) as usize;
+        let last_time = model.server_time(last_rows, last_rows * self.values_per_row, 0);
+        let total = self.page_time.as_secs_f64() * (pages - 1) as f64 + last_time.as_secs_f64();
+        let (window, at_once) = (model.window.as_secs_f64(), model.concurrency_limit as f64);
+        let execution = model.execution_limit.as_secs_f64();
+        let per_request = self.page_time.as_secs_f64();
+        let fits = |d: f64| {
+            let (windows, rest) = ((d / window).floor(), d % window);
+            let time = windows * execution + (at_once * rest).min(execution);
+            let requests = windows * model.request_limit as f64
+                + (at_once * rest / per_request)
+                    .floor()
+                    .min(model.request_limit as f64);
+            time >= total && requests >= pages as f64
+        };
+        let (mut lo, mut hi) = (0.0, total);
+        while !fits(hi) {
+            hi *= 2.0;
+        }
+        for _ in 0..100 {
+            let mid = (lo + hi) / 2.0;
+            if fits(mid) { hi = mid } else { lo = mid }
+        }
+        Duration::from_secs_f64(hi)
+    }
+
+    /// Rows per second the budget sustains once bursts are spent: the least of what each
+    /// limit allows with full pages.
+    fn sustained_rate(&self, model: &ServerModel) -> f64 {
+        let window = model.window.as_secs_f64();
+        let per_request = self.page_time.as_secs_f64();
+        let pages_per_s = (model.request_limit as f64 / window)
+            .min(model.execution_limit.as_secs_f64() / window / per_request)
+            .min(model.concurrency_limit as f64 / per_request);
+        pages_per_s * MAX_PAGE_SIZE as f64
+    }
+}
+
+impl Outcome {
+    fn print(&self, scan: &Scan, model: &ServerModel) {
+        let secs = self.elapsed.as_secs_f64();
+        let reached = self.rows as f64 / secs;
+        let permitted_time = scan.permitted_time(self.rows, model);
+        let permitted = self.rows as f64 / permitted_time.as_secs_f64();
+        let ratio = reached / permitted;
+        let b = &self.budget;
+        println!();
+        println!(
+            "figures in the model's time (played time × {})",
+            model.speedup
+        );
+        println!(
+            "scan: {} rows in {:.1} s, {} requests",
+            self.rows, secs, self.requests
+        );
+        println!("throughput reached:          {reached:>10.0} rows/s");
+        println!(
+            "throughput the budget permits: {permitted:>8.0} rows/s (at best {:.1} s; sustained {:.0} rows/s)",
+            permitted_time.as_secs_f64(),
+            scan.sustained_rate(model)
+        );
+        println!(
+            "ratio: {:.1}% (target ≥ 80%): {}",
+            ratio * 100.0,
+            if ratio >= 0.8 { "met" } else { "missed" }
+        );
+        println!(
+            "429s: {} (requests {}, server time {}, at once {}); the client saw {}, waited {:.1} s in retries",
+            b.refused(),
+            b.refused_requests,
+            b.refused_execution,
+            b.refused_concurrency,
+            self.client_throttled,
+            self.client_waited.as_secs_f64() * model.speedup
+        );
+        println!(
+            "server time used: {:.0} s, {:.2} s per second (the budget sustains {:.2})",
+            b.executed.as_secs_f64(),
+            b.executed.as_secs_f64() / secs,
+            model.execution_limit.as_secs_f64() / model.window.as_secs_f64()
+        );
+        println!(
+            "most requests at once on the server: {} (limit {})",
+            b.peak_concurrency, model.concurrency_limit
+        );
+        println!(
+            "client's concurrency limit by tenth of the scan: {}",
+            tenths(&self.concurrency)
+        );
+    }
+}
+
+/// The client's concurrency limit every [`SAMPLE_EVERY`], until aborted.
+fn sample_concurrency(dv: datafusion_dataverse::Dataverse) -> tokio::task::JoinHandle<Vec<usize>> {
+    let samples = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let task = {
+        let samples = samples.clone();
+        tokio::spawn(async move {
+            loop {
+                samples
+                    .lock()
+                    .expect("not poisoned")
+                    .push(dv.stats().concurrency);
+                tokio::time::sleep(SAMPLE_EVERY).await;
+            }
+        })
+    };
+    tokio::spawn(async move {
+        let _ = task.await;
+        std::mem::take(&mut *samples.lock().expect("not poisoned"))
+    })
+}
+
+/// The samples at each tenth of the scan: `8 8 4 5 5 4 …`.
+fn tenths(samples: &[usize]) -> String {
+    if samples.is_empty() {
+        return "(none)".to_string();
+    }
+    (0..10)
+        .map(|i| samples[i * samples.len() / 10].to_string())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Properties per row of the scan's pages: its `$select` list, plus the key if missing.
+fn values_per_row(first_page_url: &str) -> usize {
+    let url = url::Url::parse(first_page_url).expect("the scan's URL");
+    let select = url
+        .query_pairs()
+        .find(|(k, _)| k == "$select")
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default();
+    let names: Vec<&str> = select.split(',').filter(|n| !n.is_empty()).collect();
+    names.len() + usize::from(!names.contains(&"accountid"))
+}
