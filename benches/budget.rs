@@ -26,6 +26,7 @@
 //!
 //! Other settings: `DVSQL_BENCH_DOP_HINT` (default 8, the `x-ms-dop-hint` the server sends).
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use datafusion_dataverse::config::MAX_PAGE_SIZE;
@@ -117,7 +118,7 @@ async fn main() -> Result<(), BoxError> {
     // The budget the connection used already (metadata) leaves the window before the scan.
     tokio::time::sleep(model.window.div_f64(model.speedup)).await;
     let outcome = scan.run(&table, &sim).await?;
-    outcome.print(&scan, &model);
+    outcome.print(&scan, &model, settings.dop_hint);
     println!(
         "peak RSS of the process (simulator and client): {} MiB",
         proc_status_kib(std::path::Path::new("/proc/self/status"), "VmHWM").unwrap_or(0) / 1024
@@ -160,12 +161,11 @@ impl Scan {
 
     async fn run(&self, table: &Accounts, sim: &SimulatorHandle) -> Result<Outcome, BoxError> {
         let before = (sim.budget(), table.dv.stats());
-        let sampling = sample_concurrency(table.dv.clone());
+        let sampler = Sampler::start(table.dv.clone());
         let started = Instant::now();
         let run = table.count_rows(&self.sql).await?;
         let played = started.elapsed();
-        sampling.abort();
-        let concurrency = sampling.await.unwrap_or_default();
+        let concurrency = sampler.stop();
         let (budget, stats) = (sim.budget(), table.dv.stats().since(&before.1));
         Ok(Outcome {
             rows: run.rows,
@@ -183,37 +183,21 @@ impl Scan {
         })
     }
 
-    /// The shortest time (model time) in which `rows` rows in full pages fit the budget from
-    /// a fresh window: at most the concurrency limit's worth of server time per second, and
-    /// within each window at most its requests and its server time (a burst at the start of
-    /// every window is the fastest schedule a sliding window allows).
-    fn permitted_time(&self, rows: u64, model: &ServerModel) -> Duration {
+    /// The scan's pages against the budget, `at_once` requests at most at a time.
+    fn schedule(&self, rows: u64, model: &ServerModel, at_once: usize) -> Schedule {
         let page = MAX_PAGE_SIZE as u64;
-        let pages = rows.div_ceil(page);
+        let pages = rows.div_ceil(page).max(1);
         let last_rows = (rows - (pages - 1) * page) as usize;
         let last_time = model.server_time(last_rows, last_rows * self.values_per_row, 0);
-        let total = self.page_time.as_secs_f64() * (pages - 1) as f64 + last_time.as_secs_f64();
-        let (window, at_once) = (model.window.as_secs_f64(), model.concurrency_limit as f64);
-        let execution = model.execution_limit.as_secs_f64();
-        let per_request = self.page_time.as_secs_f64();
-        let fits = |d: f64| {
-            let (windows, rest) = ((d / window).floor(), d % window);
-            let time = windows * execution + (at_once * rest).min(execution);
-            let requests = windows * model.request_limit as f64
-                + (at_once * rest / per_request)
-                    .floor()
-                    .min(model.request_limit as f64);
-            time >= total && requests >= pages as f64
-        };
-        let (mut lo, mut hi) = (0.0, total);
-        while !fits(hi) {
-            hi *= 2.0;
+        Schedule {
+            pages: pages as f64,
+            total: self.page_time.as_secs_f64() * (pages - 1) as f64 + last_time.as_secs_f64(),
+            per_request: self.page_time.as_secs_f64(),
+            window: model.window.as_secs_f64(),
+            execution: model.execution_limit.as_secs_f64(),
+            requests: model.request_limit as f64,
+            at_once: at_once as f64,
         }
-        for _ in 0..100 {
-            let mid = (lo + hi) / 2.0;
-            if fits(mid) { hi = mid } else { lo = mid }
-        }
-        Duration::from_secs_f64(hi)
     }
 
     /// Rows per second the budget sustains once bursts are spent: the least of what each
@@ -228,12 +212,94 @@ impl Scan {
     }
 }
 
+/// A scan's pages against a budget, all in model seconds.
+struct Schedule {
+    pages: f64,
+    /// Server time of all pages.
+    total: f64,
+    /// Server time of a full page.
+    per_request: f64,
+    window: f64,
+    /// Server time per window.
+    execution: f64,
+    /// Requests per window.
+    requests: f64,
+    /// Requests at once.
+    at_once: f64,
+}
+
+/// One limit of the budget.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Limit {
+    ServerTime,
+    Requests,
+    AtOnce,
+}
+
+impl Limit {
+    fn name(self) -> &'static str {
+        match self {
+            Limit::ServerTime => "server time per window",
+            Limit::Requests => "requests per window",
+            Limit::AtOnce => "requests at once",
+        }
+    }
+}
+
+impl Schedule {
+    /// The shortest time in which every page fits the given limits from a fresh window: at
+    /// most `at_once` requests running, and within each window at most its requests and its
+    /// server time (a burst at the start of every window is the fastest schedule a sliding
+    /// window allows).
+    fn shortest(&self, limits: &[Limit]) -> f64 {
+        let fits = |d: f64| {
+            let (windows, rest) = ((d / self.window).floor(), d % self.window);
+            let in_rest = self.at_once * rest;
+            let time = if limits.contains(&Limit::ServerTime) {
+                windows * self.execution + in_rest.min(self.execution)
+            } else {
+                self.at_once * d
+            };
+            let requests = if limits.contains(&Limit::Requests) {
+                windows * self.requests + (in_rest / self.per_request).floor().min(self.requests)
+            } else {
+                f64::INFINITY
+            };
+            time >= self.total && requests >= self.pages
+        };
+        let (mut lo, mut hi) = (0.0, self.total.max(1e-9));
+        while !fits(hi) {
+            hi *= 2.0;
+        }
+        for _ in 0..100 {
+            let mid = (lo + hi) / 2.0;
+            if fits(mid) { hi = mid } else { lo = mid }
+        }
+        hi
+    }
+
+    /// The shortest time under all three limits, and the limit that alone takes longest.
+    fn permitted(&self) -> (f64, Limit) {
+        let all = self.shortest(&[Limit::ServerTime, Limit::Requests, Limit::AtOnce]);
+        let binding = [Limit::ServerTime, Limit::Requests, Limit::AtOnce]
+            .into_iter()
+            .max_by(|a, b| self.shortest(&[*a]).total_cmp(&self.shortest(&[*b])))
+            .unwrap_or(Limit::AtOnce);
+        (all, binding)
+    }
+}
+
 impl Outcome {
-    fn print(&self, scan: &Scan, model: &ServerModel) {
+    fn print(&self, scan: &Scan, model: &ServerModel, dop_hint: u32) {
         let secs = self.elapsed.as_secs_f64();
         let reached = self.rows as f64 / secs;
-        let permitted_time = scan.permitted_time(self.rows, model);
-        let permitted = self.rows as f64 / permitted_time.as_secs_f64();
+        let schedule = scan.schedule(self.rows, model, model.concurrency_limit);
+        let (permitted_time, binding) = schedule.permitted();
+        let permitted = self.rows as f64 / permitted_time;
+        let at_hint = scan
+            .schedule(self.rows, model, dop_hint as usize)
+            .permitted()
+            .0;
         let ratio = reached / permitted;
         let b = &self.budget;
         println!();
@@ -247,9 +313,14 @@ impl Outcome {
         );
         println!("throughput reached:          {reached:>10.0} rows/s");
         println!(
-            "throughput the budget permits: {permitted:>8.0} rows/s (at best {:.1} s; sustained {:.0} rows/s)",
-            permitted_time.as_secs_f64(),
+            "throughput the budget permits: {permitted:>8.0} rows/s (at best {permitted_time:.1} s, bound by {}; \
+             sustained {:.0} rows/s)",
+            binding.name(),
             scan.sustained_rate(model)
+        );
+        println!(
+            "  with at most x-ms-dop-hint ({dop_hint}) at once: {:.0} rows/s",
+            self.rows as f64 / at_hint
         );
         println!(
             "ratio: {:.1}% (target ≥ 80%): {}",
@@ -282,25 +353,32 @@ impl Outcome {
     }
 }
 
-/// The client's concurrency limit every [`SAMPLE_EVERY`], until aborted.
-fn sample_concurrency(dv: datafusion_dataverse::Dataverse) -> tokio::task::JoinHandle<Vec<usize>> {
-    let samples = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let task = {
-        let samples = samples.clone();
-        tokio::spawn(async move {
-            loop {
-                samples
-                    .lock()
-                    .expect("not poisoned")
-                    .push(dv.stats().concurrency);
-                tokio::time::sleep(SAMPLE_EVERY).await;
+/// Samples the client's concurrency limit every [`SAMPLE_EVERY`] until stopped.
+struct Sampler {
+    samples: Arc<Mutex<Vec<usize>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Sampler {
+    fn start(dv: datafusion_dataverse::Dataverse) -> Self {
+        let samples = Arc::new(Mutex::new(Vec::new()));
+        let task = tokio::spawn({
+            let samples = samples.clone();
+            async move {
+                loop {
+                    let now = dv.stats().concurrency;
+                    samples.lock().expect("not poisoned").push(now);
+                    tokio::time::sleep(SAMPLE_EVERY).await;
+                }
             }
-        })
-    };
-    tokio::spawn(async move {
-        let _ = task.await;
-        std::mem::take(&mut *samples.lock().expect("not poisoned"))
-    })
+        });
+        Sampler { samples, task }
+    }
+
+    fn stop(self) -> Vec<usize> {
+        self.task.abort();
+        std::mem::take(&mut *self.samples.lock().expect("not poisoned"))
+    }
 }
 
 /// The samples at each tenth of the scan: `8 8 4 5 5 4 …`.
