@@ -328,8 +328,10 @@ impl Outcome {
             if ratio >= 0.8 { "met" } else { "missed" }
         );
         println!(
-            "429s: {} (requests {}, server time {}, at once {}); the client saw {}, waited {:.1} s in retries",
+            "429s: {} = {:.1}% of the requests (requests {}, server time {}, at once {}); \
+             the client saw {}, waited {:.1} s in retries",
             b.refused(),
+            b.refused() as f64 * 100.0 / (b.admitted + b.refused()).max(1) as f64,
             b.refused_requests,
             b.refused_execution,
             b.refused_concurrency,

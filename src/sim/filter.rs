@@ -682,7 +682,8 @@ impl Pred {
     /// described. A synthesised table reads only the rows in this range.
     pub(crate) fn datetime_range(&self, storage: Storage) -> RangeInclusive<i64> {
         const ALL: RangeInclusive<i64> = i64::MIN..=i64::MAX;
-        const NONE: RangeInclusive<i64> = 1..=0;
+        // Empty: no value lies within it.
+        const NONE: RangeInclusive<i64> = RangeInclusive::new(1, 0);
         let on = |c: &ColRef| c.storage == storage;
         let secs = |v: &Value| match v {
             Value::DateTime(t) => Some(*t),
@@ -830,5 +831,46 @@ mod tests {
         assert!(m("[a-c]x", "bx"));
         assert!(!m("[^a-c]x", "bx"));
         assert!(m("%zur%", "Zürich"));
+    }
+
+    /// The range a synthesised table reads: what `createdon`'s comparisons allow, never less.
+    #[test]
+    fn datetime_ranges_follow_the_comparisons_on_their_column() {
+        let model = crate::sim::model::Model::standard();
+        let account = &model.entities[crate::sim::model::ACCOUNT];
+        let created = account.attr("createdon").unwrap().storage;
+        let range = |text: &str| {
+            let aliases = HashMap::new();
+            let node = crate::sim::odata::parse_filter(text).unwrap();
+            let pred = Binder::new(account, &aliases).bind(&node).unwrap();
+            pred.datetime_range(created)
+        };
+        // 2024-01-01T00:00:00Z and a day later, in Unix seconds.
+        let (day, next) = (1_704_067_200, 1_704_153_600);
+        let (a, b) = ("2024-01-01T00:00:00Z", "2024-01-02T00:00:00Z");
+        assert_eq!(
+            range(&format!("createdon ge {a} and createdon lt {b}")),
+            day..=next - 1
+        );
+        assert_eq!(
+            range(&format!("createdon gt {a} and revenue gt 5")),
+            day + 1..=i64::MAX
+        );
+        assert_eq!(
+            range(&format!("createdon le {a} or createdon eq {b}")),
+            i64::MIN..=next
+        );
+        assert!(range("createdon eq null").is_empty());
+        assert!(range(&format!("createdon gt {b} and createdon lt {a}")).is_empty());
+        // Nothing narrower than everything where the filter says nothing exact.
+        for text in [
+            "createdon ne null".to_string(),
+            format!("createdon ne {a}"),
+            format!("not (createdon gt {a})"),
+            format!("createdon gt {a} or revenue gt 5"),
+            "revenue gt 5".to_string(),
+        ] {
+            assert_eq!(range(&text), i64::MIN..=i64::MAX, "{text}");
+        }
     }
 }

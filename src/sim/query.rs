@@ -568,7 +568,9 @@ fn createdon_descending<'s>(
         Some(p) => match p.values.first() {
             Some(Value::DateTime(t)) => {
                 let second = s.created_between(*t, *t);
-                (second.end.min(range.end), Some(scan.table().after(&p.key)))
+                // No row on the position's second (a cookie from elsewhere): start below it.
+                let floor = (!second.is_empty()).then(|| scan.table().after(&p.key));
+                (second.end.min(range.end), floor)
             }
             // NULLs come last descending, and a synthesised row has none: nothing follows.
             _ => return (Vec::new(), false),
