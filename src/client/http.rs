@@ -127,8 +127,7 @@ impl DataverseClient {
             let permit = self.limit.acquire().await;
             let why = match self.send_once(url, prefer, what).await {
                 Ok(mut response) => {
-                    drop(permit);
-                    self.limit.on_success();
+                    permit.succeeded();
                     response.retries = attempt;
                     response.retry_wait = slept;
                     return Ok(response);

@@ -6,8 +6,11 @@
 //!
 //! Two rules keep a scan of many streams from storming a throttled service:
 //! * **One decrease per 429 episode.** When the budget runs out, every request in flight may
-//!   come back 429; only those sent after the last decrease lower the limit again (TCP's one
-//!   reduction per round trip). Without it eight streams would halve the limit eight times.
+//!   come back 429; only a request sent after the last decrease lowers the limit again, and only
+//!   once one such request has succeeded: the lower limit must have been tried (TCP's one
+//!   reduction per round trip). Without it eight streams would halve the limit eight times, and
+//!   the first requests after a pause, refused because the requests in flight during it used the
+//!   room it made, would halve it again.
 //! * **A shared pause.** A 429's `Retry-After` (or backoff) holds every request not yet sent
 //!   until it has passed, not only the one it answered: the service refuses them all until
 //!   then, and each refusal counts against the budget too.
@@ -35,7 +38,9 @@ struct State {
     /// Permits to retire as requests finish (the limit dropped below what was handed out).
     owed: usize,
     /// Decreases so far: a 429 to a request sent before the last one does not decrease again.
-    episode: u64,
+    decreases: u64,
+    /// Whether a request sent since the last decrease has succeeded (the level was tried).
+    level_tried: bool,
     /// No request starts before this (a 429's `Retry-After`).
     paused_until: Option<Instant>,
 }
@@ -50,15 +55,20 @@ pub struct ConcurrencyLimit {
 pub struct Permit<'a> {
     permit: Option<SemaphorePermit<'a>>,
     limit: &'a ConcurrencyLimit,
-    /// The decrease episode the request was sent in.
-    episode: u64,
+    /// Decreases before the request was sent.
+    sent_after: u64,
 }
 
 impl Permit<'_> {
     /// The request was throttled (429): lower the limit unless this episode did already, and
     /// hold every request until `pause` has passed.
     pub fn throttled(self, pause: Duration) {
-        self.limit.on_throttled(self.episode, pause);
+        self.limit.on_throttled(self.sent_after, pause);
+    }
+
+    /// The request succeeded: after as many successes as the limit, allow one more in flight.
+    pub fn succeeded(self) {
+        self.limit.on_success(self.sent_after);
     }
 }
 
@@ -84,7 +94,8 @@ impl ConcurrencyLimit {
                 ceiling: initial,
                 successes: 0,
                 owed: 0,
-                episode: 0,
+                decreases: 0,
+                level_tried: true,
                 paused_until: None,
             }),
         }
@@ -100,11 +111,11 @@ impl ConcurrencyLimit {
                 drop(permit);
                 continue;
             }
-            let episode = self.state.lock().expect("not poisoned").episode;
+            let sent_after = self.state.lock().expect("not poisoned").decreases;
             return Permit {
                 permit: Some(permit),
                 limit: self,
-                episode,
+                sent_after,
             };
         }
     }
@@ -140,14 +151,16 @@ impl ConcurrencyLimit {
         state.ceiling = hint;
     }
 
-    /// A 429 to a request sent in `episode`: halve the limit (at least one request may still
-    /// run) if no other 429 of the episode did, and pause new requests for `pause`.
-    fn on_throttled(&self, episode: u64, pause: Duration) {
+    /// A 429 to a request sent after `sent_after` decreases: halve the limit (at least one
+    /// request may still run) if the request was sent at the current limit and that limit has
+    /// been tried, and pause new requests for `pause`.
+    fn on_throttled(&self, sent_after: u64, pause: Duration) {
         let mut state = self.state.lock().expect("not poisoned");
-        if episode == state.episode {
+        if sent_after == state.decreases && state.level_tried {
             let target = (state.current / 2).max(1);
             self.shrink(&mut state, target);
-            state.episode += 1;
+            state.decreases += 1;
+            state.level_tried = false;
         }
         state.successes = 0;
         let end = Instant::now() + pause;
@@ -162,10 +175,11 @@ impl ConcurrencyLimit {
         state.owed += cut - forgotten;
     }
 
-    /// A success: after as many as the limit (one round trip of every request allowed at
-    /// once), allow one more request in flight.
-    pub fn on_success(&self) {
+    /// A success of a request sent after `sent_after` decreases: after as many as the limit
+    /// (one round trip of every request allowed at once), allow one more request in flight.
+    fn on_success(&self, sent_after: u64) {
         let mut state = self.state.lock().expect("not poisoned");
+        state.level_tried |= sent_after == state.decreases;
         state.successes += 1;
         if state.successes as usize >= state.current && state.current < state.ceiling {
             state.successes = 0;
@@ -209,14 +223,18 @@ mod tests {
         let limit = ConcurrencyLimit::new(4);
         limit.set_ceiling(8);
         assert_eq!(limit.current(), 8);
-        // Each 429 to a request sent after the previous decrease halves the limit.
-        for expected in [4, 2, 1, 1] {
+        // A 429 halves the limit; the next one halves it again once the lower limit has
+        // been tried (a request sent since has succeeded).
+        limit.acquire().await.throttled(Duration::ZERO);
+        assert_eq!(limit.current(), 4);
+        for expected in [2, 1] {
+            limit.acquire().await.succeeded();
             limit.acquire().await.throttled(Duration::ZERO);
             assert_eq!(limit.current(), expected);
         }
         // One more after each round trip: 1 success at 1, 2 at 2, 3 at 3.
         for expected in [2, 2, 3, 3, 3, 4] {
-            limit.on_success();
+            limit.acquire().await.succeeded();
             assert_eq!(limit.current(), expected);
         }
         // The hint does not undo a throttle.
@@ -248,8 +266,14 @@ mod tests {
             permit.throttled(Duration::ZERO);
         }
         assert_eq!(limit.current(), 4);
-        // A request sent after the decrease that is throttled again starts a new episode.
+        // The first request after the pause is refused again before any request at the lower
+        // limit has succeeded: the same episode.
         limit.acquire().await.throttled(Duration::ZERO);
+        assert_eq!(limit.current(), 4);
+        // Once the lower limit has been tried, a 429 starts a new episode.
+        let (tried, refused) = (limit.acquire().await, limit.acquire().await);
+        tried.succeeded();
+        refused.throttled(Duration::ZERO);
         assert_eq!(limit.current(), 2);
     }
 
