@@ -225,8 +225,12 @@ impl ServerModel {
         self
     }
 
-    /// Sets [`ServerModel::speedup`] (a positive factor).
+    /// Sets [`ServerModel::speedup`]; panics unless it is a positive number.
     pub fn with_speedup(mut self, speedup: f64) -> Self {
+        assert!(
+            speedup.is_finite() && speedup > 0.0,
+            "the speedup must be a positive number, got {speedup}"
+        );
         self.speedup = speedup;
         self
     }
