@@ -150,7 +150,7 @@ impl DataverseClient {
             if matches!(why, Retryable::Throttled(_)) {
                 // Every stream of the connection waits, not only this request.
                 self.stats.throttled.fetch_add(1, Ordering::Relaxed);
-                permit.throttled(delay);
+                permit.throttled(delay, throttle::Refusal::of_code(last.service_code()));
             } else {
                 drop(permit);
             }

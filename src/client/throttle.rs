@@ -6,11 +6,14 @@
 //!
 //! Two rules keep a scan of many streams from storming a throttled service:
 //! * **One decrease per 429 episode.** When the budget runs out, every request in flight may
-//!   come back 429; only a request sent after the last decrease lowers the limit again, and only
-//!   once one such request has succeeded: the lower limit must have been tried (TCP's one
-//!   reduction per round trip). Without it eight streams would halve the limit eight times, and
-//!   the first requests after a pause, refused because the requests in flight during it used the
-//!   room it made, would halve it again.
+//!   come back 429; only a request sent after the last decrease lowers the limit again (TCP's
+//!   one reduction per round trip). Without it eight streams would halve the limit eight times.
+//!   For the server-time budget (`0x80072321`) a request sent after the decrease lowers it only
+//!   once one such request has succeeded: the requests in flight during a pause use the room it
+//!   makes, so the first ones after it are often refused again without the lower limit having
+//!   been tried. The other limits decrease at once: a refused request counts against the
+//!   request budget, so sending as many again after each pause would keep the window full of
+//!   refusals.
 //! * **A shared pause.** A 429's `Retry-After` (or backoff) holds every request not yet sent
 //!   until it has passed, not only the one it answered: the service refuses them all until
 //!   then, and each refusal counts against the budget too.
@@ -59,11 +62,30 @@ pub struct Permit<'a> {
     sent_after: u64,
 }
 
+/// Which service protection limit refused a request (Web API notes: "Throttling limits").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// The combined server time per window.
+    ServerTime,
+    /// Requests per window, requests at once, or a 429 without a known code.
+    Other,
+}
+
+impl Refusal {
+    /// The refusal a Dataverse error code names.
+    pub fn of_code(code: Option<&str>) -> Self {
+        match code {
+            Some("0x80072321") => Refusal::ServerTime,
+            _ => Refusal::Other,
+        }
+    }
+}
+
 impl Permit<'_> {
     /// The request was throttled (429): lower the limit unless this episode did already, and
     /// hold every request until `pause` has passed.
-    pub fn throttled(self, pause: Duration) {
-        self.limit.on_throttled(self.sent_after, pause);
+    pub fn throttled(self, pause: Duration, refusal: Refusal) {
+        self.limit.on_throttled(self.sent_after, pause, refusal);
     }
 
     /// The request succeeded: after as many successes as the limit, allow one more in flight.
@@ -152,11 +174,12 @@ impl ConcurrencyLimit {
     }
 
     /// A 429 to a request sent after `sent_after` decreases: halve the limit (at least one
-    /// request may still run) if the request was sent at the current limit and that limit has
-    /// been tried, and pause new requests for `pause`.
-    fn on_throttled(&self, sent_after: u64, pause: Duration) {
+    /// request may still run) if the request was sent at the current limit (and for the
+    /// server-time budget, once that limit has been tried), and pause new requests for `pause`.
+    fn on_throttled(&self, sent_after: u64, pause: Duration, refusal: Refusal) {
         let mut state = self.state.lock().expect("not poisoned");
-        if sent_after == state.decreases && state.level_tried {
+        let tried = state.level_tried || refusal == Refusal::Other;
+        if sent_after == state.decreases && tried {
             let target = (state.current / 2).max(1);
             self.shrink(&mut state, target);
             state.decreases += 1;
@@ -225,11 +248,17 @@ mod tests {
         assert_eq!(limit.current(), 8);
         // A 429 halves the limit; the next one halves it again once the lower limit has
         // been tried (a request sent since has succeeded).
-        limit.acquire().await.throttled(Duration::ZERO);
+        limit
+            .acquire()
+            .await
+            .throttled(Duration::ZERO, Refusal::Other);
         assert_eq!(limit.current(), 4);
         for expected in [2, 1] {
             limit.acquire().await.succeeded();
-            limit.acquire().await.throttled(Duration::ZERO);
+            limit
+                .acquire()
+                .await
+                .throttled(Duration::ZERO, Refusal::Other);
             assert_eq!(limit.current(), expected);
         }
         // One more after each round trip: 1 success at 1, 2 at 2, 3 at 3.
@@ -246,7 +275,9 @@ mod tests {
     async fn in_flight_permits_are_retired_when_the_limit_drops() {
         let limit = ConcurrencyLimit::new(4);
         let mut held: Vec<_> = futures::future::join_all((0..4).map(|_| limit.acquire())).await;
-        held.pop().unwrap().throttled(Duration::ZERO); // 4 → 2 with every permit in use
+        held.pop()
+            .unwrap()
+            .throttled(Duration::ZERO, Refusal::Other); // 4 → 2 with every permit in use
         drop(held);
         assert_eq!(limit.semaphore.available_permits(), 2);
         let _a = limit.acquire().await;
@@ -263,18 +294,30 @@ mod tests {
         let limit = ConcurrencyLimit::new(8);
         let held: Vec<_> = futures::future::join_all((0..8).map(|_| limit.acquire())).await;
         for permit in held {
-            permit.throttled(Duration::ZERO);
+            permit.throttled(Duration::ZERO, Refusal::ServerTime);
         }
         assert_eq!(limit.current(), 4);
-        // The first request after the pause is refused again before any request at the lower
-        // limit has succeeded: the same episode.
-        limit.acquire().await.throttled(Duration::ZERO);
+        // The first request after the pause is refused for server time again before any request
+        // at the lower limit has succeeded: the same episode.
+        limit
+            .acquire()
+            .await
+            .throttled(Duration::ZERO, Refusal::ServerTime);
         assert_eq!(limit.current(), 4);
         // Once the lower limit has been tried, a 429 starts a new episode.
         let (tried, refused) = (limit.acquire().await, limit.acquire().await);
         tried.succeeded();
-        refused.throttled(Duration::ZERO);
+        refused.throttled(Duration::ZERO, Refusal::ServerTime);
         assert_eq!(limit.current(), 2);
+        // Refused for the number of requests, a request sent after the decrease lowers the
+        // limit again at once: every refusal counts against that budget.
+        limit
+            .acquire()
+            .await
+            .throttled(Duration::ZERO, Refusal::Other);
+        assert_eq!(limit.current(), 1);
+        assert_eq!(Refusal::of_code(Some("0x80072321")), Refusal::ServerTime);
+        assert_eq!(Refusal::of_code(Some("0x80072322")), Refusal::Other);
     }
 
     /// A 429's pause holds back every request not yet sent, not only the throttled one.
@@ -283,18 +326,21 @@ mod tests {
         use futures::FutureExt;
         let limit = ConcurrencyLimit::new(4);
         let (a, b) = (limit.acquire().await, limit.acquire().await);
-        a.throttled(Duration::from_secs(30));
+        a.throttled(Duration::from_secs(30), Refusal::Other);
         assert!(
             limit.acquire().now_or_never().is_none(),
             "another stream's request must wait for the pause"
         );
         // A shorter pause of the same episode does not cut the longer one short.
-        b.throttled(Duration::from_secs(1));
+        b.throttled(Duration::from_secs(1), Refusal::Other);
         let left = limit.pause_end().expect("paused") - Instant::now();
         assert!(left > Duration::from_secs(29), "{left:?}");
         // Once the pause is over, requests go at once.
         let limit = ConcurrencyLimit::new(4);
-        limit.acquire().await.throttled(Duration::ZERO);
+        limit
+            .acquire()
+            .await
+            .throttled(Duration::ZERO, Refusal::Other);
         assert!(limit.acquire().now_or_never().is_some());
     }
 }
