@@ -413,9 +413,10 @@ impl Dataverse {
         self.options.parallel.store(partitions, Ordering::Relaxed);
     }
 
-    /// Requests, bytes, retries and waiting so far on this connection.
+    /// Requests, bytes, retries, waiting and 429s so far on this connection, the requests of
+    /// the last five minutes and the current concurrency limit.
     pub fn stats(&self) -> StatsSnapshot {
-        self.client.stats().snapshot()
+        self.client.stats().snapshot(self.client.concurrency())
     }
 
     /// Forgets cached metadata (memory and disk) and reloads the entity list.

@@ -12,7 +12,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use datafusion_dataverse::sim::{
-    FaultOptions, RowCounts, Simulator, SimulatorHandle, SimulatorOptions,
+    FaultOptions, RowCounts, ServerModel, Simulator, SimulatorHandle, SimulatorOptions,
 };
 use datafusion_dataverse::{Config, ConnectOptions, Dataverse};
 
@@ -503,27 +503,57 @@ fn print_demo_banner(sim: &SimulatorHandle, accounts: usize, activity: bool) {
 }
 
 async fn simulate(args: SimulateArgs) -> Result<(), String> {
-    let options = SimulatorOptions::default()
-        .with_seed(args.seed)
-        .with_port(args.port)
-        .with_rows(RowCounts::scaled(args.rows))
-        .with_latency(std::time::Duration::from_millis(args.latency_ms))
-        .with_faults(
-            FaultOptions::default()
-                .with_fault_rate(args.fault_rate)
-                .with_seed(args.seed),
-        );
     if !(0.0..=1.0).contains(&args.fault_rate) {
         return Err(format!(
             "--fault-rate must be between 0 and 1, got {}",
             args.fault_rate
         ));
     }
+    if !(args.speedup.is_finite() && args.speedup > 0.0) {
+        return Err(format!(
+            "--speedup must be a positive number, got {}",
+            args.speedup
+        ));
+    }
+    let rows = if args.synthesised_accounts {
+        RowCounts::accounts_only(args.rows)
+    } else {
+        RowCounts::scaled(args.rows)
+    };
+    let mut options = SimulatorOptions::default()
+        .with_seed(args.seed)
+        .with_port(args.port)
+        .with_rows(rows)
+        .with_synthesised_accounts(args.synthesised_accounts)
+        .with_dop_hint(args.dop_hint)
+        .with_latency(std::time::Duration::from_millis(args.latency_ms))
+        .with_faults(
+            FaultOptions::default()
+                .with_fault_rate(args.fault_rate)
+                .with_seed(args.seed),
+        );
+    if args.server_model {
+        options = options.with_server_model(
+            ServerModel::default()
+                .with_shorter_window(args.window_divisor)
+                .with_speedup(args.speedup),
+        );
+    }
     let sim = Simulator::start(options)
         .await
         .map_err(|e| format!("cannot start the simulator: {e}"))?;
     let config = Config::for_simulator(&sim);
     println!("Dataverse simulator listening at {}", sim.url());
+    if let Some(model) = &sim.options().server_model {
+        println!(
+            "  server model:   {} requests and {} s of server time per {} s, {} at once, {}× speed",
+            model.request_limit,
+            model.execution_limit.as_secs(),
+            model.window.as_secs(),
+            model.concurrency_limit,
+            model.speedup
+        );
+    }
     println!("  Web API:        {}", sim.api_url());
     println!(
         "  token endpoint: {}/{}/oauth2/v2.0/token",

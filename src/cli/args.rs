@@ -338,6 +338,25 @@ pub struct SimulateArgs {
     /// Seed of data and faults.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// A realistic server: time per page growing with rows and columns, and the documented
+    /// per-user budget (6,000 requests and 1,200 s of server time per 5 minutes, 52 at once),
+    /// answered with 429 and Retry-After.
+    #[arg(long)]
+    pub server_model: bool,
+    /// With --server-model: play it this many times faster (server time, window, Retry-After).
+    #[arg(long, default_value_t = 1.0, value_name = "X")]
+    pub speedup: f64,
+    /// With --server-model: divide the 5-minute window and its budgets by N (same sustained
+    /// rates, shorter bursts).
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub window_divisor: u32,
+    /// Value of the x-ms-dop-hint header (recommended requests at once).
+    #[arg(long, default_value_t = 4)]
+    pub dop_hint: u32,
+    /// Make account rows when a page needs them instead of at start, so millions take no
+    /// memory (the other tables stay small).
+    #[arg(long)]
+    pub synthesised_accounts: bool,
     /// Write a config file (the --config format) for connecting to this simulator.
     #[arg(long, value_name = "FILE")]
     pub write_config: Option<PathBuf>,

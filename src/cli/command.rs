@@ -145,7 +145,7 @@ pub const COMMANDS: &[Command] = &[
     },
     Command {
         names: &["\\stats"],
-        usages: &[usage("", "requests, rows, bytes and retries so far")],
+        usages: &[usage("", "requests, rows, bytes, retries and 429s so far")],
         action: Action::Stats,
     },
 ];
@@ -308,6 +308,8 @@ fn show_stats(session: &Session) {
         s.retries,
         s.waited.as_secs_f64()
     );
+    // The service reports its budget only through 429s: this is the client's side of it.
+    println!("{}", super::progress::budget(&s));
 }
 
 fn on_off(name: &str, value: &str) -> Result<bool> {

@@ -124,19 +124,17 @@ impl DataverseClient {
         let mut slept = Duration::ZERO;
         let mut refreshed_after_401 = false;
         loop {
-            let outcome = {
-                let _permit = self.limit.acquire().await;
-                self.send_once(url, prefer, what).await
-            };
-            let why = match outcome {
+            let permit = self.limit.acquire().await;
+            let why = match self.send_once(url, prefer, what).await {
                 Ok(mut response) => {
-                    self.limit.on_success();
+                    permit.succeeded();
                     response.retries = attempt;
                     response.retry_wait = slept;
                     return Ok(response);
                 }
                 Err(Failure::Final(e)) => return Err(e),
                 Err(Failure::Unauthorized(e, token)) => {
+                    drop(permit);
                     // One fresh token per request: a second 401 is a real refusal.
                     if refreshed_after_401 {
                         return Err(e);
@@ -148,10 +146,14 @@ impl DataverseClient {
                 Err(Failure::Retry(retryable)) => retryable,
             };
             let (why, last) = why;
-            if matches!(why, Retryable::Throttled(_)) {
-                self.limit.on_throttled();
-            }
             let delay = retry::delay_for(&self.retry, why, attempt, retry::jitter_unit());
+            if matches!(why, Retryable::Throttled(_)) {
+                // Every stream of the connection waits, not only this request.
+                self.stats.throttled.fetch_add(1, Ordering::Relaxed);
+                permit.throttled(delay, throttle::Refusal::of_code(last.service_code()));
+            } else {
+                drop(permit);
+            }
             let waited = started.elapsed();
             let reached = self.stats.bytes.load(Ordering::Relaxed) > 0;
             if attempt >= retry::retries_allowed(&self.retry, why, reached)
@@ -205,7 +207,7 @@ impl DataverseClient {
         bearer.set_sensitive(true);
         headers.insert(AUTHORIZATION, bearer);
 
-        self.stats.requests.fetch_add(1, Ordering::Relaxed);
+        self.stats.sent();
         tracing::debug!(what, path = url.path(), "GET");
         let response = self
             .http

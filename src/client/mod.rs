@@ -16,9 +16,11 @@ pub(crate) mod pages;
 mod retry;
 mod throttle;
 
+use std::collections::VecDeque;
 use std::fmt;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::odata::UnwritableLiteral;
 pub use auth::AuthError;
@@ -186,8 +188,13 @@ impl ClientError {
     }
 }
 
-/// Counters shared by everything one connection sends; shown in the REPL footer and EXPLAIN
-/// ANALYZE.
+/// The service protection window (Web API notes: "Throttling limits"): the client counts its
+/// own requests over it, the one share of the budget it can see (the service reports the rest
+/// only through 429s).
+pub const BUDGET_WINDOW: Duration = Duration::from_secs(300);
+
+/// Counters shared by everything one connection sends; shown in the REPL footer, `\stats`, the
+/// progress line and EXPLAIN ANALYZE.
 #[derive(Debug, Default)]
 pub(crate) struct RequestStats {
     pub requests: AtomicU64,
@@ -196,9 +203,13 @@ pub(crate) struct RequestStats {
     pub bytes: AtomicU64,
     pub retries: AtomicU64,
     pub wait_micros: AtomicU64,
+    /// 429 answers (service protection limits).
+    pub throttled: AtomicU64,
     /// Rows the scans so far expect to read in all: split scans add their estimate from
     /// their first page (progress shows it as a total; 0 when no scan could tell).
     pub expected_rows: AtomicU64,
+    /// When the requests of the last [`BUDGET_WINDOW`] were sent.
+    recent: Mutex<VecDeque<Instant>>,
 }
 
 /// The connection's request counters at one moment ([`crate::Dataverse::stats`]).
@@ -214,26 +225,62 @@ pub struct StatsSnapshot {
     pub retries: u64,
     /// Time slept before retries.
     pub waited: Duration,
+    /// Requests the service refused with 429 (a service protection limit was reached).
+    pub throttled: u64,
     /// Rows the scans so far expect to read in all: split scans add their estimate from their
     /// first page (progress shows it as a total; 0 when no scan could tell).
     pub expected_rows: u64,
+    /// Requests sent in the last five minutes ([`BUDGET_WINDOW`]): this connection's share of
+    /// the service's 6,000 per user. A level, not a counter: [`StatsSnapshot::since`] keeps it.
+    pub recent_requests: u64,
+    /// Requests allowed in flight at once now (the server's `x-ms-dop-hint`, lowered by
+    /// 429s). A level, like `recent_requests`.
+    pub concurrency: usize,
 }
 
 impl RequestStats {
-    pub fn snapshot(&self) -> StatsSnapshot {
+    /// Counts a request about to be sent.
+    pub fn sent(&self) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let now = Instant::now();
+        let mut recent = self.recent.lock().expect("not poisoned");
+        forget_before(&mut recent, now);
+        recent.push_back(now);
+    }
+
+    /// The counters now, with `concurrency` the connection's current limit.
+    pub fn snapshot(&self, concurrency: usize) -> StatsSnapshot {
+        let recent = {
+            let mut recent = self.recent.lock().expect("not poisoned");
+            forget_before(&mut recent, Instant::now());
+            recent.len() as u64
+        };
         StatsSnapshot {
             requests: self.requests.load(Ordering::Relaxed),
             rows: self.rows.load(Ordering::Relaxed),
             bytes: self.bytes.load(Ordering::Relaxed),
             retries: self.retries.load(Ordering::Relaxed),
             waited: Duration::from_micros(self.wait_micros.load(Ordering::Relaxed)),
+            throttled: self.throttled.load(Ordering::Relaxed),
             expected_rows: self.expected_rows.load(Ordering::Relaxed),
+            recent_requests: recent,
+            concurrency,
         }
     }
 }
 
+/// Drops the requests sent more than [`BUDGET_WINDOW`] before `now`.
+fn forget_before(recent: &mut VecDeque<Instant>, now: Instant) {
+    while recent
+        .front()
+        .is_some_and(|&t| now.duration_since(t) >= BUDGET_WINDOW)
+    {
+        recent.pop_front();
+    }
+}
+
 impl StatsSnapshot {
-    /// What happened between `earlier` and `self`.
+    /// What happened between `earlier` and `self` (levels are `self`'s).
     pub fn since(&self, earlier: &StatsSnapshot) -> StatsSnapshot {
         StatsSnapshot {
             requests: self.requests - earlier.requests,
@@ -241,7 +288,10 @@ impl StatsSnapshot {
             bytes: self.bytes - earlier.bytes,
             retries: self.retries - earlier.retries,
             waited: self.waited.saturating_sub(earlier.waited),
+            throttled: self.throttled - earlier.throttled,
             expected_rows: self.expected_rows - earlier.expected_rows,
+            recent_requests: self.recent_requests,
+            concurrency: self.concurrency,
         }
     }
 }

@@ -8,10 +8,13 @@
 //! delta link. Tokens older than `change_token_expiry` fail with `0x80044352`
 //! (Web API notes: "Delta token expiry").
 
-use crate::sim::data::Store;
+use std::borrow::Cow;
+
+use crate::sim::data::{Row, Store, Table};
 use crate::sim::error::ApiError;
+use crate::sim::model::Model;
 use crate::sim::paging::{Cookie, CookieKey, percent_encode};
-use crate::sim::query::{Env, Reply, WebRequest, applied, page_size, select};
+use crate::sim::query::{Env, Reply, WebRequest, Work, applied, page_size, select};
 use crate::sim::render::{RowWriter, json_str};
 
 /// Builds a delta token.
@@ -121,14 +124,9 @@ pub(crate) fn delta(
     buf.extend_from_slice(b",\"value\":[");
     let mut emitted = 0usize;
     let mut more = false;
+    let mut work = Work::default();
     if phase == 0 {
-        let mut ups: Vec<_> = table
-            .rows
-            .iter()
-            .filter(|r| r.version > after && r.version <= snapshot)
-            .collect();
-        ups.sort_by_key(|r| r.version);
-        for r in ups {
+        for r in changed_rows(env.model, table, after, snapshot) {
             if emitted == limit {
                 more = true;
                 break;
@@ -136,7 +134,8 @@ pub(crate) fn delta(
             if emitted > 0 {
                 buf.push(b',');
             }
-            writer.write_row(&mut buf, r);
+            work.formatted += writer.write_row(&mut buf, &r);
+            work.values += writer.attrs.len();
             emitted += 1;
             after = r.version;
         }
@@ -205,7 +204,34 @@ pub(crate) fn delta(
     buf.push(b'}');
     let mut reply = Reply::json(buf, emitted);
     reply.headers = applied(req, true);
+    reply.work = work;
     Ok(reply)
+}
+
+/// The rows of `table` whose version lies in `(after, snapshot]`, in version order. A
+/// synthesised table's versions are its indexes plus one, so only those rows are made.
+fn changed_rows<'t>(
+    model: &'t Model,
+    table: &'t Table,
+    after: i64,
+    snapshot: i64,
+) -> Box<dyn Iterator<Item = Cow<'t, Row>> + 't> {
+    if table.synthesised.is_some() {
+        let index = |version: i64| {
+            usize::try_from(version.max(0))
+                .unwrap_or(0)
+                .min(table.len())
+        };
+        let (from, to) = (index(after), index(snapshot));
+        return Box::new((from..to.max(from)).map(move |i| table.row(model, i)));
+    }
+    let mut rows: Vec<&Row> = table
+        .rows
+        .iter()
+        .filter(|r| r.version > after && r.version <= snapshot)
+        .collect();
+    rows.sort_by_key(|r| r.version);
+    Box::new(rows.into_iter().map(Cow::Borrowed))
 }
 
 #[cfg(test)]

@@ -25,8 +25,13 @@ impl Clock {
 
     /// Current simulated time in Unix seconds.
     pub(crate) fn now(&self) -> i64 {
+        self.start_unix + self.elapsed().as_secs() as i64
+    }
+
+    /// Simulated time since the start, to the nanosecond (the service protection windows).
+    pub(crate) fn elapsed(&self) -> Duration {
         let adv = *self.advanced.lock().expect("clock lock");
-        self.start_unix + (self.started.elapsed() + adv).as_secs() as i64
+        self.started.elapsed() + adv
     }
 
     /// Moves the clock forward.

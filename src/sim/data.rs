@@ -9,6 +9,12 @@
 //! (Web API notes: "Parallel strategies used by others"): each simulated "server" has a fixed last
 //! group (and fourth group) and increments the more significant front bytes, so ids cluster and
 //! uniform GUID-range splits are skewed, as in real data.
+//!
+//! A table may instead be [`Synthesised`]: its rows are made from their index when a request
+//! reads them, so that millions of rows take no memory. [`Table::row`] serves both kinds.
+
+use std::borrow::Cow;
+use std::ops::Range;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -85,25 +91,205 @@ impl IdGen {
 /// Rows and tombstones of one entity.
 #[derive(Clone, Debug)]
 pub(crate) struct Table {
-    /// Rows sorted by `key`.
+    /// Rows sorted by `key` (none when the table is synthesised).
     pub(crate) rows: Vec<Row>,
     /// Deletions in version order.
     pub(crate) tombstones: Vec<Tombstone>,
     /// Id generator for inserts.
     pub(crate) ids: IdGen,
+    /// Set when the rows are made on demand instead of held in `rows`.
+    pub(crate) synthesised: Option<Synthesised>,
 }
 
 impl Table {
+    /// Number of rows.
+    pub(crate) fn len(&self) -> usize {
+        self.synthesised.as_ref().map_or(self.rows.len(), |s| s.len)
+    }
+
+    /// The row at `index` in key order: borrowed when stored, made when synthesised.
+    pub(crate) fn row(&self, model: &Model, index: usize) -> Cow<'_, Row> {
+        match &self.synthesised {
+            Some(s) => Cow::Owned(s.row(model, index)),
+            None => Cow::Borrowed(&self.rows[index]),
+        }
+    }
+
     /// Position of a row by id (binary search on the SQL key).
     pub(crate) fn find(&self, id: &Uuid) -> Option<usize> {
         let k = sql_guid_key(id);
-        self.rows.binary_search_by(|r| r.key.cmp(&k)).ok()
+        match &self.synthesised {
+            Some(s) => s.index_of(&k),
+            None => self.rows.binary_search_by(|r| r.key.cmp(&k)).ok(),
+        }
     }
 
     /// Index of the first row whose key is greater than `key`.
     pub(crate) fn after(&self, key: &[u8; 16]) -> usize {
-        self.rows.partition_point(|r| &r.key <= key)
+        match &self.synthesised {
+            Some(s) => s.after(key),
+            None => self.rows.partition_point(|r| &r.key <= key),
+        }
     }
+
+    /// Panics on a synthesised table: the test API cannot change rows made from their index.
+    pub(crate) fn assert_stored(&self, entity: &str) {
+        assert!(
+            self.synthesised.is_none(),
+            "the rows of {entity} are synthesised (SimulatorOptions::synthesised_accounts): read-only"
+        );
+    }
+}
+
+/// Distance between the counters of two consecutive synthesised keys: each row's key lies
+/// somewhere in its own block, so keys rise with the index and an index is found from a key
+/// by division.
+const KEY_STRIDE: u64 = 4096;
+
+/// The rows of a table made from their index (see the module docs): row `i` has the `i`-th
+/// key in SQL Server order, version `i + 1`, `createdon` rising with `i` (about 1.5 rows a
+/// second from 2019-01-01), and its other values drawn from a generator seeded by `i`, with the
+/// distributions of the stored generator.
+#[derive(Clone, Debug)]
+pub(crate) struct Synthesised {
+    entity: usize,
+    len: usize,
+    seed: u64,
+    /// The most significant half of every key (one simulated server).
+    prefix: [u8; 8],
+    /// The counter of row 0's block.
+    base: u64,
+    /// Seconds from the first `createdon` to one past the last.
+    span: i64,
+    /// Ids the rows' lookups point at, per entity (for this table, a sample of its own).
+    targets: Vec<Vec<Uuid>>,
+}
+
+impl Synthesised {
+    fn new(entity: usize, len: usize, seed: u64) -> Self {
+        let mut rng =
+            ChaCha8Rng::seed_from_u64(seed.wrapping_mul(31).wrapping_add(entity as u64 + 1));
+        let mut prefix = [0x00, 0x0d, 0x3a, 0, 0, 0, 0, 0];
+        for b in prefix.iter_mut().skip(3) {
+            *b = rng.random();
+        }
+        Synthesised {
+            entity,
+            len,
+            seed,
+            prefix,
+            base: rng.random::<u64>() >> 16,
+            span: (len as i64 * 2 / 3).max(1),
+            targets: Vec::new(),
+        }
+    }
+
+    /// About `most` ids spread over the whole table, for other tables' lookups.
+    fn sample_ids(&self, most: usize) -> Vec<Uuid> {
+        let n = most.min(self.len);
+        (0..n).map(|k| self.id(k * self.len / n)).collect()
+    }
+
+    fn key(&self, index: usize) -> [u8; 16] {
+        let jitter = splitmix(self.seed ^ index as u64) % KEY_STRIDE;
+        let counter = self.base + index as u64 * KEY_STRIDE + jitter;
+        let mut k = [0u8; 16];
+        k[..8].copy_from_slice(&self.prefix);
+        k[8..].copy_from_slice(&counter.to_be_bytes());
+        k
+    }
+
+    fn id(&self, index: usize) -> Uuid {
+        guid_from_sql_key(self.key(index))
+    }
+
+    /// The index whose key block holds `key`'s counter, if `key` is within the table's blocks.
+    fn block_of(&self, key: &[u8; 16]) -> Result<usize, Range<usize>> {
+        match key[..8].cmp(&self.prefix) {
+            std::cmp::Ordering::Less => return Err(0..0),
+            std::cmp::Ordering::Greater => return Err(self.len..self.len),
+            std::cmp::Ordering::Equal => {}
+        }
+        let counter = u64::from_be_bytes(key[8..].try_into().expect("eight bytes"));
+        let Some(offset) = counter.checked_sub(self.base) else {
+            return Err(0..0);
+        };
+        match usize::try_from(offset / KEY_STRIDE) {
+            Ok(index) if index < self.len => Ok(index),
+            _ => Err(self.len..self.len),
+        }
+    }
+
+    fn index_of(&self, key: &[u8; 16]) -> Option<usize> {
+        self.block_of(key).ok().filter(|&i| &self.key(i) == key)
+    }
+
+    fn after(&self, key: &[u8; 16]) -> usize {
+        match self.block_of(key) {
+            Ok(i) if &self.key(i) > key => i,
+            Ok(i) => i + 1,
+            Err(at) => at.start,
+        }
+    }
+
+    /// `createdon` of row `index`, in Unix seconds.
+    pub(crate) fn created(&self, index: usize) -> i64 {
+        EPOCH_2019 + (index as i128 * self.span as i128 / self.len as i128) as i64
+    }
+
+    /// The rows whose `createdon` lies in `[lo, hi]` (whole seconds): one range, as
+    /// `createdon` rises with the index.
+    pub(crate) fn created_between(&self, lo: i64, hi: i64) -> Range<usize> {
+        let first_at_least = |v: i64| first_index(self.len, |i| self.created(i) >= v);
+        let start = first_at_least(lo);
+        let end = hi.checked_add(1).map_or(self.len, first_at_least);
+        start..end.max(start)
+    }
+
+    fn row(&self, model: &Model, index: usize) -> Row {
+        let def = &model.entities[self.entity];
+        let mut g = Gen {
+            rng: ChaCha8Rng::seed_from_u64(splitmix(self.seed.rotate_left(17) ^ index as u64)),
+            model,
+            ids: &self.targets,
+        };
+        let mut values = vec![Value::Null; def.columns.len()].into_boxed_slice();
+        fill_row(&mut g, self.entity, def, index, &mut values);
+        let created = self.created(index);
+        let modified = created + g.rng.random_range(0..86_400 * 200);
+        set(def, &mut values, "createdon", Value::DateTime(created));
+        set(def, &mut values, "modifiedon", Value::DateTime(modified));
+        let key = self.key(index);
+        Row {
+            id: guid_from_sql_key(key),
+            key,
+            version: index as i64 + 1,
+            values,
+        }
+    }
+}
+
+/// The first index in `0..len` where `at_or_after` holds, for a condition that holds from
+/// some index on (binary search).
+fn first_index(len: usize, at_or_after: impl Fn(usize) -> bool) -> usize {
+    let (mut lo, mut hi) = (0, len);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if at_or_after(mid) {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    lo
+}
+
+/// A SplitMix64 step: spreads consecutive seeds over all 64 bits.
+fn splitmix(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 /// All tables plus the global row-version counter.
@@ -198,7 +384,7 @@ const FIVE_YEARS: i64 = 5 * 365 * 86_400;
 struct Gen<'m> {
     rng: ChaCha8Rng,
     model: &'m Model,
-    ids: Vec<Vec<Uuid>>,
+    ids: &'m [Vec<Uuid>],
 }
 
 impl Gen<'_> {
@@ -285,10 +471,19 @@ fn set(def: &EntityDef, values: &mut [Value], attr: &str, v: Value) {
     }
 }
 
+/// Lookups of other tables point at this many ids of a synthesised table, spread over it.
+const SYNTHESISED_TARGETS: usize = 4096;
+
 impl Store {
-    /// Generates the whole organization from `seed`.
-    pub(crate) fn generate(model: &Model, counts: &RowCounts, seed: u64) -> Store {
-        let sizes = [
+    /// Generates the whole organization from `seed`; with `synthesise_accounts` the `account`
+    /// rows are made on demand instead (see [`Synthesised`]).
+    pub(crate) fn generate(
+        model: &Model,
+        counts: &RowCounts,
+        seed: u64,
+        synthesise_accounts: bool,
+    ) -> Store {
+        let mut sizes = [
             counts.accounts,
             counts.contacts,
             counts.opportunities,
@@ -297,20 +492,28 @@ impl Store {
             3,
             counts.widgets,
         ];
+        let synthesised = synthesise_accounts.then(|| {
+            sizes[ACCOUNT] = 0;
+            Synthesised::new(ACCOUNT, counts.accounts, seed)
+        });
         let mut idgens: Vec<IdGen> = (0..model.entities.len())
             .map(|e| IdGen::new(seed.wrapping_mul(31).wrapping_add(e as u64 + 1)))
             .collect();
-        let ids: Vec<Vec<Uuid>> = sizes
+        let mut ids: Vec<Vec<Uuid>> = sizes
             .iter()
             .zip(idgens.iter_mut())
             .map(|(&n, g)| (0..n).map(|_| g.next_id()).collect())
             .collect();
+        if let Some(s) = &synthesised {
+            ids[ACCOUNT] = s.sample_ids(SYNTHESISED_TARGETS);
+        }
         let mut g = Gen {
             rng: ChaCha8Rng::seed_from_u64(seed),
             model,
-            ids,
+            ids: &ids,
         };
-        let mut version = 0i64;
+        // Synthesised rows hold versions 1..=n, as generated accounts would.
+        let mut version = synthesised.as_ref().map_or(0, |s| s.len as i64);
         let mut tables = Vec::new();
         for (e, def) in model.entities.iter().enumerate() {
             let n = sizes[e];
@@ -332,7 +535,12 @@ impl Store {
                 rows,
                 tombstones: Vec::new(),
                 ids: idgens[e].clone(),
+                synthesised: None,
             });
+        }
+        if let Some(mut s) = synthesised {
+            s.targets = ids;
+            tables[ACCOUNT].synthesised = Some(s);
         }
         Store { tables, version }
     }
@@ -766,4 +974,78 @@ pub(crate) fn json_to_value(
         AttrType::Virtual(_) | AttrType::EntityName => return Err(err("not writable")),
     };
     Ok((col, v))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn synthesised(len: usize) -> Synthesised {
+        Synthesised::new(ACCOUNT, len, 42)
+    }
+
+    #[test]
+    fn synthesised_keys_rise_with_the_index_and_lead_back_to_it() {
+        let s = synthesised(1_000);
+        for i in 0..999 {
+            assert!(s.key(i) < s.key(i + 1));
+            assert_eq!(s.index_of(&s.key(i)), Some(i));
+            assert_eq!(s.after(&s.key(i)), i + 1);
+        }
+        // A key between two rows, before the first, after the last, or of another prefix.
+        let mut between = s.key(500);
+        between[15] = between[15].wrapping_sub(1);
+        if between < s.key(500) && between > s.key(499) {
+            assert_eq!(s.index_of(&between), None);
+            assert_eq!(s.after(&between), 500);
+        }
+        assert_eq!(s.after(&[0; 16]), 0);
+        assert_eq!(s.after(&[0xff; 16]), 1_000);
+        assert_eq!(s.index_of(&[0xff; 16]), None);
+    }
+
+    #[test]
+    fn synthesised_createdon_rises_and_ranges_hold_exactly_their_seconds() {
+        let s = synthesised(900);
+        let created: Vec<i64> = (0..900).map(|i| s.created(i)).collect();
+        assert!(created.windows(2).all(|w| w[0] <= w[1]));
+        assert!(created.windows(2).any(|w| w[0] == w[1]), "some ties");
+        let (lo, hi) = (created[100], created[700]);
+        let range = s.created_between(lo, hi);
+        let expected: Vec<usize> = (0..900)
+            .filter(|&i| (lo..=hi).contains(&created[i]))
+            .collect();
+        assert_eq!(range.collect::<Vec<_>>(), expected);
+        assert!(s.created_between(hi, lo).is_empty());
+        assert_eq!(s.created_between(i64::MIN, i64::MAX), 0..900);
+    }
+
+    #[test]
+    fn a_synthesised_row_is_the_same_whenever_it_is_made() {
+        let model = Model::standard();
+        let store = Store::generate(&model, &RowCounts::accounts_only(500), 7, true);
+        let table = &store.tables[ACCOUNT];
+        assert!(table.rows.is_empty(), "nothing held");
+        assert_eq!(table.len(), 500);
+        let (a, b) = (table.row(&model, 321), table.row(&model, 321));
+        assert_eq!(a.values, b.values);
+        assert_eq!((a.id, a.version), (b.id, 322));
+        assert_eq!(table.find(&a.id), Some(321));
+        // Other tables point at synthesised accounts that exist.
+        let contacts = &store.tables[CONTACT];
+        let parent = model.entities[CONTACT].attr("parentcustomerid").unwrap();
+        let Storage::Col(c) = parent.storage else {
+            panic!("stored column")
+        };
+        let targets: Vec<Uuid> = contacts
+            .rows
+            .iter()
+            .filter_map(|r| match r.values[c] {
+                Value::Lookup(id, t) if t as usize == ACCOUNT => Some(id),
+                _ => None,
+            })
+            .collect();
+        assert!(!targets.is_empty());
+        assert!(targets.iter().all(|id| table.find(id).is_some()));
+    }
 }

@@ -2,6 +2,8 @@
 //! (Web API notes: "Error shape"), and the few plain HTML pages that the web server in front of the
 //! Web API answers itself.
 
+use std::time::Duration;
+
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
@@ -16,8 +18,9 @@ pub(crate) struct ApiError {
     code: String,
     /// Message.
     pub(crate) message: String,
-    /// `Retry-After` seconds (429 only).
-    pub(crate) retry_after: Option<u64>,
+    /// `Retry-After` (429 only): whole seconds, as the service sends it, unless a sped-up
+    /// server model divided them.
+    pub(crate) retry_after: Option<Duration>,
     /// `WWW-Authenticate` value (401 only).
     pub(crate) www_authenticate: Option<String>,
     /// An HTML page sent instead of the JSON body: the request was refused by the web server
@@ -195,8 +198,10 @@ impl IntoResponse for ApiError {
             HeaderValue::from_static("application/json; odata.metadata=minimal"),
         );
         h.insert("OData-Version", HeaderValue::from_static("4.0"));
-        if let Some(s) = self.retry_after {
-            h.insert(header::RETRY_AFTER, HeaderValue::from(s));
+        if let Some(after) = self.retry_after
+            && let Ok(value) = HeaderValue::from_str(&retry_after_text(after))
+        {
+            h.insert(header::RETRY_AFTER, value);
         }
         if let Some(w) = self
             .www_authenticate
@@ -206,4 +211,15 @@ impl IntoResponse for ApiError {
         }
         resp
     }
+}
+
+/// `Retry-After` as sent: whole seconds (`"2"`), or seconds with up to three decimals when a
+/// sped-up model made them fractional (`"0.25"`).
+fn retry_after_text(after: Duration) -> String {
+    if after.subsec_nanos() == 0 {
+        return after.as_secs().to_string();
+    }
+    let millis = after.as_millis().max(1);
+    let text = format!("{}.{:03}", millis / 1000, millis % 1000);
+    text.trim_end_matches('0').to_string()
 }

@@ -17,6 +17,7 @@
 use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::collections::HashMap;
+use std::ops::RangeInclusive;
 
 use crate::sim::data::Row;
 use crate::sim::error::ApiError;
@@ -675,6 +676,50 @@ impl Pred {
         }
     }
 
+    /// The whole seconds within which a DateTime column (at `storage`) must lie for the
+    /// predicate to be true, as far as its comparisons with literals say (everything when they
+    /// say nothing; empty when no non-NULL value can do). Rows whose value is NULL are not
+    /// described. A synthesised table reads only the rows in this range.
+    pub(crate) fn datetime_range(&self, storage: Storage) -> RangeInclusive<i64> {
+        const ALL: RangeInclusive<i64> = i64::MIN..=i64::MAX;
+        // Empty: no value lies within it.
+        const NONE: RangeInclusive<i64> = RangeInclusive::new(1, 0);
+        let on = |c: &ColRef| c.storage == storage;
+        let secs = |v: &Value| match v {
+            Value::DateTime(t) => Some(*t),
+            _ => None,
+        };
+        match self {
+            Pred::Const(Some(true)) => ALL,
+            Pred::Const(_) => NONE,
+            Pred::And(ps) => ps.iter().fold(ALL, |r, p| {
+                let q = p.datetime_range(storage);
+                *r.start().max(q.start())..=*r.end().min(q.end())
+            }),
+            Pred::Or(ps) => ps
+                .iter()
+                .fold(NONE, |r, p| hull(r, p.datetime_range(storage))),
+            Pred::IsNull(c, true) if on(c) => NONE,
+            Pred::CmpLit(c, op, v) if on(c) => match (op, secs(v)) {
+                (CmpOp::Eq, Some(t)) => t..=t,
+                (CmpOp::Gt, Some(t)) => t.saturating_add(1)..=i64::MAX,
+                (CmpOp::Ge, Some(t)) => t..=i64::MAX,
+                (CmpOp::Lt, Some(t)) => i64::MIN..=t.saturating_sub(1),
+                (CmpOp::Le, Some(t)) => i64::MIN..=t,
+                _ => ALL,
+            },
+            Pred::Between(c, lo, hi, false) if on(c) => match (secs(lo), secs(hi)) {
+                (Some(lo), Some(hi)) => lo..=hi,
+                _ => ALL,
+            },
+            Pred::In(c, values, false) if on(c) => values.iter().fold(NONE, |r, v| match secs(v) {
+                Some(t) => hull(r, t..=t),
+                None => ALL,
+            }),
+            _ => ALL,
+        }
+    }
+
     /// Evaluates the predicate on a row: `Some(true)`, `Some(false)` or unknown (`None`).
     pub(crate) fn eval(&self, row: &Row, null_inclusive_ne: bool) -> Option<bool> {
         match self {
@@ -757,6 +802,15 @@ impl Pred {
     }
 }
 
+/// The smallest range holding both (an empty one holds nothing).
+fn hull(a: RangeInclusive<i64>, b: RangeInclusive<i64>) -> RangeInclusive<i64> {
+    match (a.is_empty(), b.is_empty()) {
+        (true, _) => b,
+        (_, true) => a,
+        _ => *a.start().min(b.start())..=*a.end().max(b.end()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -777,5 +831,46 @@ mod tests {
         assert!(m("[a-c]x", "bx"));
         assert!(!m("[^a-c]x", "bx"));
         assert!(m("%zur%", "Zürich"));
+    }
+
+    /// The range a synthesised table reads: what `createdon`'s comparisons allow, never less.
+    #[test]
+    fn datetime_ranges_follow_the_comparisons_on_their_column() {
+        let model = crate::sim::model::Model::standard();
+        let account = &model.entities[crate::sim::model::ACCOUNT];
+        let created = account.attr("createdon").unwrap().storage;
+        let range = |text: &str| {
+            let aliases = HashMap::new();
+            let node = crate::sim::odata::parse_filter(text).unwrap();
+            let pred = Binder::new(account, &aliases).bind(&node).unwrap();
+            pred.datetime_range(created)
+        };
+        // 2024-01-01T00:00:00Z and a day later, in Unix seconds.
+        let (day, next) = (1_704_067_200, 1_704_153_600);
+        let (a, b) = ("2024-01-01T00:00:00Z", "2024-01-02T00:00:00Z");
+        assert_eq!(
+            range(&format!("createdon ge {a} and createdon lt {b}")),
+            day..=next - 1
+        );
+        assert_eq!(
+            range(&format!("createdon gt {a} and revenue gt 5")),
+            day + 1..=i64::MAX
+        );
+        assert_eq!(
+            range(&format!("createdon le {a} or createdon eq {b}")),
+            i64::MIN..=next
+        );
+        assert!(range("createdon eq null").is_empty());
+        assert!(range(&format!("createdon gt {b} and createdon lt {a}")).is_empty());
+        // Nothing narrower than everything where the filter says nothing exact.
+        for text in [
+            "createdon ne null".to_string(),
+            format!("createdon ne {a}"),
+            format!("not (createdon gt {a})"),
+            format!("createdon gt {a} or revenue gt 5"),
+            "revenue gt 5".to_string(),
+        ] {
+            assert_eq!(range(&text), i64::MIN..=i64::MAX, "{text}");
+        }
     }
 }

@@ -10,7 +10,7 @@ use serde_json::{Map, Value as Json, json};
 use crate::sim::error::ApiError;
 use crate::sim::model::{AttrDef, AttrType, Behavior, EntityDef, Model, name_guid};
 use crate::sim::odata::{CmpOp, Lit, Node, parse_filter, split_top_level};
-use crate::sim::query::{Reply, WebRequest};
+use crate::sim::query::{Reply, WebRequest, Work};
 
 fn label(text: &str) -> Json {
     let l = json!({"Label": text, "LanguageCode": 1033, "IsManaged": true});
@@ -690,5 +690,6 @@ pub(crate) fn csdl(model: &Model) -> Reply {
         body: x.into_bytes(),
         headers: Vec::new(),
         rows: 0,
+        work: Work::default(),
     }
 }

@@ -15,8 +15,9 @@
 //! ```
 //!
 //! The public surface is small: [`Simulator::start`] takes [`SimulatorOptions`] (with
-//! [`RowCounts`] and [`FaultOptions`] inside) and returns a [`SimulatorHandle`], which gives
-//! the URLs and credentials to connect with, the request log ([`LoggedRequest`]), and the
+//! [`RowCounts`], [`FaultOptions`] and [`ServerModel`] inside) and returns a
+//! [`SimulatorHandle`], which gives the URLs and credentials to connect with, the request log
+//! ([`LoggedRequest`]), the service protection counters ([`BudgetSnapshot`]), and the
 //! test API that changes the simulated world: [`SimulatorHandle::insert`],
 //! [`update`](SimulatorHandle::update), [`delete`](SimulatorHandle::delete),
 //! [`advance_clock`](SimulatorHandle::advance_clock) and
@@ -57,7 +58,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use log::LoggedRequest;
-pub use options::{FaultOptions, RowCounts, SimulatorOptions};
+pub use options::{FaultOptions, RowCounts, ServerModel, SimulatorOptions};
+pub use throttle::BudgetSnapshot;
 
 /// Entry point: starts simulator instances.
 pub struct Simulator;
@@ -184,6 +186,13 @@ impl SimulatorHandle {
     /// Current number of rows of an entity (by logical name). Panics on unknown entity.
     pub fn row_count(&self, entity: &str) -> usize {
         self.state.row_count(entity)
+    }
+
+    /// What the service protection limits have seen: requests admitted and refused (by
+    /// limit), the most at once, and the current window. The real service reports none of
+    /// this; tests and benchmarks compare it with what the client saw.
+    pub fn budget(&self) -> BudgetSnapshot {
+        self.state.budget()
     }
 
     /// Changes the fault rate of subsequent requests.

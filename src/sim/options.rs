@@ -1,7 +1,7 @@
-//! How a simulator instance is configured: [`SimulatorOptions`] and the two settings groups
-//! inside it, [`RowCounts`] and [`FaultOptions`].
+//! How a simulator instance is configured: [`SimulatorOptions`] and the settings groups
+//! inside it, [`RowCounts`], [`FaultOptions`] and [`ServerModel`].
 //!
-//! The three types are `#[non_exhaustive]` so that a new setting (or a new generated entity)
+//! The types are `#[non_exhaustive]` so that a new setting (or a new generated entity)
 //! is not a breaking change: start from `Default` (or a named [`RowCounts`] set) and change
 //! what matters with the `with_…` methods, or assign the public fields of a `mut` value.
 //!
@@ -138,6 +138,139 @@ impl FaultOptions {
     }
 }
 
+/// A realistic server (off by default; ARCHITECTURE.md: "The simulator's server model"): every
+/// Web API request takes server time that grows with the rows and values it returns, and the
+/// per-user service protection budget of the real service applies (Web API notes: "Throttling
+/// limits"): requests and combined server time per sliding window, and requests at once, each
+/// answered with its documented 429, code, message and `Retry-After`.
+///
+/// The defaults are the documented limits and a cost model chosen as an assumption (no live
+/// environment was measured): 100 ms per request, 20 µs per row, 8 µs per value (a row's
+/// properties), 12 µs more per FormattedValue annotation. A 5,000-row page of `account`'s 27
+/// data columns then takes 1.28 s, and `SELECT *` (about 16.6 annotations a row) 2.28 s.
+///
+/// Durations and limits are the real service's; [`ServerModel::speedup`] plays them faster
+/// (every duration divided by it, counts unchanged), and [`ServerModel::with_shorter_window`]
+/// shortens the window with its budgets, keeping the sustained rates, so that a benchmark
+/// reaches the steady state within seconds.
+///
+/// ```
+/// use datafusion_dataverse::sim::ServerModel;
+/// let model = ServerModel::default().with_shorter_window(10).with_speedup(2.0);
+/// assert_eq!(model.request_limit, 600);
+/// assert_eq!(model.window.as_secs(), 30);
+/// // A 5,000-row page of 27 properties, no annotation:
+/// assert_eq!(model.server_time(5_000, 5_000 * 27, 0).as_millis(), 1_280);
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct ServerModel {
+    /// Server time of every request before its rows (default 100 ms).
+    pub per_request: Duration,
+    /// Server time per row returned (default 20 µs).
+    pub per_row: Duration,
+    /// Server time per value returned, a row's properties counted whether NULL or not
+    /// (default 8 µs).
+    pub per_value: Duration,
+    /// Server time per FormattedValue annotation written, on top of its value (default 12 µs).
+    pub per_formatted_value: Duration,
+    /// Length of the sliding window of the two budgets below (default 300 s).
+    pub window: Duration,
+    /// Requests per window before 429 `0x80072322` (default 6,000).
+    pub request_limit: usize,
+    /// Combined server time per window before 429 `0x80072321` (default 1,200 s).
+    pub execution_limit: Duration,
+    /// Requests at once before 429 `0x80072326` (default 52).
+    pub concurrency_limit: usize,
+    /// How many times faster than the real service the model runs (default 1): server time,
+    /// the window and `Retry-After` are divided by it (`Retry-After` then has a fraction).
+    pub speedup: f64,
+}
+
+impl Default for ServerModel {
+    fn default() -> Self {
+        ServerModel {
+            per_request: Duration::from_millis(100),
+            per_row: Duration::from_micros(20),
+            per_value: Duration::from_micros(8),
+            per_formatted_value: Duration::from_micros(12),
+            window: Duration::from_secs(300),
+            request_limit: 6000,
+            execution_limit: Duration::from_secs(1200),
+            concurrency_limit: 52,
+            speedup: 1.0,
+        }
+    }
+}
+
+impl ServerModel {
+    /// Server time (real, before [`ServerModel::speedup`]) of a response with `rows` rows,
+    /// `values` values in them and `formatted` FormattedValue annotations.
+    pub fn server_time(&self, rows: usize, values: usize, formatted: usize) -> Duration {
+        let times = |d: Duration, n: usize| d.saturating_mul(u32::try_from(n).unwrap_or(u32::MAX));
+        self.per_request
+            + times(self.per_row, rows)
+            + times(self.per_value, values)
+            + times(self.per_formatted_value, formatted)
+    }
+
+    /// Divides the window and its two budgets by `divisor`: the sustained rates stay the
+    /// documented ones (20 requests and 4 s of server time per second), but a burst above
+    /// them lasts `divisor` times shorter before it is throttled.
+    pub fn with_shorter_window(mut self, divisor: u32) -> Self {
+        let divisor = divisor.max(1);
+        self.window /= divisor;
+        self.execution_limit /= divisor;
+        self.request_limit /= divisor as usize;
+        self
+    }
+
+    /// Sets [`ServerModel::speedup`]; panics unless it is a positive number.
+    pub fn with_speedup(mut self, speedup: f64) -> Self {
+        assert!(
+            speedup.is_finite() && speedup > 0.0,
+            "the speedup must be a positive number, got {speedup}"
+        );
+        self.speedup = speedup;
+        self
+    }
+
+    /// Sets the cost model: per request, per row, per value and per FormattedValue.
+    pub fn with_costs(
+        mut self,
+        per_request: Duration,
+        per_row: Duration,
+        per_value: Duration,
+        per_formatted_value: Duration,
+    ) -> Self {
+        self.per_request = per_request;
+        self.per_row = per_row;
+        self.per_value = per_value;
+        self.per_formatted_value = per_formatted_value;
+        self
+    }
+
+    /// Sets the budget: window, requests and server time per window, requests at once.
+    pub fn with_limits(
+        mut self,
+        window: Duration,
+        request_limit: usize,
+        execution_limit: Duration,
+        concurrency_limit: usize,
+    ) -> Self {
+        self.window = window;
+        self.request_limit = request_limit;
+        self.execution_limit = execution_limit;
+        self.concurrency_limit = concurrency_limit;
+        self
+    }
+
+    /// A real duration as the simulator plays it (divided by the speedup).
+    pub(crate) fn played(&self, real: Duration) -> Duration {
+        real.div_f64(self.speedup)
+    }
+}
+
 /// Configuration of a simulator instance. All defaults are documented per field; each field
 /// has a `with_…` setter of the same name.
 #[derive(Clone, Debug)]
@@ -168,11 +301,20 @@ pub struct SimulatorOptions {
     /// Fault injection (default none).
     pub faults: FaultOptions,
     /// Concurrent Web API requests allowed before 429 `0x80072326` (default 52,
-    /// Web API notes: "Throttling limits").
+    /// Web API notes: "Throttling limits"); a [`ServerModel`] replaces it with its own.
     pub concurrency_limit: usize,
     /// Requests per 300 s window per client before 429 `0x80072322` (default 6000,
-    /// Web API notes: "Throttling limits").
+    /// Web API notes: "Throttling limits"); a [`ServerModel`] replaces it with its own.
     pub request_limit: usize,
+    /// Server time per request and the whole service protection budget (default none: requests
+    /// take only the time they take, and only the two limits above apply).
+    pub server_model: Option<ServerModel>,
+    /// `account` rows are synthesised from their index when a page needs them instead of
+    /// generated at start (default false), so that millions of rows take no memory. The rows
+    /// differ from the generated ones: `createdon` rises with the primary key (about 1.5 rows
+    /// a second), and they are read-only (`insert`, `update` and `delete` on `account`
+    /// panic). Orders other than by key or `createdon` read every row.
+    pub synthesised_accounts: bool,
     /// Value of the `x-ms-dop-hint` header on every Web API response (default 4).
     pub dop_hint: u32,
     /// `ne`, `not contains/startswith/endswith`, `NotIn`, `DoesNotContainValues` match NULL
@@ -203,6 +345,8 @@ impl Default for SimulatorOptions {
             faults: FaultOptions::default(),
             concurrency_limit: 52,
             request_limit: 6000,
+            server_model: None,
+            synthesised_accounts: false,
             dop_hint: 4,
             null_inclusive_ne: true,
             max_url_length: 32_768,
@@ -287,6 +431,18 @@ impl SimulatorOptions {
     /// Sets [`SimulatorOptions::request_limit`].
     pub fn with_request_limit(mut self, limit: usize) -> Self {
         self.request_limit = limit;
+        self
+    }
+
+    /// Sets [`SimulatorOptions::server_model`].
+    pub fn with_server_model(mut self, model: ServerModel) -> Self {
+        self.server_model = Some(model);
+        self
+    }
+
+    /// Sets [`SimulatorOptions::synthesised_accounts`].
+    pub fn with_synthesised_accounts(mut self, synthesised: bool) -> Self {
+        self.synthesised_accounts = synthesised;
         self
     }
 

@@ -7,10 +7,12 @@
 //! concurrent inserts and deletes (Web API notes: "Paging"). With the default order (primary key)
 //! the start position is found by binary search.
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::collections::HashMap;
+use std::ops::Range;
 
-use crate::sim::data::{Row, Store, Table};
+use crate::sim::data::{Row, Store, Synthesised, Table};
 use crate::sim::error::ApiError;
 use crate::sim::filter::{Binder, Pred, cell, check_condition_limit, text_to_value, value_to_text};
 use crate::sim::model::{AttrType, EntityDef, Model};
@@ -144,8 +146,20 @@ pub(crate) struct Reply {
     pub(crate) body: Vec<u8>,
     /// Extra headers.
     pub(crate) headers: Vec<(String, String)>,
-    /// Data rows in the body (for the request log).
+    /// Data rows in the body (for the request log and the server model).
     pub(crate) rows: usize,
+    /// What the rows held, for the server model.
+    pub(crate) work: Work,
+}
+
+/// What the rows of a response held, beyond their number: the server model's cost drivers
+/// (ARCHITECTURE.md: "The simulator's server model").
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Work {
+    /// Values written: rows times the properties of each.
+    pub(crate) values: usize,
+    /// FormattedValue annotations written.
+    pub(crate) formatted: usize,
 }
 
 impl Reply {
@@ -157,6 +171,7 @@ impl Reply {
             body,
             headers: Vec::new(),
             rows,
+            work: Work::default(),
         }
     }
 }
@@ -397,115 +412,244 @@ fn cookie_key(name: &str, ty: &AttrType, last: &Value, first: &Value) -> CookieK
 /// Result of selecting one page.
 struct Page<'s> {
     /// Rows of the page.
-    rows: Vec<&'s Row>,
+    rows: Vec<Cow<'s, Row>>,
     /// Whether more rows follow.
     more: bool,
     /// Cookie keys describing the page (for the nextLink).
     keys: Vec<CookieKey>,
 }
 
-/// Selects one page of rows matching `pred` after `pos`, in `order` (+PK) order.
-#[allow(clippy::too_many_arguments)]
-fn page<'s>(
-    model: &Model,
+/// The rows one request reads: a table, its filter, and what the filter needs.
+struct Scan<'s> {
+    model: &'s Model,
     store: &'s Store,
     ei: usize,
-    pred: Option<&Pred>,
+    pred: Option<&'s Pred>,
     null_inclusive_ne: bool,
+}
+
+impl<'s> Scan<'s> {
+    fn entity(&self) -> &'s EntityDef {
+        &self.model.entities[self.ei]
+    }
+
+    fn table(&self) -> &'s Table {
+        &self.store.tables[self.ei]
+    }
+
+    fn row(&self, index: usize) -> Cow<'s, Row> {
+        self.table().row(self.model, index)
+    }
+
+    fn keep(&self, row: &Row) -> bool {
+        self.pred
+            .is_none_or(|p| p.eval(row, self.null_inclusive_ne) == Some(true))
+    }
+
+    /// The indexes that may match the filter.
+    fn candidates(&self) -> Range<usize> {
+        candidates(self.entity(), self.table(), self.pred.as_slice())
+    }
+
+    /// How rows in `order` are found.
+    fn walk(&self, order: &[OrderKey]) -> Walk<'s> {
+        let table = self.table();
+        match (order, &table.synthesised) {
+            ([], _) => Walk::Index,
+            ([key], Some(s)) if self.entity().attrs[key.attr].logical_name == CREATED_ON => {
+                if key.desc {
+                    Walk::CreatedDescending(s)
+                } else {
+                    Walk::Index
+                }
+            }
+            _ => Walk::Sort,
+        }
+    }
+
+    /// Counts matching rows, stopping once `cap + 1` is reached.
+    fn count_capped(&self, cap: usize) -> usize {
+        let mut n = 0;
+        for i in self.candidates() {
+            if self.keep(&self.row(i)) {
+                n += 1;
+                if n > cap {
+                    break;
+                }
+            }
+        }
+        n
+    }
+}
+
+/// The column a synthesised table's rows are ordered by besides their key.
+const CREATED_ON: &str = "createdon";
+
+/// The indexes of `table` that may satisfy every one of `preds`: all of a stored table; of a
+/// synthesised one, those whose `createdon` the predicates allow (it rises with the index).
+pub(crate) fn candidates(entity: &EntityDef, table: &Table, preds: &[&Pred]) -> Range<usize> {
+    let (Some(s), Some(created)) = (&table.synthesised, entity.attr(CREATED_ON)) else {
+        return 0..table.len();
+    };
+    let (lo, hi) = preds.iter().fold((i64::MIN, i64::MAX), |(lo, hi), p| {
+        let r = p.datetime_range(created.storage);
+        (lo.max(*r.start()), hi.min(*r.end()))
+    });
+    if lo > hi {
+        return 0..0;
+    }
+    s.created_between(lo, hi)
+}
+
+/// How the rows of a page are found in an order.
+enum Walk<'s> {
+    /// In index order: the order of keys, and of `createdon` then key in a synthesised table.
+    Index,
+    /// A synthesised table's `createdon desc`.
+    CreatedDescending(&'s Synthesised),
+    /// Any other: every candidate sorted.
+    Sort,
+}
+
+/// Selects one page of rows matching the filter after `pos`, in `order` (+PK) order.
+fn page<'s>(scan: &Scan<'s>, order: &[OrderKey], pos: Option<&Position>, limit: usize) -> Page<'s> {
+    let (rows, more) = match scan.walk(order) {
+        Walk::Index => ascending(scan, pos, limit),
+        Walk::CreatedDescending(s) => createdon_descending(scan, s, pos, limit),
+        Walk::Sort => sorted(scan, order, pos, limit),
+    };
+    let keys = page_keys(scan, order, &rows);
+    Page { rows, more, keys }
+}
+
+/// A page read in index order from just after the position's key: the order of keys, and of
+/// `createdon` then key in a synthesised table.
+fn ascending<'s>(
+    scan: &Scan<'s>,
+    pos: Option<&Position>,
+    limit: usize,
+) -> (Vec<Cow<'s, Row>>, bool) {
+    let range = scan.candidates();
+    let start = pos.map_or(range.start, |p| scan.table().after(&p.key).max(range.start));
+    collect_page(scan, start..range.end, limit)
+}
+
+/// Up to `limit` matching rows of `indexes` in their order, and whether more match.
+fn collect_page<'s>(
+    scan: &Scan<'s>,
+    indexes: impl Iterator<Item = usize>,
+    limit: usize,
+) -> (Vec<Cow<'s, Row>>, bool) {
+    let mut rows = Vec::with_capacity(limit.min(MAX_PAGE) + 1);
+    for i in indexes {
+        let row = scan.row(i);
+        if scan.keep(&row) {
+            if rows.len() == limit {
+                return (rows, true);
+            }
+            rows.push(row);
+        }
+    }
+    (rows, false)
+}
+
+/// A synthesised table in `createdon desc` order: the rows of each second from the last, each
+/// second's rows by key (the tie-break is the key, ascending, whatever the direction).
+fn createdon_descending<'s>(
+    scan: &Scan<'s>,
+    s: &Synthesised,
+    pos: Option<&Position>,
+    limit: usize,
+) -> (Vec<Cow<'s, Row>>, bool) {
+    let range = scan.candidates();
+    // The second to start from, and within it the first index after the position's key.
+    let (mut top, mut floor) = match pos {
+        None => (range.end, None),
+        Some(p) => match p.values.first() {
+            Some(Value::DateTime(t)) => {
+                let second = s.created_between(*t, *t);
+                // No row on the position's second (a cookie from elsewhere): start below it.
+                let floor = (!second.is_empty()).then(|| scan.table().after(&p.key));
+                (second.end.min(range.end), floor)
+            }
+            // NULLs come last descending, and a synthesised row has none: nothing follows.
+            _ => return (Vec::new(), false),
+        },
+    };
+    let seconds = std::iter::from_fn(move || {
+        if top <= range.start {
+            return None;
+        }
+        let t = s.created(top - 1);
+        let first = s.created_between(t, t).start.max(range.start);
+        let from = floor.take().map_or(first, |f| f.clamp(first, top));
+        let second = from..top;
+        top = first;
+        Some(second)
+    });
+    collect_page(scan, seconds.flatten(), limit)
+}
+
+/// The general case: every candidate matching the filter, sorted, from after the position.
+fn sorted<'s>(
+    scan: &Scan<'s>,
     order: &[OrderKey],
     pos: Option<&Position>,
     limit: usize,
-) -> Page<'s> {
-    let entity = &model.entities[ei];
-    let table: &Table = &store.tables[ei];
-    let keep = |r: &Row| pred.is_none_or(|p| p.eval(r, null_inclusive_ne) == Some(true));
-    let pk_key = |r: &Row| {
-        let g = Value::Guid(r.id);
-        cookie_key(&entity.primary_id, &AttrType::Uniqueidentifier, &g, &g)
-    };
-    if order.is_empty() {
-        let start = pos.map(|p| table.after(&p.key)).unwrap_or(0);
-        let mut rows = Vec::with_capacity(limit.min(table.rows.len()) + 1);
-        for r in &table.rows[start..] {
-            if keep(r) {
-                if rows.len() == limit {
-                    let more = true;
-                    return finish_pk(rows, more, pk_key);
-                }
-                rows.push(r);
+) -> (Vec<Cow<'s, Row>>, bool) {
+    let after = pos.map(|p| (p.values.clone(), p.key));
+    let mut cands: Vec<(SortKey, usize)> = scan
+        .candidates()
+        .filter_map(|i| {
+            let row = scan.row(i);
+            if !scan.keep(&row) {
+                return None;
             }
-        }
-        return finish_pk(rows, false, pk_key);
-    }
-    let mut cands: Vec<(SortKey, &Row)> = table
-        .rows
-        .iter()
-        .filter(|r| keep(r))
-        .map(|r| {
-            let vals = order
+            let values = order
                 .iter()
-                .map(|o| sort_value(model, store, entity, o.attr, r))
+                .map(|o| sort_value(scan.model, scan.store, scan.entity(), o.attr, &row))
                 .collect();
-            ((vals, r.key), r)
-        })
-        .filter(|(k, _)| match pos {
-            Some(p) => cmp_sort(k, &(p.values.clone(), p.key), order) == Ordering::Greater,
-            None => true,
+            let key = (values, row.key);
+            match &after {
+                Some(p) if cmp_sort(&key, p, order) != Ordering::Greater => None,
+                _ => Some((key, i)),
+            }
         })
         .collect();
     cands.sort_by(|a, b| cmp_sort(&a.0, &b.0, order));
     let more = cands.len() > limit;
     cands.truncate(limit);
-    let mut keys = Vec::new();
-    if let (Some(first), Some(last)) = (cands.first(), cands.last()) {
-        for (i, o) in order.iter().enumerate() {
-            let a = &entity.attrs[o.attr];
-            keys.push(cookie_key(
-                &a.logical_name,
-                &sort_type(entity, o.attr),
-                &last.0.0[i],
-                &first.0.0[i],
-            ));
-        }
-        let (f, l) = (Value::Guid(first.1.id), Value::Guid(last.1.id));
-        keys.push(cookie_key(
-            &entity.primary_id,
-            &AttrType::Uniqueidentifier,
-            &l,
-            &f,
-        ));
-    }
-    Page {
-        rows: cands.into_iter().map(|(_, r)| r).collect(),
-        more,
-        keys,
-    }
+    // Rows are made again rather than kept: a synthesised table's candidates may be millions.
+    (cands.into_iter().map(|(_, i)| scan.row(i)).collect(), more)
 }
 
-fn finish_pk<'s>(rows: Vec<&'s Row>, more: bool, pk_key: impl Fn(&Row) -> CookieKey) -> Page<'s> {
-    let keys = match (rows.first(), rows.last()) {
-        (Some(f), Some(l)) => {
-            let mut k = pk_key(l);
-            k.first = pk_key(f).first;
-            vec![k]
-        }
-        _ => Vec::new(),
+/// The cookie keys of a page: each order column's value at the page's last and first rows,
+/// then the primary key's.
+fn page_keys(scan: &Scan<'_>, order: &[OrderKey], rows: &[Cow<'_, Row>]) -> Vec<CookieKey> {
+    let (Some(first), Some(last)) = (rows.first(), rows.last()) else {
+        return Vec::new();
     };
-    Page { rows, more, keys }
-}
-
-/// Counts matching rows, stopping once `cap + 1` is reached.
-fn count_capped(table: &Table, pred: Option<&Pred>, null_inclusive_ne: bool, cap: usize) -> usize {
-    let mut n = 0;
-    for r in &table.rows {
-        if pred.is_none_or(|p| p.eval(r, null_inclusive_ne) == Some(true)) {
-            n += 1;
-            if n > cap {
-                break;
-            }
-        }
-    }
-    n
+    let entity = scan.entity();
+    let mut keys: Vec<CookieKey> = order
+        .iter()
+        .map(|o| {
+            let value = |r: &Row| sort_value(scan.model, scan.store, entity, o.attr, r);
+            cookie_key(
+                &entity.attrs[o.attr].logical_name,
+                &sort_type(entity, o.attr),
+                &value(last),
+                &value(first),
+            )
+        })
+        .collect();
+    let (f, l) = (Value::Guid(first.id), Value::Guid(last.id));
+    keys.push(cookie_key(
+        &entity.primary_id,
+        &AttrType::Uniqueidentifier,
+        &l,
+        &f,
+    ));
+    keys
 }
 
 /// Effective page size: `odata.maxpagesize` capped at 5,000 (Web API notes: "Paging").
@@ -599,16 +743,14 @@ pub(crate) fn collection(
         (None, Some(t)) => (t.min(MAX_PAGE), false),
         _ => (page_size(req), true),
     };
-    let page = page(
-        env.model,
+    let scan = Scan {
+        model: env.model,
         store,
         ei,
-        pred.as_ref(),
-        env.null_inclusive_ne,
-        &order,
-        pos.as_ref(),
-        limit,
-    );
+        pred: pred.as_ref(),
+        null_inclusive_ne: env.null_inclusive_ne,
+    };
+    let page = page(&scan, &order, pos.as_ref(), limit);
     let annotations = req.prefer.annotation_set();
     let writer = RowWriter {
         model: env.model,
@@ -624,12 +766,7 @@ pub(crate) fn collection(
         &format!("{}$metadata#{}{}", req.api_base, entity.set_name, ctx_sel),
     );
     let total = if want_count || annotations.total_count {
-        Some(count_capped(
-            &store.tables[ei],
-            pred.as_ref(),
-            env.null_inclusive_ne,
-            MAX_PAGE,
-        ))
+        Some(scan.count_capped(MAX_PAGE))
     } else {
         None
     };
@@ -648,13 +785,18 @@ pub(crate) fn collection(
         );
     }
     buf.extend_from_slice(b",\"value\":[");
+    let mut formatted = 0;
     for (i, r) in page.rows.iter().enumerate() {
         if i > 0 {
             buf.push(b',');
         }
-        writer.write_row(&mut buf, r);
+        formatted += writer.write_row(&mut buf, r);
     }
     buf.push(b']');
+    let work = Work {
+        values: page.rows.len() * writer.attrs.len(),
+        formatted,
+    };
     let tracking_version = cookie
         .as_ref()
         .and_then(|c| c.attrs.iter().find(|(k, _)| k == "trackingversion"))
@@ -688,6 +830,7 @@ pub(crate) fn collection(
     buf.push(b'}');
     let mut reply = Reply::json(buf, page.rows.len());
     reply.headers = applied(req, tracking);
+    reply.work = work;
     Ok(reply)
 }
 
@@ -709,13 +852,16 @@ pub(crate) fn single(
     })?;
     let (attrs, ctx_sel) = select(entity, req)?;
     let table = &store.tables[ei];
-    let row = table.find(&id).map(|i| &table.rows[i]).ok_or_else(|| {
-        ApiError::new(
-            404,
-            "0x80040217",
-            format!("{} With Id = {} Does Not Exist", entity.logical_name, id),
-        )
-    })?;
+    let row = table
+        .find(&id)
+        .map(|i| table.row(env.model, i))
+        .ok_or_else(|| {
+            ApiError::new(
+                404,
+                "0x80040217",
+                format!("{} With Id = {} Does Not Exist", entity.logical_name, id),
+            )
+        })?;
     let writer = RowWriter {
         model: env.model,
         store,
@@ -724,7 +870,11 @@ pub(crate) fn single(
         annotations: req.prefer.annotation_set(),
     };
     let mut rowbuf = Vec::new();
-    writer.write_row(&mut rowbuf, row);
+    let formatted = writer.write_row(&mut rowbuf, &row);
+    let work = Work {
+        values: writer.attrs.len(),
+        formatted,
+    };
     let mut buf = Vec::with_capacity(rowbuf.len() + 128);
     buf.extend_from_slice(b"{\"@odata.context\":");
     json_str(
@@ -738,6 +888,7 @@ pub(crate) fn single(
     buf.extend_from_slice(&rowbuf[1..]);
     let mut reply = Reply::json(buf, 1);
     reply.headers = applied(req, false);
+    reply.work = work;
     Ok(reply)
 }
 
@@ -750,18 +901,20 @@ pub(crate) fn count_segment(
 ) -> Result<Reply, ApiError> {
     let entity = &env.model.entities[ei];
     let pred = bind_filter(entity, req)?;
-    let n = count_capped(
-        &store.tables[ei],
-        pred.as_ref(),
-        env.null_inclusive_ne,
-        MAX_PAGE,
-    )
-    .min(MAX_PAGE);
+    let scan = Scan {
+        model: env.model,
+        store,
+        ei,
+        pred: pred.as_ref(),
+        null_inclusive_ne: env.null_inclusive_ne,
+    };
+    let n = scan.count_capped(MAX_PAGE).min(MAX_PAGE);
     Ok(Reply {
         status: 200,
         content_type: "text/plain",
         body: n.to_string().into_bytes(),
         headers: Vec::new(),
         rows: 0,
+        work: Work::default(),
     })
 }

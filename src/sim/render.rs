@@ -142,7 +142,7 @@ pub(crate) fn primary_name(
 ) -> Option<String> {
     let col = model.entities.get(entity)?.primary_name_col()?;
     let t = &store.tables[entity];
-    let row = &t.rows[t.find(id)?];
+    let row = t.row(model, t.find(id)?);
     match &row.values[col] {
         Value::Str(s) => Some(s.to_string()),
         _ => None,
@@ -164,8 +164,10 @@ pub(crate) struct RowWriter<'a> {
 }
 
 impl RowWriter<'_> {
-    /// Writes one row object.
-    pub(crate) fn write_row(&self, buf: &mut Vec<u8>, row: &Row) {
+    /// Writes one row object; returns the FormattedValue annotations it wrote (the server
+    /// model charges for them).
+    pub(crate) fn write_row(&self, buf: &mut Vec<u8>, row: &Row) -> usize {
+        let mut formatted = 0;
         buf.extend_from_slice(b"{\"@odata.etag\":\"W/\\\"");
         buf.extend_from_slice(row.version.to_string().as_bytes());
         buf.extend_from_slice(b"\\\"\"");
@@ -183,6 +185,7 @@ impl RowWriter<'_> {
                 );
                 buf.push(b':');
                 json_str(buf, &f);
+                formatted += 1;
             }
             if let (Value::Lookup(_, target), Some(_)) = (&*v, a.ty.targets()) {
                 let target_name = &self.model.entities[*target as usize].logical_name;
@@ -215,6 +218,7 @@ impl RowWriter<'_> {
             write_value(buf, &v, &a.ty);
         }
         buf.push(b'}');
+        formatted
     }
 
     fn currency_symbol(&self, row: &Row) -> String {
@@ -226,7 +230,7 @@ impl RowWriter<'_> {
                 (Storage::Col(c), Some(s)) => match (&row.values[c], s.storage) {
                     (Value::Lookup(id, _), Storage::Col(sc)) => {
                         let t = &self.store.tables[CURRENCY];
-                        t.find(id).map(|i| t.rows[i].values[sc].clone())
+                        t.find(id).map(|i| t.row(self.model, i).values[sc].clone())
                     }
                     _ => None,
                 },

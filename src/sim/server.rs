@@ -21,8 +21,8 @@ use crate::sim::faults::{Fault, Faults};
 use crate::sim::log::{LoggedRequest, RequestLog};
 use crate::sim::model::{Model, Storage};
 use crate::sim::paging::percent_decode;
-use crate::sim::query::{Env, Prefer, Reply, WebRequest};
-use crate::sim::throttle::Throttle;
+use crate::sim::query::{Env, Prefer, Reply, WebRequest, Work};
+use crate::sim::throttle::{BudgetSnapshot, Limits, Throttle};
 use crate::sim::value::{Value, sql_guid_key};
 use crate::sim::{apply, changes, metadata, query};
 
@@ -55,9 +55,14 @@ impl AppState {
     /// Generates the data and builds the state.
     pub(crate) fn new(options: SimulatorOptions, url: String) -> Self {
         let model = Model::standard();
-        let store = Store::generate(&model, &options.rows, options.seed);
+        let store = Store::generate(
+            &model,
+            &options.rows,
+            options.seed,
+            options.synthesised_accounts,
+        );
         AppState {
-            throttle: Throttle::new(options.concurrency_limit, options.request_limit),
+            throttle: Throttle::new(Limits::of(&options)),
             faults: Faults::new(options.faults.seed, options.faults.fault_rate),
             options,
             url,
@@ -141,6 +146,7 @@ impl AppState {
     pub(crate) fn insert(&self, entity: &str, fields: &serde_json::Value) -> uuid::Uuid {
         let ei = self.entity(entity);
         let mut store = self.store.write().expect("store lock");
+        store.tables[ei].assert_stored(entity);
         let mut values =
             vec![Value::Null; self.model().entities[ei].columns.len()].into_boxed_slice();
         self.set_fields(&store, ei, &mut values, fields);
@@ -166,6 +172,7 @@ impl AppState {
     pub(crate) fn update(&self, entity: &str, id: uuid::Uuid, fields: &serde_json::Value) {
         let ei = self.entity(entity);
         let mut store = self.store.write().expect("store lock");
+        store.tables[ei].assert_stored(entity);
         let i = store.tables[ei]
             .find(&id)
             .unwrap_or_else(|| panic!("no {entity} row {id}"));
@@ -185,6 +192,7 @@ impl AppState {
     pub(crate) fn delete(&self, entity: &str, id: uuid::Uuid) {
         let ei = self.entity(entity);
         let mut store = self.store.write().expect("store lock");
+        store.tables[ei].assert_stored(entity);
         let i = store.tables[ei]
             .find(&id)
             .unwrap_or_else(|| panic!("no {entity} row {id}"));
@@ -200,7 +208,24 @@ impl AppState {
     /// Test API: row count.
     pub(crate) fn row_count(&self, entity: &str) -> usize {
         let ei = self.entity(entity);
-        self.store.read().expect("store lock").tables[ei].rows.len()
+        self.store.read().expect("store lock").tables[ei].len()
+    }
+
+    /// With a server model, makes the request take its server time from `started` (asleep:
+    /// the time costs no CPU, and the rendering done already counts towards it) and charges
+    /// that time to the execution budget (ARCHITECTURE.md: "The simulator's server model").
+    async fn take_server_time(&self, started: tokio::time::Instant, rows: usize, work: Work) {
+        let Some(model) = &self.options.server_model else {
+            return;
+        };
+        let played = model.played(model.server_time(rows, work.values, work.formatted));
+        tokio::time::sleep_until(started + played).await;
+        self.throttle.record_execution(self.clock.elapsed(), played);
+    }
+
+    /// What the service protection limits have seen.
+    pub(crate) fn budget(&self) -> BudgetSnapshot {
+        self.throttle.snapshot(self.clock.elapsed())
     }
 
     fn env<'a>(&self, model: &'a Model) -> Env<'a> {
@@ -254,7 +279,7 @@ impl AppState {
                         format!("Could not find entity with logical name {n}."),
                     )
                 })?;
-                counts.push(store.tables[ei].rows.len());
+                counts.push(store.tables[ei].len());
             }
             let body = json!({
                 "@odata.context": format!("{}$metadata#Microsoft.Dynamics.CRM.RetrieveTotalRecordCountResponse", req.api_base),
@@ -410,7 +435,7 @@ async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response {
                 "0x80072322",
                 "Number of requests exceeded the limit of 6000 over time window of 300 seconds.",
             );
-            e.retry_after = Some(secs);
+            e.retry_after = Some(std::time::Duration::from_secs(secs));
             finish_error(&state, e, &mut entry)
         }
         Fault::Unavailable => finish_error(
@@ -494,6 +519,7 @@ async fn serve(
             body: text.into_bytes(),
             headers: Vec::new(),
             rows: 0,
+            work: Work::default(),
         };
         entry.status = status;
         entry.response_bytes = reply.body.len();
@@ -520,38 +546,74 @@ async fn serve(
     if let Err(e) = state.tokens.check(auth.as_deref(), state.clock.now(), &www) {
         return finish_error(state, e, entry);
     }
-    let (_permit, remaining) = match state.throttle.admit(state.clock.now()) {
+    let (_permit, remaining) = match state.throttle.admit(state.clock.elapsed()) {
         Ok(p) => p,
         Err(e) => return finish_error(state, e, entry),
     };
     if !state.options.latency.is_zero() {
         tokio::time::sleep(state.options.latency).await;
     }
-    if method != "GET" {
-        return finish_error(
-            state,
-            ApiError::new(
-                405,
-                "0x80060888",
-                format!("The requested resource does not support http method '{method}'."),
-            ),
-            entry,
-        );
+    let started = tokio::time::Instant::now();
+    let result = if method == "GET" {
+        let request = ApiRequest {
+            version,
+            rel,
+            path,
+            raw_query,
+            params,
+            prefer_header,
+        };
+        answer(state, request).await
+    } else {
+        Err(ApiError::new(
+            405,
+            "0x80060888",
+            format!("The requested resource does not support http method '{method}'."),
+        ))
+    };
+    let (rows, work) = result
+        .as_ref()
+        .map_or((0, Work::default()), |reply| (reply.rows, reply.work));
+    state.take_server_time(started, rows, work).await;
+    match result {
+        Ok(reply) => {
+            entry.status = reply.status;
+            entry.response_bytes = reply.body.len();
+            entry.rows_returned = reply.rows;
+            build(&reply, fault, state, Some(remaining))
+        }
+        Err(e) => finish_error(state, e, entry),
     }
-    let rel = percent_decode(rel).unwrap_or_else(|| rel.to_string());
+}
+
+/// A Web API GET past authentication and throttling.
+struct ApiRequest<'r> {
+    version: &'r str,
+    rel: &'r str,
+    path: &'r str,
+    raw_query: &'r str,
+    params: Vec<(String, String)>,
+    prefer_header: Option<String>,
+}
+
+/// Answers a Web API GET, from the page cache when it holds the answer.
+async fn answer(state: &Arc<AppState>, r: ApiRequest<'_>) -> Result<Reply, ApiError> {
+    let rel = percent_decode(r.rel).unwrap_or_else(|| r.rel.to_string());
     let req = WebRequest {
         origin: state.url.clone(),
-        raw_path: path.to_string(),
-        raw_query: raw_query.to_string(),
-        params,
-        prefer: Prefer::parse(prefer_header.as_deref()),
-        api_base: format!("{}/api/data/{version}/", state.url),
+        raw_path: r.path.to_string(),
+        raw_query: r.raw_query.to_string(),
+        params: r.params,
+        prefer: Prefer::parse(r.prefer_header.as_deref()),
+        api_base: format!("{}/api/data/{}/", state.url, r.version),
     };
     let cacheable =
         state.options.page_cache && !req.prefer.track_changes && req.param("$deltatoken").is_none();
     let cache_key = format!(
-        "{path}?{raw_query}|{}",
-        prefer_header.as_deref().unwrap_or("")
+        "{}?{}|{}",
+        r.path,
+        r.raw_query,
+        r.prefer_header.as_deref().unwrap_or("")
     );
     if cacheable
         && let Some(hit) = state
@@ -561,14 +623,11 @@ async fn serve(
             .get(&cache_key)
             .cloned()
     {
-        entry.status = hit.status;
-        entry.response_bytes = hit.body.len();
-        entry.rows_returned = hit.rows;
-        return build(&hit, fault, state, Some(remaining));
+        return Ok(hit);
     }
     // Rendering a 5,000-row page is CPU work: keep it off the async worker.
     let st = state.clone();
-    let result = tokio::task::spawn_blocking(move || st.web_api(&rel, &req))
+    let reply = tokio::task::spawn_blocking(move || st.web_api(&rel, &req))
         .await
         .unwrap_or_else(|e| {
             Err(ApiError::new(
@@ -576,21 +635,13 @@ async fn serve(
                 "0x80040216",
                 format!("internal error: {e}"),
             ))
-        });
-    match result {
-        Ok(reply) => {
-            entry.status = reply.status;
-            entry.response_bytes = reply.body.len();
-            entry.rows_returned = reply.rows;
-            if cacheable && reply.status == 200 {
-                state
-                    .cache
-                    .lock()
-                    .expect("cache lock")
-                    .insert(cache_key, reply.clone());
-            }
-            build(&reply, fault, state, Some(remaining))
-        }
-        Err(e) => finish_error(state, e, entry),
+        })?;
+    if cacheable && reply.status == 200 {
+        state
+            .cache
+            .lock()
+            .expect("cache lock")
+            .insert(cache_key, reply.clone());
     }
+    Ok(reply)
 }
