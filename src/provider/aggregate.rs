@@ -823,6 +823,7 @@ impl Runner {
             width: 0,
             limit: None,
             metrics: self.metrics.clone(),
+            labels: None,
         }
     }
 
