@@ -480,6 +480,11 @@ impl DataverseScanExec {
         let split = self.split.clone();
         let top_n = self.top_n.clone();
         let degree = self.degree();
+        if let Some(labels) = reader.labels.clone() {
+            // The option sets load while the first page is on its way; an error is reported
+            // when the page needs them.
+            tokio::spawn(async move { labels.current().await.ok() });
+        }
         builder.spawn(async move {
             if let Some(keys) = keys {
                 let fits = |q: &ODataQuery| fits_in_url(&reader.client, q);
@@ -952,7 +957,10 @@ impl PageReader {
     pub(crate) async fn decode(&self, page: Page, resource: &str) -> Result<RecordBatch> {
         self.metrics.record(&page);
         let what = format!("page {} of {resource}", page.number);
-        let used = self.labels.as_ref().map(|l| l.current());
+        let used = match &self.labels {
+            Some(labels) => Some(labels.current().await.map_err(external)?),
+            None => None,
+        };
         let (decoded, body) = self.decode_body(page.body, used.clone(), &what).await?;
         let batch = match (&self.labels, used) {
             (Some(scan), Some(used)) if decoded.unknown_option => {

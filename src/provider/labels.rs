@@ -19,36 +19,45 @@ use datafusion::arrow::error::ArrowError;
 
 use crate::metadata::{ChoiceLabels, MetadataError, MetadataStore, OptionLabels};
 
-/// The option labels one scan fills its label columns from, shared by its partitions.
+/// The option labels one scan fills its label columns from, shared by its partitions: loaded
+/// when the first page is decoded (so planning and EXPLAIN ask nothing), from the metadata
+/// store's memory, its disk cache, or the server.
 #[derive(Debug)]
 pub struct ScanLabels {
     metadata: Arc<MetadataStore>,
     entity: String,
-    current: Mutex<Arc<OptionLabels>>,
+    current: Mutex<Option<Arc<OptionLabels>>>,
     /// Set once the scan has asked the server for its option sets again.
     refreshed: tokio::sync::OnceCell<()>,
 }
 
 impl ScanLabels {
-    /// The labels of `entity`'s option sets, from the metadata store (memory, disk cache,
-    /// then the server). `None` for an entity the store does not know.
-    pub async fn load(
-        metadata: &Arc<MetadataStore>,
-        entity: &str,
-    ) -> Result<Option<Self>, MetadataError> {
-        let Some(labels) = metadata.option_labels(entity).await? else {
-            return Ok(None);
-        };
-        Ok(Some(Self {
-            metadata: metadata.clone(),
+    /// The labels of `entity`'s option sets, not loaded yet.
+    pub fn new(metadata: Arc<MetadataStore>, entity: &str) -> Self {
+        Self {
+            metadata,
             entity: entity.to_string(),
-            current: Mutex::new(labels),
+            current: Mutex::new(None),
             refreshed: tokio::sync::OnceCell::new(),
-        }))
+        }
     }
 
-    /// The labels pages are decoded with now.
-    pub fn current(&self) -> Arc<OptionLabels> {
+    /// The labels pages are decoded with now (loaded on first use).
+    pub async fn current(&self) -> Result<Arc<OptionLabels>, MetadataError> {
+        if let Some(labels) = self.loaded() {
+            return Ok(labels);
+        }
+        // The store fetches once for concurrent callers and keeps the result.
+        let labels = self
+            .metadata
+            .option_labels(&self.entity)
+            .await?
+            .unwrap_or_default();
+        let mut current = self.current.lock().expect("not poisoned");
+        Ok(current.get_or_insert(labels).clone())
+    }
+
+    fn loaded(&self) -> Option<Arc<OptionLabels>> {
         self.current.lock().expect("not poisoned").clone()
     }
 
@@ -62,12 +71,12 @@ impl ScanLabels {
         self.refreshed
             .get_or_try_init(|| async {
                 if let Some(fresh) = self.metadata.refresh_options(&self.entity, used).await? {
-                    *self.current.lock().expect("not poisoned") = fresh;
+                    *self.current.lock().expect("not poisoned") = Some(fresh);
                 }
                 Ok::<(), MetadataError>(())
             })
             .await?;
-        let now = self.current();
+        let now = self.current().await?;
         Ok((!Arc::ptr_eq(&now, used)).then_some(now))
     }
 }

@@ -11,7 +11,7 @@ use datafusion::catalog::Session;
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{Column, DFSchema};
 use datafusion::datasource::{TableProvider, TableType};
-use datafusion::error::{DataFusionError, Result};
+use datafusion::error::Result;
 use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_expr::PhysicalExpr;
@@ -89,17 +89,19 @@ impl DataverseTable {
         }
     }
 
-    /// The option labels a scan of the columns at `indices` fills its label columns from:
-    /// loaded (once per table, then from the metadata cache) only when one is read.
-    async fn scan_labels(&self, indices: &[usize]) -> Result<Option<Arc<ScanLabels>>> {
+    /// The option labels a scan of the columns at `indices` fills its label columns from, if
+    /// it reads any (loaded when the scan runs, once per table, then from the metadata cache).
+    fn scan_labels(&self, indices: &[usize]) -> Option<Arc<ScanLabels>> {
         let def = &self.definition;
-        if !indices.iter().any(|&i| def.columns[i].is_option_label()) {
-            return Ok(None);
-        }
-        let labels = ScanLabels::load(&self.metadata, &def.entity.logical_name)
-            .await
-            .map_err(|e| DataFusionError::External(Box::new(e)))?;
-        Ok(labels.map(Arc::new))
+        indices
+            .iter()
+            .any(|&i| def.columns[i].is_option_label())
+            .then(|| {
+                Arc::new(ScanLabels::new(
+                    self.metadata.clone(),
+                    &def.entity.logical_name,
+                ))
+            })
     }
 
     /// How many partitions a scan is planned with: one for a LIMIT (a few rows, one request),
@@ -284,7 +286,7 @@ impl TableProvider for DataverseTable {
             columns: indices.clone(),
             page_size: self.options.page_size,
             pushdown: self.options.pushdown_enabled(),
-            labels: self.scan_labels(&indices).await?,
+            labels: self.scan_labels(&indices),
         };
         let exec =
             DataverseScanExec::new(self.client.clone(), query, decoder, limit, pushed, source);
