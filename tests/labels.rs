@@ -756,3 +756,63 @@ async fn a_value_the_server_has_no_option_for_gets_no_label_as_on_the_server() {
     );
     assert_eq!(got, [["[3, 77, 1]", "[Blue, Red]"]]);
 }
+
+/// Plans that rebuild a scan (a top-N read on the server, an aggregate that groups on a label
+/// locally) fill the option labels as a plain read does.
+#[tokio::test]
+async fn option_labels_survive_top_n_and_aggregate_plans() {
+    let sim = simulator(small()).await;
+    let dv = connect(&sim).await;
+    let ctx = dv.session_context().unwrap();
+    let all = rows(
+        &query(
+            &ctx,
+            "SELECT accountid, revenue, statuscodename, industrycodename FROM account",
+        )
+        .await,
+    );
+    let top = rows(
+        &query(
+            &ctx,
+            "SELECT accountid, statuscodename, industrycodename FROM account \
+             WHERE revenue IS NOT NULL ORDER BY revenue DESC LIMIT 5",
+        )
+        .await,
+    );
+    let plan = rows(
+        &query(
+            &ctx,
+            "EXPLAIN SELECT accountid, statuscodename FROM account \
+             WHERE revenue IS NOT NULL ORDER BY revenue DESC LIMIT 5",
+        )
+        .await,
+    );
+    assert!(
+        format!("{plan:?}").contains("$orderby"),
+        "a top-N read: {plan:?}"
+    );
+    for row in &top {
+        let plain = all.iter().find(|r| r[0] == row[0]).unwrap();
+        assert_eq!(row[1..], plain[2..], "{row:?}");
+    }
+    let grouped = rows(
+        &query(
+            &ctx,
+            "SELECT statuscodename, count(*) FROM account GROUP BY statuscodename ORDER BY 1",
+        )
+        .await,
+    );
+    let mut expected: Vec<(String, usize)> = Vec::new();
+    for r in &all {
+        match expected.iter_mut().find(|(l, _)| *l == r[2]) {
+            Some((_, n)) => *n += 1,
+            None => expected.push((r[2].clone(), 1)),
+        }
+    }
+    expected.sort();
+    let expected: Vec<Vec<String>> = expected
+        .into_iter()
+        .map(|(l, n)| vec![l, n.to_string()])
+        .collect();
+    assert_eq!(grouped, expected);
+}
