@@ -1,5 +1,7 @@
 //! Label columns (`industrycodename`, `owneridtype` …) and the `metadata` schema, against the
-//! simulator: labels must agree with the option-set metadata and with the looked-up rows.
+//! simulator: labels must agree with the option-set metadata and with the looked-up rows, and
+//! the option-set labels the client fills with the server's own FormattedValue, value for value
+//! (ARCHITECTURE.md: "Label columns").
 
 mod common;
 
