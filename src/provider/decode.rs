@@ -20,7 +20,7 @@ use datafusion::arrow::datatypes::SchemaRef;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
-use super::labels::option_labels;
+use super::labels::label_column;
 use crate::metadata::{ColumnKind, OptionLabels};
 
 /// A page that could not be read.
@@ -219,7 +219,7 @@ impl PageDecoder {
             .map(|output| match output {
                 Output::Read(i) => Ok(read[*i].clone()),
                 Output::OptionLabels { of, attribute } => {
-                    let (labels, missing) = option_labels(&read[*of], self.labels.of(attribute))?;
+                    let (labels, missing) = label_column(&read[*of], self.labels.of(attribute))?;
                     unknown |= missing;
                     Ok(labels)
                 }

@@ -84,7 +84,7 @@ impl ScanLabels {
 /// The label column of `values` (a choice's `Int32`, a boolean's `Boolean` or a
 /// multi-select's `List(Int32)` column), and whether some value had no option in `set` (no
 /// `set` at all: every value is unknown).
-pub fn option_labels(
+pub fn label_column(
     values: &ArrayRef,
     set: Option<&ChoiceLabels>,
 ) -> Result<(ArrayRef, bool), ArrowError> {
@@ -198,7 +198,7 @@ mod tests {
     fn choices_and_booleans_get_their_option_labels() {
         let labels = labels();
         let choices: ArrayRef = Arc::new(Int32Array::from(vec![Some(7), None, Some(8)]));
-        let (got, unknown) = option_labels(&choices, labels.of("industry")).unwrap();
+        let (got, unknown) = label_column(&choices, labels.of("industry")).unwrap();
         assert_eq!(
             texts(&got),
             [Some("Consulting".to_string()), None, None],
@@ -206,7 +206,7 @@ mod tests {
         );
         assert!(unknown, "8 is not an option");
         let flags: ArrayRef = Arc::new(BooleanArray::from(vec![Some(true), Some(false), None]));
-        let (got, unknown) = option_labels(&flags, labels.of("flag")).unwrap();
+        let (got, unknown) = label_column(&flags, labels.of("flag")).unwrap();
         assert_eq!(
             texts(&got),
             [
@@ -216,7 +216,7 @@ mod tests {
             ]
         );
         assert!(!unknown);
-        let (got, unknown) = option_labels(&choices, None).unwrap();
+        let (got, unknown) = label_column(&choices, None).unwrap();
         assert_eq!(texts(&got), [None, None, None]);
         assert!(unknown, "no option set: every value is unknown");
     }
@@ -229,7 +229,7 @@ mod tests {
         builder.append_value([Some(2), Some(4)]);
         builder.append_value([]);
         let values: ArrayRef = Arc::new(builder.finish());
-        let (got, unknown) = option_labels(&values, labels().of("colors")).unwrap();
+        let (got, unknown) = label_column(&values, labels().of("colors")).unwrap();
         assert!(unknown, "4 is not an option");
         let lists = got.as_list::<i32>();
         let row = |i: usize| texts(&lists.value(i));
