@@ -38,7 +38,7 @@ pub(crate) struct Expansion {
 }
 
 /// The navigation properties of a lookup attribute: (name, the target it is typed to).
-pub(crate) fn navigations(model: &Model, a: &AttrDef) -> Vec<(String, Option<usize>)> {
+fn navigations(model: &Model, a: &AttrDef) -> Vec<(String, Option<usize>)> {
     let Some(targets) = a.ty.targets() else {
         return Vec::new();
     };
@@ -246,24 +246,8 @@ fn write_related(buf: &mut Vec<u8>, model: &Model, e: &Expansion, target: usize,
             &format!("#Microsoft.Dynamics.CRM.{}", def.logical_name),
         );
     }
-    let all: Vec<String>;
-    let names = match &e.select {
-        Some(names) => names,
-        None => {
-            all = def
-                .attrs
-                .iter()
-                .filter(|a| a.is_odata() && !a.primary_id)
-                .map(|a| a.odata_name())
-                .collect();
-            &all
-        }
-    };
-    for name in names {
-        let Some(a) = def.odata_attr(name).filter(|a| !a.primary_id) else {
-            continue;
-        };
-        member(buf, name);
+    for a in selected(def, e.select.as_deref()) {
+        member(buf, &a.odata_name());
         write_value(buf, &cell(row, a.storage), &a.ty);
     }
     let key = def.attr(&def.primary_id).map(|a| cell(row, a.storage));
@@ -279,4 +263,18 @@ fn write_related(buf: &mut Vec<u8>, model: &Model, e: &Expansion, target: usize,
         buf.push(b'{');
     }
     buf.push(b'}');
+}
+
+/// The properties of `def` an expansion returns besides the key: those selected that `def`
+/// has (an owner's selection names both tables' properties), or all of them.
+fn selected<'d>(def: &'d EntityDef, select: Option<&[String]>) -> Vec<&'d AttrDef> {
+    let returned = |a: &&AttrDef| a.is_odata() && !a.primary_id;
+    match select {
+        Some(names) => names
+            .iter()
+            .filter_map(|n| def.odata_attr(n))
+            .filter(returned)
+            .collect(),
+        None => def.attrs.iter().filter(returned).collect(),
+    }
 }
