@@ -56,6 +56,14 @@ fn fetch_pages() -> Vec<Page> {
                 .filter(|&i| labels || !def.columns[i].is_label())
                 .collect();
             let (query, decoder) = projection_request(&def, &columns, MAX_PAGE_SIZE);
+            // The option-set labels a scan fills, as it hands them to its decoder.
+            let option_labels = dv
+                .metadata()
+                .option_labels(table)
+                .await
+                .expect("option sets")
+                .expect("table exists");
+            let decoder = decoder.with_labels(option_labels);
             let url = datafusion_dataverse::internals::client(&dv)
                 .api_url(&query.relative_url().expect("no literals"));
             let response = datafusion_dataverse::internals::client(&dv)

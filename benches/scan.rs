@@ -17,11 +17,24 @@
 //! * (b) a full scan of every data column through DataFusion, every value decoded, the stream
 //!   counted: once read in parallel `createdon` ranges (the default for a large table) and
 //!   once sequentially (`set_parallel(1)`), the same pages as (a) and (e) in both cases;
-//! * (b') `SELECT *`, which adds the label columns (`industrycodename` …): more bytes on the
-//!   wire, as the FormattedValue and lookuplogicalname annotations come with the values;
-//! * (c) `COPY (every data column) TO parquet`;
+//! * (b') `SELECT *`, which adds the label columns: option-set labels (`industrycodename` …)
+//!   filled by the client from the option sets, lookup names and polymorphic types
+//!   (`owneridname`, `owneridtype`) from the FormattedValue and lookuplogicalname
+//!   annotations, which come with every value (neither can be restricted to some columns);
+//! * (b'') every data column and the option-set labels alone: no annotation, so the same
+//!   bytes as (b) and the labels' own cost in time;
+//! * (c) `COPY (every data column) TO parquet`, and (c') `COPY (SELECT *) TO parquet`: the
+//!   issue 18 target compares the two (at most 1.3× the time and the bytes);
 //! * (d) a selective query with filter pushdown on and off;
-//! * (e) `benches/python_json_baseline.py`: urllib + `json.loads` of the same pages.
+//! * (e) `benches/python_json_baseline.py`: urllib + `json.loads` of the same pages;
+//! * (f) the lookup names of `SELECT *` three ways, as bare requests with one serde_json pass
+//!   over each page: by FormattedValue (the request (b') sends); by `$expand` of each
+//!   lookup's navigation property with its target's primary name (the owner's type from
+//!   `@odata.type`, a customer's from which typed navigation is set); and by key, the data
+//!   columns' pages and then the primary names of the distinct rows their lookups point to,
+//!   asked of each target table with `In` (500 keys a request; a polymorphic lookup's keys
+//!   of its first table, then the rest of the next), a client-side join that needs no
+//!   annotation. The choice is ARCHITECTURE.md's "Label columns".
 //!
 //! Peak RSS is the process's `VmHWM`. It is reset before each phase through
 //! `/proc/self/clear_refs` (Linux ≥ 4.0), so each figure is the peak during that phase; where
@@ -31,6 +44,9 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use datafusion_dataverse::config::MAX_PAGE_SIZE;
+use datafusion_dataverse::internals::{Expand, Filter, Literal, ODataQuery, projection_request};
+use datafusion_dataverse::metadata::TableDefinition;
 use datafusion_dataverse::sim::{RowCounts, Simulator, SimulatorHandle, SimulatorOptions};
 
 mod common;
@@ -86,10 +102,15 @@ enum Phase {
     SelectAll,
     SelectAllSequential,
     SelectStarLabels,
+    OptionLabelsOnly,
     CopyParquet,
+    CopyParquetStar,
     SelectivePushdown,
     SelectiveNoPushdown,
     PythonJson,
+    LookupNamesFormatted,
+    LookupNamesExpanded,
+    LookupNamesByKey,
 }
 
 impl Phase {
@@ -99,10 +120,15 @@ impl Phase {
             Phase::SelectAll => "(b) all data columns, parallel",
             Phase::SelectAllSequential => "(b) all data columns, sequential",
             Phase::SelectStarLabels => "(b') SELECT * with label columns",
+            Phase::OptionLabelsOnly => "(b'') data columns + option-set labels",
             Phase::CopyParquet => "(c) COPY (all data columns) TO parquet",
+            Phase::CopyParquetStar => "(c') COPY (SELECT *) TO parquet",
             Phase::SelectivePushdown => "(d) selective, pushdown on",
             Phase::SelectiveNoPushdown => "(d) selective, pushdown off",
             Phase::PythonJson => "(e) Python urllib + json.loads",
+            Phase::LookupNamesFormatted => "(f) lookup names by FormattedValue, raw",
+            Phase::LookupNamesExpanded => "(f) lookup names by $expand, raw",
+            Phase::LookupNamesByKey => "(f) lookup names by key, raw",
         }
     }
 }
@@ -112,8 +138,28 @@ struct Bench {
     /// Read by (a), (b), (c) and (d) the same pages, differing only in what the client does
     /// with them.
     table: Accounts,
+    /// `SELECT *` with every option-set label column but no lookup name or type.
+    option_labels_sql: String,
+    /// The two requests of row (f).
+    lookup_names: LookupNameRequests,
     out_dir: tempfile::TempDir,
     python: Option<PathBuf>,
+}
+
+/// A first page's URL and the `Prefer` header its pages are read with.
+struct Request {
+    url: String,
+    prefer: String,
+}
+
+/// The lookup names of `SELECT * FROM account` two ways (row (f)).
+struct LookupNameRequests {
+    /// The request the provider sends for `SELECT *`: FormattedValue and lookuplogicalname.
+    formatted: Request,
+    /// Every data column, and each lookup's target row's primary name by `$expand`.
+    expanded: Request,
+    /// The name requests that follow the data columns' pages when names are asked by key.
+    by_key: Vec<Request>,
 }
 
 #[tokio::main]
@@ -137,9 +183,14 @@ async fn main() -> Result<(), BoxError> {
         Phase::SelectAll,
         Phase::SelectAllSequential,
         Phase::SelectStarLabels,
+        Phase::OptionLabelsOnly,
         Phase::CopyParquet,
+        Phase::CopyParquetStar,
         Phase::SelectivePushdown,
         Phase::SelectiveNoPushdown,
+        Phase::LookupNamesFormatted,
+        Phase::LookupNamesExpanded,
+        Phase::LookupNamesByKey,
     ];
     if bench.python.is_some() {
         phases.push(Phase::PythonJson);
@@ -203,6 +254,7 @@ async fn main() -> Result<(), BoxError> {
         }
     }
     print_targets(&phases, &samples);
+    print_label_targets(&phases, &samples);
 
     // The simulator's serving speed without its cache (issue 2): a fresh instance, after the
     // cached one is gone so its memory does not count twice.
@@ -248,8 +300,17 @@ async fn measure(bench: &Bench, phase: Phase) -> Result<(Sample, Peak), BoxError
 impl Bench {
     /// Connects the library, signs in the bare client and prepares the output directory.
     async fn new(sim: &SimulatorHandle) -> Result<Self, BoxError> {
+        let table = Accounts::connect(sim).await?;
+        let def = table
+            .dv
+            .metadata()
+            .table("account")
+            .await?
+            .ok_or("no account table")?;
         Ok(Self {
-            table: Accounts::connect(sim).await?,
+            option_labels_sql: option_labels_sql(&def),
+            lookup_names: LookupNameRequests::new(&table, &def).await?,
+            table,
             out_dir: tempfile::tempdir()?,
             python: find_python(),
         })
@@ -266,7 +327,12 @@ impl Bench {
                 sample
             }
             Phase::SelectStarLabels => self.sql_counted("SELECT * FROM account", true).await,
-            Phase::CopyParquet => self.copy_parquet().await,
+            Phase::OptionLabelsOnly => self.sql_counted(&self.option_labels_sql, true).await,
+            Phase::CopyParquet => self.copy_parquet(&self.table.all_columns_sql).await,
+            Phase::CopyParquetStar => self.copy_parquet("SELECT * FROM account").await,
+            Phase::LookupNamesFormatted => self.raw(&self.lookup_names.formatted).await,
+            Phase::LookupNamesExpanded => self.raw(&self.lookup_names.expanded).await,
+            Phase::LookupNamesByKey => self.names_by_key().await,
             Phase::SelectivePushdown => self.sql_counted(SELECTIVE_SQL, true).await,
             Phase::SelectiveNoPushdown => self.sql_counted(SELECTIVE_SQL, false).await,
             Phase::PythonJson => self.python_json().await,
@@ -281,12 +347,39 @@ impl Bench {
         Ok(run?.into())
     }
 
-    /// Row (c): the whole table to one Parquet file, removed afterwards.
-    async fn copy_parquet(&self) -> Result<Sample, BoxError> {
+    /// Row (f): one request's pages, each through a serde_json pass.
+    async fn raw(&self, request: &Request) -> Result<Sample, BoxError> {
+        let run = self
+            .table
+            .raw_fetch_of(&request.url, &request.prefer, true)
+            .await?;
+        Ok(run.into())
+    }
+
+    /// Row (f) by key: the data columns' pages, then every name request.
+    async fn names_by_key(&self) -> Result<Sample, BoxError> {
+        let mut run = self
+            .table
+            .raw_fetch_of(&self.table.first_page_url, &self.table.prefer, true)
+            .await?;
+        let started = Instant::now();
+        for request in &self.lookup_names.by_key {
+            let names = self
+                .table
+                .raw_fetch_of(&request.url, &request.prefer, true)
+                .await?;
+            run.requests += names.requests;
+            run.bytes += names.bytes;
+        }
+        run.elapsed += started.elapsed();
+        Ok(run.into())
+    }
+
+    /// Rows (c) and (c'): `select`'s result to one Parquet file, removed afterwards.
+    async fn copy_parquet(&self, select: &str) -> Result<Sample, BoxError> {
         let path = self.out_dir.path().join("a.parquet");
         let sql = format!(
-            "COPY ({}) TO '{}'",
-            self.table.all_columns_sql,
+            "COPY ({select}) TO '{}'",
             path.to_str().ok_or("temp path is not UTF-8")?
         );
         let before = self.table.dv.stats();
@@ -317,6 +410,198 @@ impl Bench {
             child_peak_kib: Some(run.peak_kib),
         })
     }
+}
+
+/// Every data column and every option-set label column of `def` (row (b'')).
+fn option_labels_sql(def: &TableDefinition) -> String {
+    let names: Vec<&str> = def
+        .columns
+        .iter()
+        .filter(|c| !c.is_label() || c.is_option_label())
+        .map(|c| c.name.as_str())
+        .collect();
+    format!("SELECT {} FROM account", names.join(", "))
+}
+
+impl LookupNameRequests {
+    async fn new(table: &Accounts, def: &TableDefinition) -> Result<Self, BoxError> {
+        let every_column: Vec<usize> = (0..def.columns.len()).collect();
+        let (star, _) = projection_request(def, &every_column, MAX_PAGE_SIZE);
+        let data: Vec<usize> = (0..def.columns.len())
+            .filter(|&i| !def.columns[i].is_label())
+            .collect();
+        let (data_query, _) = projection_request(def, &data, MAX_PAGE_SIZE);
+        let entities = table.dv.metadata().entities().await?;
+        let primary_name = |entity: &str| {
+            entities
+                .iter()
+                .find(|e| e.logical_name == entity)
+                .and_then(|e| e.primary_name.clone())
+        };
+        let expand = lookup_expansions(def, &primary_name);
+        let expanded = ODataQuery {
+            expand,
+            ..data_query.clone()
+        };
+        let by_key = name_requests(table, def, &entities).await?;
+        Ok(Self {
+            by_key,
+            formatted: Request {
+                url: table.url_of(&star),
+                prefer: star.preferences().header().unwrap_or_default(),
+            },
+            expanded: Request {
+                url: table.url_of(&expanded),
+                prefer: expanded.preferences().header().unwrap_or_default(),
+            },
+        })
+    }
+}
+
+/// The `$expand` that gives every lookup name and type of `def` (Web API notes: "$expand",
+/// "Lookups in results"): a lookup's navigation property is its logical name; a customer
+/// has one typed navigation per table (`parentcustomerid_account`); an owner's one navigation
+/// holds a user or a team, so both primary names are selected.
+fn lookup_expansions(
+    def: &TableDefinition,
+    primary_name: &dyn Fn(&str) -> Option<String>,
+) -> Vec<Expand> {
+    let mut expand = Vec::new();
+    for a in def.attributes.iter().filter(|a| !a.targets.is_empty()) {
+        let named = def
+            .columns
+            .iter()
+            .any(|c| c.label.as_ref().is_some_and(|l| l.parent == a.logical_name));
+        if !named {
+            continue;
+        }
+        let names: Vec<String> = a.targets.iter().filter_map(|t| primary_name(t)).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        if a.targets.len() > 1 && a.attribute_type != "Owner" {
+            for (target, name) in a.targets.iter().zip(&names) {
+                expand.push(Expand::new(
+                    &format!("{}_{target}", a.logical_name),
+                    &[name],
+                ));
+            }
+        } else {
+            expand.push(Expand::new(&a.logical_name, &names));
+        }
+    }
+    expand
+}
+
+/// Keys a name request carries: `In` counts each as a condition, and a request has at most
+/// 500 (Web API notes: "$filter grammar", "Limits").
+const KEYS_PER_REQUEST: usize = 500;
+
+/// The requests that ask the target tables for the primary names of every row the lookups of
+/// `def` point to (row (f) by key). Worked out untimed: the data pages are read for their
+/// keys, and a polymorphic lookup's keys go to its next table only when the one before did not
+/// have them, as a client would learn by asking.
+async fn name_requests(
+    table: &Accounts,
+    def: &TableDefinition,
+    entities: &[datafusion_dataverse::metadata::EntityInfo],
+) -> Result<Vec<Request>, BoxError> {
+    let mut requests = Vec::new();
+    for (targets, mut keys) in lookup_keys(table, def).await? {
+        for target in &targets {
+            let Some(entity) = entities.iter().find(|e| &e.logical_name == target) else {
+                continue;
+            };
+            let Some(name) = &entity.primary_name else {
+                continue;
+            };
+            let sorted: Vec<&String> = keys.iter().collect();
+            let mut found = std::collections::HashSet::new();
+            for batch in sorted.chunks(KEYS_PER_REQUEST) {
+                let query = ODataQuery {
+                    filter: Some(Filter::In {
+                        column: entity.primary_id.clone(),
+                        values: batch
+                            .iter()
+                            .map(|k| Literal::Guid(k.parse().expect("a GUID")))
+                            .collect(),
+                    }),
+                    ..ODataQuery::new(
+                        &entity.entity_set,
+                        vec![entity.primary_id.clone(), name.clone()],
+                        MAX_PAGE_SIZE,
+                    )
+                };
+                let request = Request {
+                    url: table.url_of(&query),
+                    prefer: table.prefer.clone(),
+                };
+                found.extend(ids_in(table, &request, &entity.primary_id).await?);
+                requests.push(request);
+            }
+            keys.retain(|k| !found.contains(k));
+        }
+    }
+    Ok(requests)
+}
+
+/// The distinct keys the named lookups of `def` hold in the data columns' pages, by the
+/// tables they may point to (lookups with the same targets share their keys).
+async fn lookup_keys(
+    table: &Accounts,
+    def: &TableDefinition,
+) -> Result<Vec<(Vec<String>, std::collections::HashSet<String>)>, BoxError> {
+    let mut groups: Vec<(Vec<String>, Vec<String>, std::collections::HashSet<String>)> = Vec::new();
+    for a in def.attributes.iter().filter(|a| !a.targets.is_empty()) {
+        let named = def
+            .columns
+            .iter()
+            .any(|c| c.label.as_ref().is_some_and(|l| l.parent == a.logical_name));
+        if !named {
+            continue;
+        }
+        let property = format!("_{}_value", a.logical_name);
+        match groups.iter_mut().find(|(t, _, _)| *t == a.targets) {
+            Some((_, properties, _)) => properties.push(property),
+            None => groups.push((a.targets.clone(), vec![property], Default::default())),
+        }
+    }
+    let data = Request {
+        url: table.first_page_url.clone(),
+        prefer: table.prefer.clone(),
+    };
+    for row in rows_of(table, &data).await? {
+        for (_, properties, keys) in &mut groups {
+            for p in properties.iter() {
+                if let Some(key) = row.get(p).and_then(|v| v.as_str()) {
+                    keys.insert(key.to_string());
+                }
+            }
+        }
+    }
+    Ok(groups.into_iter().map(|(t, _, k)| (t, k)).collect())
+}
+
+/// The values of `key` in every row of `request`'s pages.
+async fn ids_in(table: &Accounts, request: &Request, key: &str) -> Result<Vec<String>, BoxError> {
+    Ok(rows_of(table, request)
+        .await?
+        .iter()
+        .filter_map(|r| r.get(key)?.as_str().map(str::to_string))
+        .collect())
+}
+
+/// Every row of `request`'s pages as JSON objects (set-up only: never timed).
+async fn rows_of(
+    table: &Accounts,
+    request: &Request,
+) -> Result<Vec<serde_json::Map<String, serde_json::Value>>, BoxError> {
+    let mut rows = Vec::new();
+    for body in table.pages_of(&request.url, &request.prefer).await? {
+        let page: serde_json::Value = serde_json::from_slice(&body)?;
+        if let Some(values) = page["value"].as_array() {
+            rows.extend(values.iter().filter_map(|r| r.as_object().cloned()));
+        }
+    }
+    Ok(rows)
 }
 
 async fn start_simulator(rows: usize, page_cache: bool) -> Result<SimulatorHandle, BoxError> {
@@ -423,6 +708,52 @@ fn print_targets(phases: &[Phase], samples: &[Vec<Sample>]) {
             } else {
                 "missed"
             }
+        );
+    }
+}
+
+/// The issue 18 target this run can check: labels at most 1.3× the time and the bytes of the
+/// data columns alone, for the scan and for the export.
+fn print_label_targets(phases: &[Phase], samples: &[Vec<Sample>]) {
+    let sample = |p: Phase| {
+        let i = phases.iter().position(|&q| q == p)?;
+        Some((median(&samples[i]), samples[i].last()?.bytes as f64))
+    };
+    println!();
+    println!("issue 18 targets (labels at most 1.3× the data columns' time and bytes):");
+    for (labels, data) in [
+        (Phase::SelectStarLabels, Phase::SelectAll),
+        (Phase::OptionLabelsOnly, Phase::SelectAll),
+        (Phase::CopyParquetStar, Phase::CopyParquet),
+    ] {
+        let (Some((t, bytes)), Some((t0, bytes0))) = (sample(labels), sample(data)) else {
+            continue;
+        };
+        let (time, size) = (t / t0, bytes / bytes0);
+        println!(
+            "  {:<40} {:.2}× the time, {:.2}× the bytes of {}: {}",
+            labels.label(),
+            time,
+            size,
+            data.label(),
+            if time <= 1.3 && size <= 1.3 {
+                "met"
+            } else {
+                "missed"
+            }
+        );
+    }
+    for way in [Phase::LookupNamesExpanded, Phase::LookupNamesByKey] {
+        let (Some((t, bytes)), Some((t0, bytes0))) =
+            (sample(way), sample(Phase::LookupNamesFormatted))
+        else {
+            continue;
+        };
+        println!(
+            "  {:<40} {:.2}× the time, {:.2}× the bytes of lookup names by FormattedValue",
+            way.label(),
+            t / t0,
+            bytes / bytes0
         );
     }
 }

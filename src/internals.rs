@@ -7,7 +7,8 @@ use std::sync::Arc;
 pub use crate::client::http::DataverseClient;
 pub use crate::client::pages::{Links, Page, Pages, links_of};
 pub use crate::odata::{
-    Annotation, CompareOp, Filter, Literal, ODataQuery, Preferences, Resource, encode_component,
+    Annotation, CompareOp, Expand, Filter, Literal, ODataQuery, Preferences, Resource,
+    encode_component,
 };
 pub use crate::provider::catalog::closest;
 pub use crate::provider::decode::{ChangeColumns, DecodeError, PageDecoder};

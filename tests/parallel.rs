@@ -272,6 +272,8 @@ async fn a_limit_or_a_key_lookup_is_one_sequential_request() {
     let dv = connect(&sim).await;
     let ctx = dv.session_context().unwrap();
     let id = rows(&query(&ctx, "SELECT accountid FROM account LIMIT 1").await)[0][0].clone();
+    // The option sets `SELECT *`'s labels are filled from are metadata, loaded once first.
+    query(&ctx, "SELECT industrycodename FROM account LIMIT 1").await;
     for sql in [
         "SELECT * FROM account LIMIT 10".to_string(),
         "SELECT name FROM account WHERE revenue > 0 LIMIT 10".to_string(),

@@ -859,3 +859,145 @@ async fn scan_of_20000_rows_all_columns_renders_quickly() {
     assert_eq!(rows.len(), 20_000);
     println!("20,000-row all-column scan: {:?}", t.elapsed());
 }
+
+/// `$expand` of lookups (Web API notes: "$expand"): the related row nested under the
+/// navigation property, with the selected properties and its key, or null; the same names the
+/// FormattedValue annotation gives.
+#[tokio::test]
+async fn expand_nests_each_lookups_related_row_or_null() {
+    let sim = start(RowCounts::demo()).await;
+    let c = Client::new(&sim).await;
+    let fv = "OData.Community.Display.V1.FormattedValue";
+    let query = "accounts?$select=name,_primarycontactid_value,_createdby_value&$top=200";
+    let (_, annotated) = c
+        .get(query, Some(&format!("odata.include-annotations=\"{fv}\"")))
+        .await;
+    let expanded = c
+        .ok(&format!(
+            "{query}&$expand=primarycontactid($select=fullname),createdby($select=fullname)"
+        ))
+        .await;
+    assert!(
+        expanded["@odata.context"]
+            .as_str()
+            .unwrap()
+            .ends_with("#accounts(name,_primarycontactid_value,_createdby_value,primarycontactid(fullname),createdby(fullname))"),
+        "{}",
+        expanded["@odata.context"]
+    );
+    let rows = expanded["value"].as_array().unwrap();
+    let names = annotated["value"].as_array().unwrap();
+    let mut nulls = 0;
+    for (row, named) in rows.iter().zip(names) {
+        let contact = &row["primarycontactid"];
+        match row["_primarycontactid_value"].as_str() {
+            None => {
+                assert!(contact.is_null(), "{row}");
+                nulls += 1;
+            }
+            Some(id) => {
+                assert_eq!(contact["contactid"], id, "{row}");
+                assert_eq!(
+                    contact["fullname"],
+                    named[format!("_primarycontactid_value@{fv}")],
+                    "{row}"
+                );
+                let keys: HashSet<&str> = contact
+                    .as_object()
+                    .unwrap()
+                    .keys()
+                    .map(String::as_str)
+                    .collect();
+                assert_eq!(
+                    keys,
+                    HashSet::from(["fullname", "contactid"]),
+                    "selected, and the key"
+                );
+            }
+        }
+        // A user is a principal: its key twice, as systemuserid and ownerid.
+        let user = &row["createdby"];
+        assert_eq!(user["systemuserid"], row["_createdby_value"], "{row}");
+        assert_eq!(user["ownerid"], row["_createdby_value"], "{row}");
+        assert_eq!(
+            user["fullname"],
+            named[format!("_createdby_value@{fv}")],
+            "{row}"
+        );
+    }
+    assert!(
+        nulls > 0 && nulls < rows.len(),
+        "some accounts have no primary contact"
+    );
+}
+
+/// Polymorphic lookups: a customer has one typed navigation per table, null for the other;
+/// an owner's one navigation says which table with `@odata.type`.
+#[tokio::test]
+async fn expand_of_polymorphic_lookups_is_typed() {
+    let sim = start(RowCounts::demo()).await;
+    let c = Client::new(&sim).await;
+    let v = c
+        .ok("contacts?$select=_parentcustomerid_value,_ownerid_value&$expand=parentcustomerid_account($select=name),parentcustomerid_contact($select=fullname),ownerid($select=fullname,name)&$top=300")
+        .await;
+    let mut seen = HashSet::new();
+    for row in v["value"].as_array().unwrap() {
+        let (account, contact) = (
+            &row["parentcustomerid_account"],
+            &row["parentcustomerid_contact"],
+        );
+        match row["_parentcustomerid_value"].as_str() {
+            None => assert!(account.is_null() && contact.is_null(), "{row}"),
+            Some(id) => {
+                let found = if account.is_null() { contact } else { account };
+                assert!(account.is_null() != contact.is_null(), "{row}");
+                let key = if account.is_null() {
+                    "contactid"
+                } else {
+                    "accountid"
+                };
+                assert_eq!(found[key], id, "{row}");
+                seen.insert(key);
+            }
+        }
+        let owner = &row["ownerid"];
+        let kind = owner["@odata.type"].as_str().unwrap();
+        let name = match kind {
+            "#Microsoft.Dynamics.CRM.systemuser" => &owner["fullname"],
+            "#Microsoft.Dynamics.CRM.team" => &owner["name"],
+            other => panic!("{other}"),
+        };
+        assert!(name.is_string(), "{row}");
+        assert_eq!(owner["ownerid"], row["_ownerid_value"], "{row}");
+    }
+    assert_eq!(seen.len(), 2, "customers of both tables");
+}
+
+#[tokio::test]
+async fn expand_refuses_what_the_server_refuses() {
+    let sim = start(RowCounts::demo()).await;
+    let c = Client::new(&sim).await;
+    let status = |q: &'static str| {
+        let c = &c;
+        async move {
+            let (s, v) = c.get(q, None).await;
+            (s, v.to_string())
+        }
+    };
+    let (s, body) = status("accounts?$expand=nosuchnav").await;
+    assert_eq!(s, 400);
+    assert!(
+        body.contains("Could not find a property named 'nosuchnav'"),
+        "{body}"
+    );
+    let (s, body) = status("accounts?$expand=primarycontactid($select=nosuch)").await;
+    assert_eq!(s, 400, "{body}");
+    let (s, _) = status("accounts?$expand=primarycontactid($filter=fullname eq 'x')").await;
+    assert_eq!(
+        s, 400,
+        "$filter is for collection-valued navigation properties"
+    );
+    let sixteen = vec!["createdby"; 16].join(",");
+    let (s, body) = c.get(&format!("accounts?$expand={sixteen}"), None).await;
+    assert_eq!(s, 400, "at most 15 expansions: {body}");
+}

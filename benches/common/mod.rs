@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use datafusion::prelude::SessionContext;
 use datafusion_dataverse::config::MAX_PAGE_SIZE;
-use datafusion_dataverse::internals::projection_request;
+use datafusion_dataverse::internals::{ODataQuery, projection_request};
 use datafusion_dataverse::sim::SimulatorHandle;
 use datafusion_dataverse::{Config, Dataverse};
 use futures::StreamExt;
@@ -131,20 +131,36 @@ impl Accounts {
 
     /// The floor: every page, one after the other, bytes read in full and dropped.
     pub async fn raw_fetch(&self) -> Result<Run, BoxError> {
+        self.raw_fetch_of(&self.first_page_url, &self.prefer, false)
+            .await
+    }
+
+    /// Every page of the request `first_page_url` with `Prefer: prefer`, one after the other,
+    /// bytes read in full; with `scan_json`, each body also goes through one serde_json pass
+    /// that builds nothing (`IgnoredAny`): the least any client parsing the pages pays.
+    pub async fn raw_fetch_of(
+        &self,
+        first_page_url: &str,
+        prefer: &str,
+        scan_json: bool,
+    ) -> Result<Run, BoxError> {
         let started = Instant::now();
         let mut run = Run::default();
-        let mut next = Some(self.first_page_url.clone());
+        let mut next = Some(first_page_url.to_string());
         while let Some(url) = next {
             let response = self
                 .http
                 .get(&url)
                 .bearer_auth(&self.token)
-                .header("Prefer", &self.prefer)
+                .header("Prefer", prefer)
                 .header("Accept", "application/json")
                 .send()
                 .await?
                 .error_for_status()?;
             let body = response.bytes().await?;
+            if scan_json {
+                serde_json::from_slice::<serde::de::IgnoredAny>(&body)?;
+            }
             run.requests += 1;
             run.bytes += body.len() as u64;
             next = next_link_in_tail(&body)?;
@@ -152,6 +168,38 @@ impl Accounts {
         run.elapsed = started.elapsed();
         run.rows = self.table_rows;
         Ok(run)
+    }
+
+    /// Every page body of the request `first_page_url` (for set-up, not timed).
+    pub async fn pages_of(
+        &self,
+        first_page_url: &str,
+        prefer: &str,
+    ) -> Result<Vec<bytes::Bytes>, BoxError> {
+        let mut pages = Vec::new();
+        let mut next = Some(first_page_url.to_string());
+        while let Some(url) = next {
+            let body = self
+                .http
+                .get(&url)
+                .bearer_auth(&self.token)
+                .header("Prefer", prefer)
+                .send()
+                .await?
+                .error_for_status()?
+                .bytes()
+                .await?;
+            next = next_link_in_tail(&body)?;
+            pages.push(body);
+        }
+        Ok(pages)
+    }
+
+    /// The absolute URL of `query`'s first page.
+    pub fn url_of(&self, query: &ODataQuery) -> String {
+        datafusion_dataverse::internals::client(&self.dv)
+            .api_url(&query.relative_url().expect("no literals"))
+            .to_string()
     }
 
     /// Plans and runs `sql`, counting the stream's rows without keeping the batches, so

@@ -119,6 +119,7 @@ impl TableChangesExec {
             width: schema.fields().len(),
             limit: None,
             metrics: Arc::new(ScanMetrics::new(&self.metrics, 0)),
+            labels: None,
         };
         let query = ODataQuery {
             delta_token: self.read.start_token.clone(),

@@ -730,8 +730,9 @@ impl TableChangesProvider {
             .filter(|&&i| i < base)
             .map(|&i| self.data_columns[i])
             .collect();
+        // Data columns only: each is read as is, in order.
         let projection = Projection::of(def, &data);
-        let mut data_wire = projection.wire.iter().cloned();
+        let mut data_wire = projection.read.iter().cloned();
         let mut wire = Vec::new();
         let mut changes = ChangeColumns {
             primary_key: None,

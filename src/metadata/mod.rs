@@ -7,6 +7,7 @@
 //!   one-table query never touches the other entities.
 //! * [`MetadataStore::refresh`] forgets both caches.
 
+mod labels;
 pub mod model;
 
 use std::collections::HashMap;
@@ -18,7 +19,10 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use crate::client::{ClientError, DataverseClient, Pages};
 pub use crate::odata::Annotation;
 use crate::odata::{CompareOp, Expand, Filter, Literal, ODataQuery, Resource};
-pub use model::{AttributeInfo, Column, ColumnKind, EntityInfo, LabelSource, TableDefinition};
+pub use labels::{ChoiceLabels, OptionLabels};
+pub use model::{
+    AttributeInfo, Column, ColumnKind, EntityInfo, LabelFrom, LabelSource, TableDefinition,
+};
 
 /// Bumped whenever the cache format changes; older files are ignored.
 const CACHE_VERSION: u32 = 1;
@@ -60,6 +64,8 @@ pub struct MetadataStore {
     entities: Mutex<Option<Arc<Vec<EntityInfo>>>>,
     tables: Mutex<HashMap<String, Arc<TableDefinition>>>,
     options: Mutex<HashMap<String, Arc<Vec<OptionValue>>>>,
+    /// The labels of `options`, by entity, as label columns are filled from them.
+    labels: Mutex<HashMap<String, Arc<OptionLabels>>>,
     /// Serialises fetches so that concurrent planners ask once.
     fetching: tokio::sync::Mutex<()>,
 }
@@ -304,6 +310,7 @@ impl MetadataStore {
             entities: Mutex::new(None),
             tables: Mutex::new(HashMap::new()),
             options: Mutex::new(HashMap::new()),
+            labels: Mutex::new(HashMap::new()),
             fetching: tokio::sync::Mutex::new(()),
         }
     }
@@ -466,6 +473,67 @@ impl MetadataStore {
         Ok(Some(options))
     }
 
+    /// The option labels of an entity's choice-like columns, from [`MetadataStore::options`]
+    /// (so from memory, the disk cache or the server, in that order). `None` for an unknown
+    /// entity.
+    pub async fn option_labels(
+        &self,
+        logical_name: &str,
+    ) -> Result<Option<Arc<OptionLabels>>, MetadataError> {
+        if let Some(l) = self.labels_loaded(logical_name) {
+            return Ok(Some(l));
+        }
+        let Some(options) = self.options(logical_name).await? else {
+            return Ok(None);
+        };
+        let mut labels = self.labels.lock().expect("not poisoned");
+        let entry = labels
+            .entry(logical_name.to_string())
+            .or_insert_with(|| Arc::new(OptionLabels::new(&options)));
+        Ok(Some(entry.clone()))
+    }
+
+    /// Fetches an entity's option sets from the server again, replacing both caches: for a
+    /// value the cached metadata does not know (an option added since it was cached). When
+    /// another caller already refreshed them since `stale` was handed out, its result is
+    /// returned without a request.
+    pub async fn refresh_options(
+        &self,
+        logical_name: &str,
+        stale: &Arc<OptionLabels>,
+    ) -> Result<Option<Arc<OptionLabels>>, MetadataError> {
+        let Some(table) = self.table(logical_name).await? else {
+            return Ok(None);
+        };
+        let _guard = self.fetching.lock().await;
+        if let Some(current) = self.labels_loaded(logical_name)
+            && !Arc::ptr_eq(&current, stale)
+        {
+            return Ok(Some(current));
+        }
+        tracing::info!(entity = logical_name, "refreshing option-set metadata");
+        let options = self.fetch_options(&table).await?;
+        self.write_cache(&format!("options/{logical_name}.json"), &options)?;
+        let labels = Arc::new(OptionLabels::new(&options));
+        self.options
+            .lock()
+            .expect("not poisoned")
+            .insert(logical_name.to_string(), Arc::new(options));
+        self.labels
+            .lock()
+            .expect("not poisoned")
+            .insert(logical_name.to_string(), labels.clone());
+        Ok(Some(labels))
+    }
+
+    fn labels_loaded(&self, logical_name: &str) -> Option<Arc<OptionLabels>> {
+        self.labels
+            .lock()
+            .expect("not poisoned")
+            .get(logical_name)
+            .cloned()
+    }
+
     /// A table definition already in memory.
     pub fn table_loaded(&self, logical_name: &str) -> Option<Arc<TableDefinition>> {
         self.tables
@@ -480,6 +548,7 @@ impl MetadataStore {
         *self.entities.lock().expect("not poisoned") = None;
         self.tables.lock().expect("not poisoned").clear();
         self.options.lock().expect("not poisoned").clear();
+        self.labels.lock().expect("not poisoned").clear();
         if let Some(dir) = &self.cache_dir
             && dir.exists()
         {

@@ -115,9 +115,10 @@ pub enum ColumnKind {
     Choice,
     /// MultiSelectPicklist (a comma-separated string of integers on the wire).
     MultiChoice,
-    /// A label column: the text of an annotation on its parent's value.
+    /// A label column: text derived from its parent's value (an option's label, a lookup's
+    /// name or table).
     Label,
-    /// The labels of a multi-select choice (one `"A; B"` annotation on the wire).
+    /// The labels of a multi-select choice, one per selected option.
     LabelList,
 }
 
@@ -170,14 +171,25 @@ pub struct Column {
     pub label: Option<LabelSource>,
 }
 
-/// A label column's source: an annotation on its parent column's value
-/// (Web API notes: "Annotations and OData control information").
+/// A label column's source: its parent column's value, and how the text is found from it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LabelSource {
     /// The SQL name of the data column the label belongs to (`AttributeOf`).
     pub parent: String,
-    /// The annotation the text is read from.
-    pub annotation: Annotation,
+    /// Where the text comes from.
+    pub from: LabelFrom,
+}
+
+/// Where a label column's text comes from (ARCHITECTURE.md: "Label columns").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum LabelFrom {
+    /// The parent's option set in the cached metadata (choice, state, status, boolean and
+    /// multi-select labels): a function of the value, filled by the client.
+    OptionSet,
+    /// An annotation the server adds to the parent's value (Web API notes: "Annotations and
+    /// OData control information"): lookup names (FormattedValue) and the tables of
+    /// polymorphic lookups (lookuplogicalname), which the client cannot derive.
+    Annotation(Annotation),
 }
 
 impl Column {
@@ -225,24 +237,33 @@ impl Column {
         })
     }
 
-    /// The label column a companion attribute (`AttributeOf` = `parent`) becomes, if the Web
-    /// API annotates the parent's values with it: `<choice>name` and `<lookup>name` from
-    /// FormattedValue, a lookup's EntityName companion (`owneridtype`) from
-    /// lookuplogicalname. Other companions (`…yominame`) have no annotation and no column.
+    /// The label column a companion attribute (`AttributeOf` = `parent`) becomes, if its text
+    /// can be had for the parent's values: `<choice>name` (choices, state, status, booleans,
+    /// multi-select) from the option set, `<lookup>name` from FormattedValue, a lookup's
+    /// EntityName companion (`owneridtype`) from lookuplogicalname. Other companions
+    /// (`…yominame`) have no column.
     pub fn label_of(a: &AttributeInfo, parent: &Column) -> Option<Column> {
-        let (annotation, kind) = match (parent.kind, a.attribute_type.as_str()) {
-            (ColumnKind::Lookup, "EntityName") => {
-                (Annotation::LookupLogicalName, ColumnKind::Label)
-            }
+        let (from, kind) = match (parent.kind, a.attribute_type.as_str()) {
+            (ColumnKind::Lookup, "EntityName") => (
+                LabelFrom::Annotation(Annotation::LookupLogicalName),
+                ColumnKind::Label,
+            ),
             (_, "EntityName") => return None,
-            (ColumnKind::MultiChoice, _) => (Annotation::FormattedValue, ColumnKind::LabelList),
-            (ColumnKind::Choice | ColumnKind::Boolean | ColumnKind::Lookup, _) => {
-                (Annotation::FormattedValue, ColumnKind::Label)
+            (ColumnKind::MultiChoice, _) => (LabelFrom::OptionSet, ColumnKind::LabelList),
+            (ColumnKind::Choice | ColumnKind::Boolean, _) => {
+                (LabelFrom::OptionSet, ColumnKind::Label)
             }
+            (ColumnKind::Lookup, _) => (
+                LabelFrom::Annotation(Annotation::FormattedValue),
+                ColumnKind::Label,
+            ),
             _ => return None,
         };
-        // Furigana companions (`…yominame`) carry no annotation of their own.
-        if annotation == Annotation::FormattedValue && a.logical_name.ends_with("yominame") {
+        // Furigana companions (`…yominame`) are not what the server formats.
+        if kind == ColumnKind::Label
+            && from != LabelFrom::Annotation(Annotation::LookupLogicalName)
+            && a.logical_name.ends_with("yominame")
+        {
             return None;
         }
         Some(Column {
@@ -253,18 +274,34 @@ impl Column {
             is_primary_id: false,
             label: Some(LabelSource {
                 parent: parent.name.clone(),
-                annotation,
+                from,
             }),
         })
     }
 
-    /// The row property this column is read from: the value itself, or for a label column
-    /// its annotation (`industrycode@OData.Community.Display.V1.FormattedValue`).
+    /// The row property this column is read from: the value itself (for a label filled from
+    /// the option set, its parent's value), or for an annotated label its annotation
+    /// (`_ownerid_value@OData.Community.Display.V1.FormattedValue`).
     pub fn wire_key(&self) -> String {
-        match &self.label {
-            Some(l) => format!("{}@{}", self.odata_name, l.annotation.name()),
+        match self.annotation() {
+            Some(a) => format!("{}@{}", self.odata_name, a.name()),
             None => self.odata_name.clone(),
         }
+    }
+
+    /// The annotation this label column is read from, if it is one the server annotates.
+    pub fn annotation(&self) -> Option<Annotation> {
+        match self.label.as_ref()?.from {
+            LabelFrom::Annotation(a) => Some(a),
+            LabelFrom::OptionSet => None,
+        }
+    }
+
+    /// A label column filled from its parent's option set.
+    pub fn is_option_label(&self) -> bool {
+        self.label
+            .as_ref()
+            .is_some_and(|l| l.from == LabelFrom::OptionSet)
     }
 
     /// A label column (text derived from another column's value).
@@ -304,25 +341,20 @@ impl TableDefinition {
                 Column::label_of(a, parent)
             })
             .collect();
-        // One label per parent and annotation: the companion is whichever attribute names the
+        // One label per parent and source: the companion is whichever attribute names the
         // column in `AttributeOf` (real metadata has `masteraccountidname` for `masterid`);
         // should there be several, the conventional `<column>name` wins, then the first by name.
         labels.sort_by(|a, b| {
             let key = |c: &Column| {
                 let l = c.label.as_ref().expect("a label");
                 let conventional = c.name == format!("{}name", l.parent);
-                (
-                    l.parent.clone(),
-                    l.annotation,
-                    !conventional,
-                    c.name.clone(),
-                )
+                (l.parent.clone(), l.from, !conventional, c.name.clone())
             };
             key(a).cmp(&key(b))
         });
         labels.dedup_by(|later, first| {
             let (l, f) = (later.label.as_ref(), first.label.as_ref());
-            l.map(|l| (&l.parent, l.annotation)) == f.map(|f| (&f.parent, f.annotation))
+            l.map(|l| (&l.parent, l.from)) == f.map(|f| (&f.parent, f.from))
         });
         columns.extend(labels);
         // Sorting is stable: among equal names the data column (listed first) is kept.
@@ -497,5 +529,9 @@ mod tests {
             master.wire_key(),
             "_masterid_value@OData.Community.Display.V1.FormattedValue"
         );
+        // Option-set labels read their parent's value, and no annotation.
+        let industry = table.column("industrycodename").unwrap();
+        assert_eq!(industry.wire_key(), "industrycode");
+        assert!(industry.is_option_label() && industry.annotation().is_none());
     }
 }

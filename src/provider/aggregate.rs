@@ -831,6 +831,7 @@ impl Runner {
             width: 0,
             limit: None,
             metrics: self.metrics.clone(),
+            labels: None,
         }
     }
 

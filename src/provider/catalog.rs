@@ -63,6 +63,7 @@ impl SchemaProvider for DataverseSchema {
         match definition {
             Some(def) => Ok(Some(Arc::new(DataverseTable::new(
                 def,
+                self.metadata.clone(),
                 self.client.clone(),
                 self.options.clone(),
             )))),

@@ -4,6 +4,8 @@
 //! Values are read exactly: decimals and money from their JSON text (never through `f64`),
 //! timestamps to microseconds in UTC, `Edm.Date` to days, multi-select choices from their
 //! comma-separated string (Web API notes: "AttributeType values and JSON value shapes").
+//! Option-set label columns are filled after the pass from the values read and the option
+//! sets ([`super::labels`]).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -18,7 +20,8 @@ use datafusion::arrow::datatypes::SchemaRef;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
-use crate::metadata::ColumnKind;
+use super::labels::label_column;
+use crate::metadata::{ColumnKind, OptionLabels};
 
 /// A page that could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -49,10 +52,40 @@ pub enum DecodeError {
 #[derive(Clone, Debug)]
 pub struct PageDecoder {
     schema: SchemaRef,
+    /// The kinds of the properties read from the rows.
     kinds: Arc<Vec<ColumnKind>>,
-    /// Wire property name → column position.
+    /// Wire property name → position among the properties read.
     index: Arc<HashMap<String, usize>>,
+    /// How each column of `schema` is made from the properties read; `None`: the properties
+    /// read are the columns.
+    outputs: Option<Arc<Vec<Output>>>,
+    /// The option sets [`Output::OptionLabels`] columns are filled from.
+    labels: Arc<OptionLabels>,
     changes: Option<ChangeColumns>,
+}
+
+/// How one column of a decoded batch is made.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// The property read at this position.
+    Read(usize),
+    /// The labels of the values read at position `of`, from the option set of column
+    /// `attribute`.
+    OptionLabels {
+        /// Position of the values among the properties read.
+        of: usize,
+        /// The column whose option set holds the labels.
+        attribute: String,
+    },
+}
+
+/// A decoded page, and whether some option value in it had no label.
+#[derive(Debug)]
+pub struct DecodedPage {
+    /// The rows.
+    pub batch: RecordBatch,
+    /// Some value of an option-set label column is not in the option sets decoded with.
+    pub unknown_option: bool,
 }
 
 /// Where a change feed's extra information goes (Web API notes: "Delta request and response"):
@@ -79,7 +112,36 @@ impl PageDecoder {
             schema,
             kinds: Arc::new(columns.iter().map(|(_, k)| *k).collect()),
             index: Arc::new(index),
+            outputs: None,
+            labels: Arc::default(),
             changes: None,
+        }
+    }
+
+    /// A decoder reading the properties `read` (wire name, kind) and making the columns of
+    /// `schema` from them as `outputs` says, one output per field.
+    pub fn with_outputs(
+        schema: SchemaRef,
+        read: &[(String, ColumnKind)],
+        outputs: Vec<Output>,
+    ) -> Self {
+        debug_assert_eq!(schema.fields().len(), outputs.len());
+        let identity = outputs.len() == read.len()
+            && outputs
+                .iter()
+                .enumerate()
+                .all(|(i, o)| *o == Output::Read(i));
+        Self {
+            outputs: (!identity).then(|| Arc::new(outputs)),
+            ..Self::new(schema, read)
+        }
+    }
+
+    /// The same decoder filling option-set labels from `labels`.
+    pub fn with_labels(&self, labels: Arc<OptionLabels>) -> Self {
+        Self {
+            labels,
+            ..self.clone()
         }
     }
 
@@ -101,8 +163,14 @@ impl PageDecoder {
         &self.schema
     }
 
-    /// Decodes the rows of one response body (its paging links are the page stream's).
+    /// Decodes the rows of one response body (its paging links are the page stream's). A
+    /// value not in its option set gets no label.
     pub fn decode(&self, body: &[u8]) -> Result<RecordBatch, DecodeError> {
+        self.decode_page(body).map(|page| page.batch)
+    }
+
+    /// [`PageDecoder::decode`], also saying whether some option value had no label.
+    pub fn decode_page(&self, body: &[u8]) -> Result<DecodedPage, DecodeError> {
         let mut builders: Vec<ColumnBuilder> =
             self.kinds.iter().map(|k| ColumnBuilder::new(*k)).collect();
         let mut state = PageState {
@@ -125,10 +193,39 @@ impl PageDecoder {
             return Err(DecodeError::NoValue);
         }
         let rows = state.rows;
-        let arrays: Vec<ArrayRef> = builders.into_iter().map(ColumnBuilder::finish).collect();
+        let read: Vec<ArrayRef> = builders.into_iter().map(ColumnBuilder::finish).collect();
+        let (columns, unknown_option) = self.columns(read).map_err(DecodeError::Batch)?;
         let options = RecordBatchOptions::new().with_row_count(Some(rows));
-        RecordBatch::try_new_with_options(self.schema.clone(), arrays, &options)
-            .map_err(DecodeError::Batch)
+        let batch = RecordBatch::try_new_with_options(self.schema.clone(), columns, &options)
+            .map_err(DecodeError::Batch)?;
+        Ok(DecodedPage {
+            batch,
+            unknown_option,
+        })
+    }
+
+    /// The batch's columns from the properties read, and whether an option value had no
+    /// label.
+    fn columns(
+        &self,
+        read: Vec<ArrayRef>,
+    ) -> Result<(Vec<ArrayRef>, bool), datafusion::arrow::error::ArrowError> {
+        let Some(outputs) = &self.outputs else {
+            return Ok((read, false));
+        };
+        let mut unknown = false;
+        let columns = outputs
+            .iter()
+            .map(|output| match output {
+                Output::Read(i) => Ok(read[*i].clone()),
+                Output::OptionLabels { of, attribute } => {
+                    let (labels, missing) = label_column(&read[*of], self.labels.of(attribute))?;
+                    unknown |= missing;
+                    Ok(labels)
+                }
+            })
+            .collect::<Result<_, datafusion::arrow::error::ArrowError>>()?;
+        Ok((columns, unknown))
     }
 }
 
@@ -510,6 +607,8 @@ impl<'de> Visitor<'de> for CellVisitor<'_> {
                 }
                 b.append(true);
             }
+            // A multi-select FormattedValue as the server writes it. Scans fill these labels
+            // from the option sets instead; the kind stays readable from the wire.
             ColumnBuilder::LabelList(b) => {
                 for part in v.split("; ").filter(|p| !p.is_empty()) {
                     b.values().append_value(part);

@@ -9,10 +9,11 @@
 use std::fmt;
 use std::sync::Arc;
 
-use super::decode::{PageDecoder, parse_timestamp_micros};
+use super::decode::{DecodedPage, PageDecoder, parse_timestamp_micros};
 use super::join_keys::{
     JoinKeys, KeyRequests, MAX_JOIN_KEYS, WholeScan, accept_pushed_filters, pinned_rows,
 };
+use super::labels::ScanLabels;
 use super::split::{
     FirstPage, Piece, SPLIT_COLUMN, SplitScan, after_first_page, expected_rows, largest_query,
     rest_of, target_rows,
@@ -21,7 +22,7 @@ use super::table::fits_in_url;
 use super::top_n::TopN;
 use super::translate::Pushdown;
 use crate::client::{DataverseClient, Page, Pages};
-use crate::metadata::{Column as TableColumn, TableDefinition};
+use crate::metadata::{Column as TableColumn, OptionLabels, TableDefinition};
 use crate::odata::{ODataQuery, annotation_list};
 use datafusion::arrow::array::{AsArray, BooleanArray, RecordBatch, TimestampMicrosecondArray};
 use datafusion::arrow::compute::filter_record_batch;
@@ -120,6 +121,8 @@ pub struct ScanSource {
     pub pushdown: bool,
     /// The environment's name when the session has several (EXPLAIN shows it).
     pub environment: Option<String>,
+    /// The option labels of the scan's option-set label columns, if it reads any.
+    pub labels: Option<Arc<ScanLabels>>,
 }
 
 impl ScanSource {
@@ -488,6 +491,7 @@ impl DataverseScanExec {
             width: self.schema.fields().len(),
             limit: self.limit,
             metrics: Arc::new(ScanMetrics::new(&self.metrics, partition)),
+            labels: self.source.labels.clone(),
         };
         let emit = move |batch| {
             let tx = tx.clone();
@@ -497,6 +501,11 @@ impl DataverseScanExec {
         let split = self.split.clone();
         let top_n = self.top_n.clone();
         let degree = self.degree();
+        if let Some(labels) = reader.labels.clone() {
+            // The option sets load while the first page is on its way; an error is reported
+            // when the page needs them.
+            tokio::spawn(async move { labels.current().await.ok() });
+        }
         builder.spawn(async move {
             if let Some(keys) = keys {
                 let fits = |q: &ODataQuery| fits_in_url(&reader.client, q);
@@ -942,6 +951,8 @@ pub(crate) struct PageReader {
     /// Rows wanted at most (LIMIT).
     pub(crate) limit: Option<usize>,
     pub(crate) metrics: Arc<ScanMetrics>,
+    /// The option labels the decoder fills label columns from, if it has any to fill.
+    pub(crate) labels: Option<Arc<ScanLabels>>,
 }
 
 impl PageReader {
@@ -961,22 +972,57 @@ impl PageReader {
         }
     }
 
-    /// Decodes one page off the I/O threads and counts it.
+    /// Decodes one page off the I/O threads and counts it. A page with an option value the
+    /// scan's labels do not know is decoded again if the scan's one refresh of its option
+    /// sets brings newer labels.
     pub(crate) async fn decode(&self, page: Page, resource: &str) -> Result<RecordBatch> {
         self.metrics.record(&page);
-        let decoder = self.decoder.clone();
         let what = format!("page {} of {resource}", page.number);
-        let body = page.body;
-        let batch = tokio::task::spawn_blocking(move || decoder.decode(&body))
-            .await
-            .map_err(external)?
-            .map_err(|source| PageError { what, source })
-            .map_err(external)?;
+        let used = match &self.labels {
+            Some(labels) => Some(labels.current().await.map_err(external)?),
+            None => None,
+        };
+        let (decoded, body) = self.decode_body(page.body, used.clone(), &what).await?;
+        let batch = match (&self.labels, used) {
+            (Some(scan), Some(used)) if decoded.unknown_option => {
+                match scan.after_unknown_value(&used).await.map_err(external)? {
+                    Some(fresh) => self.decode_body(body, Some(fresh), &what).await?.0.batch,
+                    None => decoded.batch,
+                }
+            }
+            _ => decoded.batch,
+        };
         self.client.stats().rows.fetch_add(
             batch.num_rows() as u64,
             std::sync::atomic::Ordering::Relaxed,
         );
         Ok(batch)
+    }
+
+    /// Decodes `body` on a blocking thread, with `labels` for its option-set label columns;
+    /// the body is handed back for a second decoding.
+    async fn decode_body(
+        &self,
+        body: bytes::Bytes,
+        labels: Option<Arc<OptionLabels>>,
+        what: &str,
+    ) -> Result<(DecodedPage, bytes::Bytes)> {
+        let decoder = match labels {
+            Some(labels) => self.decoder.with_labels(labels),
+            None => self.decoder.clone(),
+        };
+        let decoded = tokio::task::spawn_blocking(move || {
+            let decoded = decoder.decode_page(&body);
+            decoded.map(|d| (d, body))
+        })
+        .await
+        .map_err(external)?
+        .map_err(|source| PageError {
+            what: what.to_string(),
+            source,
+        })
+        .map_err(external)?;
+        Ok(decoded)
     }
 
     /// Sends a page's batch on (its first `width` columns); false when the consumer is gone.

@@ -310,7 +310,8 @@ fn attribute_batch(schema: &SchemaRef, tables: &[Arc<TableDefinition>]) -> Resul
                     .find(|c| {
                         c.label.as_ref().is_some_and(|l| {
                             l.parent == a.logical_name
-                                && (l.annotation == crate::odata::Annotation::LookupLogicalName)
+                                && (c.annotation()
+                                    == Some(crate::odata::Annotation::LookupLogicalName))
                                     == annotation_is_type
                         })
                     })

@@ -8,6 +8,7 @@ pub mod catalog;
 pub mod decode;
 pub mod exec;
 pub mod join_keys;
+pub mod labels;
 pub mod metadata_schema;
 pub mod rules;
 pub mod split;

@@ -20,13 +20,14 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::filter::FilterExec;
 use datafusion::physical_plan::projection::{ProjectionExec, ProjectionExpr};
 
-use super::decode::PageDecoder;
+use super::decode::{Output, PageDecoder};
 use super::exec::{DataverseScanExec, PushedFilter, ScanSource, SplitColumns};
+use super::labels::ScanLabels;
 use super::split::{MAX_DEGREE, RANGE_CONDITIONS, SPLIT_COLUMN, SplitScan, pins_primary_key};
 use super::translate::{Pushdown, translate};
 use crate::client::{DataverseClient, MAX_URL_LENGTH};
 use crate::config::MAX_PAGE_SIZE;
-use crate::metadata::{Column as TableColumn, ColumnKind, TableDefinition};
+use crate::metadata::{Column as TableColumn, ColumnKind, MetadataStore, TableDefinition};
 use crate::odata::{Annotation, Filter, ODataQuery};
 
 /// Settings shared by every table of one connection.
@@ -71,6 +72,8 @@ impl ScanOptions {
 #[derive(Debug)]
 pub struct DataverseTable {
     definition: Arc<TableDefinition>,
+    /// Where the option sets of label columns come from.
+    metadata: Arc<MetadataStore>,
     client: Arc<DataverseClient>,
     options: Arc<ScanOptions>,
 }
@@ -78,14 +81,31 @@ pub struct DataverseTable {
 impl DataverseTable {
     pub fn new(
         definition: Arc<TableDefinition>,
+        metadata: Arc<MetadataStore>,
         client: Arc<DataverseClient>,
         options: Arc<ScanOptions>,
     ) -> Self {
         Self {
             definition,
+            metadata,
             client,
             options,
         }
+    }
+
+    /// The option labels a scan of the columns at `indices` fills its label columns from, if
+    /// it reads any (loaded when the scan runs, once per table, then from the metadata cache).
+    fn scan_labels(&self, indices: &[usize]) -> Option<Arc<ScanLabels>> {
+        let def = &self.definition;
+        indices
+            .iter()
+            .any(|&i| def.columns[i].is_option_label())
+            .then(|| {
+                Arc::new(ScanLabels::new(
+                    self.metadata.clone(),
+                    &def.entity.logical_name,
+                ))
+            })
     }
 
     /// How many partitions a scan is planned with: one for a LIMIT (a few rows, one request),
@@ -271,6 +291,7 @@ impl TableProvider for DataverseTable {
             page_size: self.options.page_size,
             pushdown: self.options.pushdown_enabled(),
             environment: self.options.environment.get().cloned(),
+            labels: self.scan_labels(&indices),
         };
         let exec =
             DataverseScanExec::new(self.client.clone(), query, decoder, limit, pushed, source);
@@ -424,7 +445,8 @@ fn filter_locally(
 
 /// The request for some columns of a table (no filter yet) and the decoder of its pages:
 /// each property is selected once (a label column selects its parent's), and the
-/// annotations that selected label columns need are asked for.
+/// annotations that selected label columns need are asked for. Option-set labels are filled
+/// by the decoder, from the labels a scan hands it ([`PageDecoder::with_labels`]).
 pub fn projection_request(
     def: &TableDefinition,
     indices: &[usize],
@@ -437,7 +459,7 @@ pub fn projection_request(
             .collect::<Vec<_>>(),
     ));
     let projection = Projection::of(def, indices);
-    let decoder = PageDecoder::new(schema, &projection.wire);
+    let decoder = PageDecoder::with_outputs(schema, &projection.read, projection.outputs.clone());
     (projection.query(def, page_size), decoder)
 }
 
@@ -448,8 +470,11 @@ pub(crate) struct Projection {
     pub(crate) select: Vec<String>,
     /// The annotations the label columns among them need.
     pub(crate) annotations: Vec<Annotation>,
-    /// Each column's key in a row and its kind, in the columns' order (the decoder's input).
-    pub(crate) wire: Vec<(String, ColumnKind)>,
+    /// The properties read from each row (key and kind), each once: the columns' own, and the
+    /// values of option-set labels whose parent is not among the columns.
+    pub(crate) read: Vec<(String, ColumnKind)>,
+    /// How each column is made from what is read, in the columns' order.
+    pub(crate) outputs: Vec<Output>,
 }
 
 impl Projection {
@@ -465,10 +490,12 @@ impl Projection {
         if select.is_empty() {
             select.push(def.primary_id().to_string());
         }
+        let (read, outputs) = reads_and_outputs(def, &columns);
         Self {
             select,
             annotations: annotations_for(&columns),
-            wire: columns.iter().map(|c| (c.wire_key(), c.kind)).collect(),
+            read,
+            outputs,
         }
     }
 
@@ -481,13 +508,45 @@ impl Projection {
     }
 }
 
-/// The `Prefer: odata.include-annotations` list for the selected columns: only the
-/// annotations a selected label column needs, since annotations make the server slower.
-fn annotations_for(columns: &[&TableColumn]) -> Vec<Annotation> {
-    let mut wanted: Vec<Annotation> = columns
+/// The properties to read for `columns`, and how each column is made from them: a data or
+/// annotated column is read under its wire key; an option-set label is made from its parent's
+/// value, read once whether or not the parent is among the columns.
+fn reads_and_outputs(
+    def: &TableDefinition,
+    columns: &[&TableColumn],
+) -> (Vec<(String, ColumnKind)>, Vec<Output>) {
+    let mut read: Vec<(String, ColumnKind)> = Vec::new();
+    let mut position =
+        |key: String, kind: ColumnKind| match read.iter().position(|(k, _)| *k == key) {
+            Some(i) => i,
+            None => {
+                read.push((key, kind));
+                read.len() - 1
+            }
+        };
+    let outputs = columns
         .iter()
-        .filter_map(|c| c.label.as_ref().map(|l| l.annotation))
+        .map(|c| match c.label.as_ref().filter(|_| c.is_option_label()) {
+            Some(label) => {
+                let parent = def
+                    .data_column(&label.parent)
+                    .expect("a label's parent is a column");
+                Output::OptionLabels {
+                    of: position(parent.wire_key(), parent.kind),
+                    attribute: parent.name.clone(),
+                }
+            }
+            None => Output::Read(position(c.wire_key(), c.kind)),
+        })
         .collect();
+    (read, outputs)
+}
+
+/// The `Prefer: odata.include-annotations` list for the selected columns: only the
+/// annotations a selected label column needs, since annotations make the server slower and
+/// the pages larger.
+fn annotations_for(columns: &[&TableColumn]) -> Vec<Annotation> {
+    let mut wanted: Vec<Annotation> = columns.iter().filter_map(|c| c.annotation()).collect();
     wanted.sort();
     wanted.dedup();
     wanted

@@ -171,6 +171,7 @@ pub(crate) fn run(
         entity,
         attrs: Vec::new(),
         annotations: Annotations::default(),
+        expansions: Vec::new(),
     };
     let mut buf = Vec::new();
     buf.extend_from_slice(b"{\"@odata.context\":");

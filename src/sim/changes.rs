@@ -103,7 +103,7 @@ pub(crate) fn delta(
         }
     };
     let limit = page_size(req);
-    let (attrs, ctx_sel) = select(entity, req)?;
+    let (attrs, ctx_sel) = select(entity, req, &[])?;
     let table = &store.tables[ei];
     let writer = RowWriter {
         model: env.model,
@@ -111,6 +111,7 @@ pub(crate) fn delta(
         entity,
         attrs,
         annotations: req.prefer.annotation_set(),
+        expansions: Vec::new(),
     };
     let mut buf = Vec::with_capacity(limit.min(1024) * 512);
     buf.extend_from_slice(b"{\"@odata.context\":");

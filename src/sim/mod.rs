@@ -27,7 +27,7 @@
 //! and attribute definitions), `value` (typed cell values, collation and SQL Server GUID
 //! order), `data` (the generator and the in-memory store), `odata` (lexer and parser of
 //! `$filter`/`$apply` text), `literal` (bare literals and their ranges), `filter` (binding
-//! and evaluation), `query` (query options, ordering, paging), `paging` (paging cookies),
+//! and evaluation), `query` (query options, ordering, paging), `expand` (`$expand` of lookups), `paging` (paging cookies),
 //! `render` (JSON writer), `apply` (aggregation), `metadata` (EntityDefinitions and CSDL),
 //! `changes` (delta queries), `auth`, `clock`, `throttle`, `faults`, `error` (Web API error
 //! bodies), `log` (the request log), `server` (HTTP routing).
@@ -38,6 +38,7 @@ mod changes;
 mod clock;
 mod data;
 mod error;
+mod expand;
 mod faults;
 mod filter;
 mod literal;

@@ -14,6 +14,7 @@ use std::ops::Range;
 
 use crate::sim::data::{Row, Store, Synthesised, Table};
 use crate::sim::error::ApiError;
+use crate::sim::expand::{Expansion, context_items, parse_expand};
 use crate::sim::filter::{Binder, Pred, cell, check_condition_limit, text_to_value, value_to_text};
 use crate::sim::model::{AttrType, EntityDef, Model};
 use crate::sim::odata::parse_filter;
@@ -216,25 +217,27 @@ pub(crate) fn validate_options(req: &WebRequest) -> Result<(), ApiError> {
             )));
         }
     }
-    if req.param("$expand").is_some() {
-        return Err(ApiError::not_supported(
-            "The query parameter $expand is not supported by the simulator",
-        ));
-    }
     Ok(())
 }
 
 /// Resolves `$select`: attribute indexes to emit (PK always; a money column pulls in
-/// `_transactioncurrencyid_value`, Web API notes: "$select") and the context suffix.
+/// `_transactioncurrencyid_value`, Web API notes: "$select") and the context suffix, which
+/// lists the expanded navigation properties too (`accounts(name,primarycontactid(fullname))`).
 pub(crate) fn select(
     entity: &EntityDef,
     req: &WebRequest,
+    expansions: &[Expansion],
 ) -> Result<(Vec<usize>, String), ApiError> {
+    let expanded = context_items(expansions);
     let Some(sel) = req.param("$select") else {
         let all = (0..entity.attrs.len())
             .filter(|&i| entity.attrs[i].is_odata())
             .collect();
-        return Ok((all, String::new()));
+        let ctx = match expanded.is_empty() {
+            true => String::new(),
+            false => format!("({})", expanded.join(",")),
+        };
+        return Ok((all, ctx));
     };
     let mut out = Vec::new();
     let mut names = Vec::new();
@@ -261,6 +264,7 @@ pub(crate) fn select(
     if !out.contains(&pk) {
         out.push(pk);
     }
+    names.extend(expanded);
     Ok((out, format!("({})", names.join(","))))
 }
 
@@ -702,7 +706,8 @@ pub(crate) fn collection(
             }
         }
     }
-    let (attrs, ctx_sel) = select(entity, req)?;
+    let expansions = parse_expand(env.model, entity, req.param("$expand"))?;
+    let (attrs, ctx_sel) = select(entity, req, &expansions)?;
     let pred = bind_filter(entity, req)?;
     let order = parse_orderby(entity, req)?;
     let want_count = match req.param("$count") {
@@ -758,6 +763,7 @@ pub(crate) fn collection(
         entity,
         attrs,
         annotations: annotations.clone(),
+        expansions,
     };
     let mut buf = Vec::with_capacity(page.rows.len() * 512 + 256);
     buf.extend_from_slice(b"{\"@odata.context\":");
@@ -850,7 +856,8 @@ pub(crate) fn single(
             format!("Bad Request - Error in query syntax: '{id_text}' is not a valid key."),
         )
     })?;
-    let (attrs, ctx_sel) = select(entity, req)?;
+    let expansions = parse_expand(env.model, entity, req.param("$expand"))?;
+    let (attrs, ctx_sel) = select(entity, req, &expansions)?;
     let table = &store.tables[ei];
     let row = table
         .find(&id)
@@ -868,6 +875,7 @@ pub(crate) fn single(
         entity,
         attrs,
         annotations: req.prefer.annotation_set(),
+        expansions,
     };
     let mut rowbuf = Vec::new();
     let formatted = writer.write_row(&mut rowbuf, &row);

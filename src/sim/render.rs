@@ -3,6 +3,7 @@
 //! row, and on request FormattedValue, `lookuplogicalname` and `associatednavigationproperty`.
 
 use crate::sim::data::{Row, Store};
+use crate::sim::expand::{Expansion, write_expansions};
 use crate::sim::filter::cell;
 use crate::sim::model::{AttrDef, AttrType, Behavior, CURRENCY, EntityDef, Model, Storage};
 use crate::sim::value::{Value, date_from_days, format_datetime, format_scaled};
@@ -161,6 +162,8 @@ pub(crate) struct RowWriter<'a> {
     pub(crate) attrs: Vec<usize>,
     /// Requested annotations.
     pub(crate) annotations: Annotations,
+    /// Expanded lookups (`$expand`), written after the row's properties.
+    pub(crate) expansions: Vec<Expansion>,
 }
 
 impl RowWriter<'_> {
@@ -217,6 +220,14 @@ impl RowWriter<'_> {
             buf.push(b':');
             write_value(buf, &v, &a.ty);
         }
+        write_expansions(
+            buf,
+            self.model,
+            self.store,
+            self.entity,
+            &self.expansions,
+            row,
+        );
         buf.push(b'}');
         formatted
     }
