@@ -13,7 +13,8 @@ use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::Value;
 use tempfile::TempDir;
 
-const BIN: &str = env!("CARGO_BIN_EXE_dvsql");
+mod common;
+
 
 /// What one run of the binary did.
 struct Run {
@@ -59,22 +60,7 @@ impl Run {
 /// a private home and data directory (the prompt's history must not land in the real one),
 /// and backtraces on so that a panic could not hide.
 fn command(home: &Path) -> Command {
-    let mut cmd = Command::new(BIN);
-    for var in [
-        "DATAVERSE_URL",
-        "AZURE_TENANT_ID",
-        "AZURE_CLIENT_ID",
-        "AZURE_CLIENT_SECRET",
-        "AZURE_AUTHORITY_HOST",
-        "DVSQL_STATE_DIR",
-        "RUST_LOG",
-    ] {
-        cmd.env_remove(var);
-    }
-    cmd.env("HOME", home)
-        .env("XDG_DATA_HOME", home.join("data"))
-        .env("RUST_BACKTRACE", "1");
-    cmd
+    common::dvsql_command(home)
 }
 
 fn run_with_stdin(args: &[&str], stdin: Option<&str>) -> Run {

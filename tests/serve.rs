@@ -16,7 +16,6 @@ use datafusion_dataverse::Config;
 use datafusion_dataverse::sim::{RowCounts, Simulator, SimulatorHandle, SimulatorOptions};
 use tempfile::TempDir;
 
-const BIN: &str = env!("CARGO_BIN_EXE_dvsql");
 const PASSWORD: &str = "correct horse battery staple";
 
 /// A running `dvsql serve`; killed when dropped.
@@ -66,23 +65,7 @@ fn config_file(dir: &Path, sim: &SimulatorHandle, page_size: Option<u32>) -> Pat
 }
 
 fn dvsql(home: &Path) -> Command {
-    let mut cmd = Command::new(BIN);
-    for var in [
-        "DATAVERSE_URL",
-        "AZURE_TENANT_ID",
-        "AZURE_CLIENT_ID",
-        "AZURE_CLIENT_SECRET",
-        "AZURE_AUTHORITY_HOST",
-        "DVSQL_STATE_DIR",
-        "DVSQL_SERVE_PASSWORD",
-        "RUST_LOG",
-    ] {
-        cmd.env_remove(var);
-    }
-    cmd.env("HOME", home)
-        .env("XDG_DATA_HOME", home.join("data"))
-        .env("RUST_BACKTRACE", "1");
-    cmd
+    common::dvsql_command(home)
 }
 
 /// Starts `dvsql serve --listen 127.0.0.1:0 ARGS…` with the password in the environment (or

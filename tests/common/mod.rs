@@ -100,3 +100,26 @@ pub async fn bearer_token(sim: &SimulatorHandle) -> String {
 
 #[cfg(feature = "delta")]
 pub mod mirror;
+
+/// The `dvsql` binary with a clean environment: no connection variables or serve password
+/// from the developer's shell, a private home and data directory (the prompt's history must
+/// not land in the real one), and backtraces on so that a panic could not hide.
+pub fn dvsql_command(home: &std::path::Path) -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_dvsql"));
+    for var in [
+        "DATAVERSE_URL",
+        "AZURE_TENANT_ID",
+        "AZURE_CLIENT_ID",
+        "AZURE_CLIENT_SECRET",
+        "AZURE_AUTHORITY_HOST",
+        "DVSQL_STATE_DIR",
+        "DVSQL_SERVE_PASSWORD",
+        "RUST_LOG",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.env("HOME", home)
+        .env("XDG_DATA_HOME", home.join("data"))
+        .env("RUST_BACKTRACE", "1");
+    cmd
+}
