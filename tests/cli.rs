@@ -15,7 +15,6 @@ use tempfile::TempDir;
 
 mod common;
 
-
 /// What one run of the binary did.
 struct Run {
     code: Option<i32>,
