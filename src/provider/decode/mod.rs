@@ -1,12 +1,18 @@
 //! Page decoding: the rows of one Web API response body (`{"value":[…], …}`) straight
 //! into Arrow builders, in a single pass, without building a JSON tree per row.
 //!
+//! The body is read by a strict JSON reader of its own (`json.rs`) that accepts what
+//! `serde_json` accepts, checked by the fuzz target and the replay tests (`agreement.rs`).
+//! Each value is read as its column's builder needs it: a property name that repeats the one
+//! at its position in the row before is recognised by one comparison of bytes, a string
+//! without escapes is copied once (into its view), and the values of properties that are not
+//! projected are skipped (checked, never built).
+//!
 //! Values are read exactly: decimals and money from their JSON text (never through `f64`),
 //! timestamps to microseconds in UTC, `Edm.Date` to days, multi-select choices from their
 //! comma-separated string (Web API notes: "AttributeType values and JSON value shapes").
 
 use std::collections::HashMap;
-use std::fmt;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
@@ -15,10 +21,13 @@ use datafusion::arrow::array::{
     TimestampMicrosecondBuilder,
 };
 use datafusion::arrow::datatypes::SchemaRef;
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde_json::value::RawValue;
 
 use crate::metadata::ColumnKind;
+pub use json::JsonError;
+use json::{Number, Reader, Result};
+
+pub mod agreement;
+mod json;
 
 /// A page that could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -34,7 +43,7 @@ pub enum DecodeError {
     Html,
     /// Not JSON, or a value that does not fit its column.
     #[error("cannot read a page from the server: invalid JSON")]
-    Json(#[source] serde_json::Error),
+    Json(#[source] JsonError),
     /// A JSON object that is not a collection.
     #[error(
         "cannot read a page from the server: the response has no \"value\" array (is this a Web API collection?)"
@@ -103,28 +112,25 @@ impl PageDecoder {
 
     /// Decodes the rows of one response body (its paging links are the page stream's).
     pub fn decode(&self, body: &[u8]) -> Result<RecordBatch, DecodeError> {
+        // One UTF-8 check of the whole body; the reader then slices strings out of the text
+        // without checking them again.
+        let text = std::str::from_utf8(body).map_err(DecodeError::NotUtf8)?;
         let mut builders: Vec<ColumnBuilder> =
             self.kinds.iter().map(|k| ColumnBuilder::new(*k)).collect();
-        let mut state = PageState {
+        let mut page = PageReader {
+            reader: Reader::new(text),
             builders: &mut builders,
             index: &self.index,
             keys: KeyCache::default(),
             changes: self.changes,
+            scratch: String::new(),
             rows: 0,
-            saw_value: false,
         };
-        // One UTF-8 check of the whole body is much cheaper than serde_json's check of every
-        // string it reads from bytes (the text reader trusts its input).
-        let text = std::str::from_utf8(body).map_err(DecodeError::NotUtf8)?;
-        let mut de = serde_json::Deserializer::from_str(text);
-        PageSeed(&mut state)
-            .deserialize(&mut de)
-            .and_then(|()| de.end())
-            .map_err(|e| json_error(e, body))?;
-        if !state.saw_value {
+        let saw_value = page.read().map_err(|e| json_error(e, body))?;
+        if !saw_value {
             return Err(DecodeError::NoValue);
         }
-        let rows = state.rows;
+        let rows = page.rows;
         let arrays: Vec<ArrayRef> = builders.into_iter().map(ColumnBuilder::finish).collect();
         let options = RecordBatchOptions::new().with_row_count(Some(rows));
         RecordBatch::try_new_with_options(self.schema.clone(), arrays, &options)
@@ -132,7 +138,7 @@ impl PageDecoder {
     }
 }
 
-fn json_error(e: serde_json::Error, body: &[u8]) -> DecodeError {
+fn json_error(e: JsonError, body: &[u8]) -> DecodeError {
     let start = body.iter().position(|b| !b.is_ascii_whitespace());
     if start.is_some_and(|i| body[i] == b'<') {
         return DecodeError::Html;
@@ -140,96 +146,193 @@ fn json_error(e: serde_json::Error, body: &[u8]) -> DecodeError {
     DecodeError::Json(e)
 }
 
-struct PageState<'a> {
+/// Arrays and objects around a row's property values: the page object, `value`, the row.
+const ROW_MEMBER_DEPTH: usize = 3;
+
+/// One page being read into its builders.
+struct PageReader<'a> {
+    reader: Reader<'a>,
     builders: &'a mut Vec<ColumnBuilder>,
     index: &'a HashMap<String, usize>,
     keys: KeyCache,
     changes: Option<ChangeColumns>,
+    /// Strings with escapes are unescaped here.
+    scratch: String,
     rows: usize,
-    saw_value: bool,
 }
 
-struct PageSeed<'s, 'a>(&'s mut PageState<'a>);
-
-impl<'de> DeserializeSeed<'de> for PageSeed<'_, '_> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for PageSeed<'_, '_> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a Web API collection object")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-            match key.as_ref() {
-                "value" => {
-                    self.0.saw_value = true;
-                    map.next_value_seed(RowsSeed(self.0))?;
+impl PageReader<'_> {
+    /// The page object; `true` when it has a `value` member.
+    fn read(&mut self) -> Result<bool> {
+        let r = &mut self.reader;
+        if r.peek() != Some(b'{') {
+            return Err(r.unexpected("a Web API collection object"));
+        }
+        r.enter(0)?;
+        let mut saw_value = false;
+        if !r.eat(b'}') {
+            loop {
+                let r = &mut self.reader;
+                r.expect(b'"', "a property name")?;
+                let is_value = r.skip_known(b"value") || r.string(&mut self.scratch)?.0 == "value";
+                r.expect(b':', "`:`")?;
+                if !is_value {
+                    r.skip_value(1, &mut self.scratch)?;
+                } else if saw_value {
+                    // serde_json would keep the last `value`, a reader of rows the first.
+                    return Err(r.error("a second \"value\" member"));
+                } else {
+                    saw_value = true;
+                    self.rows()?;
                 }
-                _ => {
-                    map.next_value::<IgnoredAny>()?;
+                if !self.reader.more(b'}')? {
+                    break;
                 }
             }
         }
-        Ok(())
+        self.reader.end()?;
+        Ok(saw_value)
     }
-}
 
-struct RowsSeed<'s, 'a>(&'s mut PageState<'a>);
-
-impl<'de> DeserializeSeed<'de> for RowsSeed<'_, '_> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_seq(self)
-    }
-}
-
-impl<'de> Visitor<'de> for RowsSeed<'_, '_> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("an array of rows")
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        let mut seen = vec![false; self.0.builders.len()];
+    /// The `value` array.
+    fn rows(&mut self) -> Result<()> {
+        let r = &mut self.reader;
+        if r.peek() != Some(b'[') {
+            return Err(r.unexpected("an array of rows"));
+        }
+        r.enter(1)?;
+        if r.eat(b']') {
+            return Ok(());
+        }
+        let mut seen = vec![false; self.builders.len()];
         loop {
             seen.iter_mut().for_each(|s| *s = false);
-            let mut change = RowChange::default();
-            let row = RowSeed {
-                builders: self.0.builders,
-                index: self.0.index,
-                keys: &mut self.0.keys,
-                seen: &mut seen,
-                change: self.0.changes.is_some().then_some(&mut change),
-            };
-            if seq.next_element_seed(row)?.is_none() {
-                break;
+            self.row(&mut seen)?;
+            self.rows += 1;
+            if !self.reader.more(b']')? {
+                return Ok(());
             }
-            if let Some(columns) = self.0.changes {
-                change.apply(columns, self.0.builders, &mut seen);
-            }
-            // Columns the row did not mention are NULL.
-            for (builder, seen) in self.0.builders.iter_mut().zip(&seen) {
-                if !seen {
-                    builder.append_null();
+        }
+    }
+
+    /// One row object; columns it does not mention are NULL.
+    fn row(&mut self, seen: &mut [bool]) -> Result<()> {
+        let r = &mut self.reader;
+        if r.peek() != Some(b'{') {
+            return Err(r.unexpected("a row object"));
+        }
+        r.enter(2)?;
+        let mut change = RowChange::default();
+        if !self.reader.eat(b'}') {
+            let mut position = 0;
+            loop {
+                self.reader.expect(b'"', "a property name")?;
+                let key = self.key(position)?;
+                position += 1;
+                self.reader.expect(b':', "`:`")?;
+                match key {
+                    Key::Column(i) if !seen[i] => {
+                        seen[i] = true;
+                        cell(&mut self.reader, &mut self.builders[i], &mut self.scratch)?;
+                    }
+                    Key::Control(control) if self.changes.is_some() => {
+                        change.read(control, &mut self.reader, &mut self.scratch)?;
+                    }
+                    _ => self
+                        .reader
+                        .skip_value(ROW_MEMBER_DEPTH, &mut self.scratch)?,
+                }
+                if !self.reader.more(b'}')? {
+                    break;
                 }
             }
-            self.0.rows += 1;
+        }
+        if let Some(columns) = self.changes {
+            change.apply(columns, self.builders, seen);
+        }
+        for (builder, seen) in self.builders.iter_mut().zip(seen.iter()) {
+            if !seen {
+                builder.append_null();
+            }
         }
         Ok(())
     }
+
+    /// The property name whose opening quote was just read: first against the previous row's
+    /// name at the same position (rows repeat the same properties in the same order), then by
+    /// lookup, remembering the answer.
+    #[inline]
+    fn key(&mut self, position: usize) -> Result<Key> {
+        let slot = self.keys.slot(position);
+        if let Some((name, key)) = slot.as_ref()
+            && self.reader.skip_known(name)
+        {
+            return Ok(*key);
+        }
+        let (name, escaped) = self.reader.string(&mut self.scratch)?;
+        let key = match self.index.get(name) {
+            Some(i) => Key::Column(*i),
+            None => match name {
+                "@odata.etag" => Key::Control(Control::Etag),
+                "@odata.context" => Key::Control(Control::Context),
+                "id" => Key::Control(Control::Id),
+                _ => Key::Other,
+            },
+        };
+        // Only a name read without escapes is the same bytes in the text as in the cache.
+        if !escaped {
+            *slot = Some((name.as_bytes().into(), key));
+        }
+        Ok(key)
+    }
 }
 
-struct RowSeed<'s> {
-    builders: &'s mut Vec<ColumnBuilder>,
-    index: &'s HashMap<String, usize>,
-    keys: &'s mut KeyCache,
-    seen: &'s mut Vec<bool>,
-    /// Change feeds only: the row's control information.
-    change: Option<&'s mut RowChange>,
+/// One property value into its column's builder.
+#[inline]
+fn cell(r: &mut Reader, builder: &mut ColumnBuilder, scratch: &mut String) -> Result<()> {
+    let start = r.position();
+    let appended = match (r.peek(), &mut *builder) {
+        (Some(b'"'), _) => {
+            r.bump();
+            let (text, _) = r.string(scratch)?;
+            builder.append_str(text)
+        }
+        (Some(b'n'), _) => {
+            r.literal(b"null")?;
+            builder.append_null();
+            Ok(())
+        }
+        (Some(b'-' | b'0'..=b'9'), ColumnBuilder::Decimal { builder, scale }) => {
+            let text = r.number_text()?;
+            append_decimal(builder, *scale, text)
+        }
+        (Some(b'-' | b'0'..=b'9'), _) => {
+            let number = r.number()?;
+            builder.append_number(number)
+        }
+        (Some(b't'), _) => {
+            r.literal(b"true")?;
+            builder.append_bool(true)
+        }
+        (Some(b'f'), _) => {
+            r.literal(b"false")?;
+            builder.append_bool(false)
+        }
+        (Some(b'[' | b'{'), _) => {
+            r.skip_value(ROW_MEMBER_DEPTH, scratch)?;
+            Err(builder.not_a_container(r.text_from(start)))
+        }
+        _ => return Err(r.unexpected("a value")),
+    };
+    appended.map_err(|message| r.error_at(start, message))
+}
+
+/// Decimals need the exact JSON text of the number.
+fn append_decimal(builder: &mut Decimal128Builder, scale: i8, text: &str) -> Result<(), String> {
+    let value = parse_decimal(text, scale)
+        .ok_or_else(|| format!("{text} is not a decimal with at most {scale} decimal places"))?;
+    builder.append_value(value);
+    Ok(())
 }
 
 /// A change-feed row's control information.
@@ -241,6 +344,29 @@ struct RowChange {
 }
 
 impl RowChange {
+    /// One control property: a string or `null`.
+    fn read(&mut self, control: Control, r: &mut Reader, scratch: &mut String) -> Result<()> {
+        let value = match r.peek() {
+            Some(b'"') => {
+                r.bump();
+                Some(r.string(scratch)?.0)
+            }
+            Some(b'n') => {
+                r.literal(b"null")?;
+                None
+            }
+            _ => return Err(r.unexpected("a string")),
+        };
+        match control {
+            Control::Etag => self.version = value.and_then(etag_version),
+            Control::Context => {
+                self.deleted |= value.is_some_and(|c| c.ends_with("$deletedEntity"))
+            }
+            Control::Id => self.id = value.map(str::to_string),
+        }
+        Ok(())
+    }
+
     /// Fills `_change_type`, `_row_version` and, for deletions, the key.
     fn apply(self, columns: ChangeColumns, builders: &mut [ColumnBuilder], seen: &mut [bool]) {
         if let Some(i) = columns.change_type
@@ -272,50 +398,6 @@ fn etag_version(etag: &str) -> Option<i64> {
     etag.trim_start_matches("W/").trim_matches('"').parse().ok()
 }
 
-impl<'de> DeserializeSeed<'de> for RowSeed<'_> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for RowSeed<'_> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a row object")
-    }
-    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
-        let mut position = 0;
-        while let Some(key) = map.next_key_seed(KeySeed {
-            index: self.index,
-            slot: self.keys.slot(position),
-        })? {
-            position += 1;
-            match key {
-                Key::Column(i) if !self.seen[i] => {
-                    self.seen[i] = true;
-                    map.next_value_seed(CellSeed(&mut self.builders[i]))?;
-                }
-                Key::Control(control) if self.change.is_some() => {
-                    let value: Option<String> = map.next_value()?;
-                    let change = self.change.as_mut().expect("checked");
-                    match control {
-                        Control::Etag => change.version = value.as_deref().and_then(etag_version),
-                        Control::Context => {
-                            change.deleted |= value.is_some_and(|c| c.ends_with("$deletedEntity"))
-                        }
-                        Control::Id => change.id = value,
-                    }
-                }
-                _ => {
-                    map.next_value::<IgnoredAny>()?;
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
 /// What a row property is to the decoder.
 #[derive(Clone, Copy)]
 enum Key {
@@ -333,192 +415,18 @@ enum Control {
     Id,
 }
 
-/// The keys of the previous row, position by position. The rows of a page repeat the same
-/// properties in the same order, so a key is usually recognised by one comparison with the
-/// key at its position in the row before, instead of hashing it.
+/// The names of the previous row's properties, position by position, as they appear in the
+/// text (names without escapes only).
 #[derive(Default)]
-struct KeyCache(Vec<Option<(Box<str>, Key)>>);
+struct KeyCache(Vec<Option<(Box<[u8]>, Key)>>);
 
 impl KeyCache {
-    fn slot(&mut self, position: usize) -> &mut Option<(Box<str>, Key)> {
+    #[inline]
+    fn slot(&mut self, position: usize) -> &mut Option<(Box<[u8]>, Key)> {
         if position >= self.0.len() {
             self.0.resize_with(position + 1, || None);
         }
         &mut self.0[position]
-    }
-}
-
-/// Recognises a property name without allocating when it has no escapes: first against the
-/// previous row's key at the same position, then by lookup (remembering the answer).
-struct KeySeed<'a> {
-    index: &'a HashMap<String, usize>,
-    slot: &'a mut Option<(Box<str>, Key)>,
-}
-
-impl<'de> DeserializeSeed<'de> for KeySeed<'_> {
-    type Value = Key;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Key, D::Error> {
-        d.deserialize_str(self)
-    }
-}
-
-impl<'de> Visitor<'de> for KeySeed<'_> {
-    type Value = Key;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a property name")
-    }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Key, E> {
-        if let Some((name, key)) = self.slot.as_ref()
-            && same_bytes(name.as_bytes(), v.as_bytes())
-        {
-            return Ok(*key);
-        }
-        let key = match self.index.get(v) {
-            Some(i) => Key::Column(*i),
-            None => match v {
-                "@odata.etag" => Key::Control(Control::Etag),
-                "@odata.context" => Key::Control(Control::Context),
-                "id" => Key::Control(Control::Id),
-                _ => Key::Other,
-            },
-        };
-        *self.slot = Some((v.into(), key));
-        Ok(key)
-    }
-}
-
-/// Byte equality for short strings such as property names, word by word: `==` calls
-/// `memcmp`, whose call costs more than the comparison of a 20-byte key.
-#[inline]
-fn same_bytes(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    let word = |s: &[u8], at: usize| u64::from_le_bytes(s[at..at + 8].try_into().expect("8 bytes"));
-    match a.len() {
-        0..8 => a == b,
-        n => {
-            // Whole words, then one last word that may overlap the one before.
-            (0..n / 8).all(|i| word(a, i * 8) == word(b, i * 8)) && word(a, n - 8) == word(b, n - 8)
-        }
-    }
-}
-
-/// One value into one builder, by the builder's type.
-struct CellSeed<'b>(&'b mut ColumnBuilder);
-
-impl<'de> DeserializeSeed<'de> for CellSeed<'_> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        match self.0 {
-            // Decimals need the exact JSON text of the number.
-            ColumnBuilder::Decimal { builder, scale } => {
-                let raw = <&RawValue>::deserialize(d)?;
-                let text = raw.get();
-                if text == "null" {
-                    builder.append_null();
-                } else {
-                    let value = parse_decimal(text, *scale).ok_or_else(|| {
-                        de::Error::custom(format!(
-                            "{text} is not a decimal with at most {scale} decimal places"
-                        ))
-                    })?;
-                    builder.append_value(value);
-                }
-                Ok(())
-            }
-            other => d.deserialize_any(CellVisitor(other)),
-        }
-    }
-}
-
-use serde::Deserialize as _;
-
-struct CellVisitor<'b>(&'b mut ColumnBuilder);
-
-impl CellVisitor<'_> {
-    fn mismatch<E: de::Error>(&self, got: &str) -> E {
-        E::custom(format!("expected {}, got {got}", self.0.expected()))
-    }
-}
-
-impl<'de> Visitor<'de> for CellVisitor<'_> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str(self.0.expected())
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
-        self.0.append_null();
-        Ok(())
-    }
-    fn visit_none<E: de::Error>(self) -> Result<(), E> {
-        self.0.append_null();
-        Ok(())
-    }
-    fn visit_bool<E: de::Error>(self, v: bool) -> Result<(), E> {
-        match self.0 {
-            ColumnBuilder::Boolean(b) => b.append_value(v),
-            _ => return Err(self.mismatch("a boolean")),
-        }
-        Ok(())
-    }
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<(), E> {
-        match self.0 {
-            ColumnBuilder::Int32(b) => b.append_value(
-                i32::try_from(v).map_err(|_| E::custom(format!("{v} overflows Int32")))?,
-            ),
-            ColumnBuilder::Int64(b) => b.append_value(v),
-            ColumnBuilder::Float64(b) => b.append_value(v as f64),
-            _ => return Err(self.mismatch("a number")),
-        }
-        Ok(())
-    }
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<(), E> {
-        let signed = i64::try_from(v).map_err(|_| E::custom(format!("{v} overflows Int64")))?;
-        self.visit_i64(signed)
-    }
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
-        match self.0 {
-            ColumnBuilder::Float64(b) => b.append_value(v),
-            _ => return Err(self.mismatch("a fractional number")),
-        }
-        Ok(())
-    }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
-        match self.0 {
-            ColumnBuilder::Text(b) => b.append_value(v),
-            ColumnBuilder::Guid(b) => {
-                if v.bytes().any(|c| c.is_ascii_uppercase()) {
-                    b.append_value(v.to_ascii_lowercase())
-                } else {
-                    b.append_value(v)
-                }
-            }
-            ColumnBuilder::Timestamp(b) => b.append_value(
-                parse_timestamp_micros(v)
-                    .ok_or_else(|| E::custom(format!("{v:?} is not a date and time")))?,
-            ),
-            ColumnBuilder::Date(b) => b.append_value(
-                parse_date_days(v).ok_or_else(|| E::custom(format!("{v:?} is not a date")))?,
-            ),
-            ColumnBuilder::MultiChoice(b) => {
-                for part in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-                    let value: i32 = part
-                        .parse()
-                        .map_err(|_| E::custom(format!("{v:?} is not a list of choice values")))?;
-                    b.values().append_value(value);
-                }
-                b.append(true);
-            }
-            ColumnBuilder::LabelList(b) => {
-                for part in v.split("; ").filter(|p| !p.is_empty()) {
-                    b.values().append_value(part);
-                }
-                b.append(true);
-            }
-            _ => return Err(self.mismatch("a string")),
-        }
-        Ok(())
     }
 }
 
@@ -590,6 +498,91 @@ impl ColumnBuilder {
         }
     }
 
+    /// "expected a whole number, got a string".
+    fn mismatch(&self, got: &str) -> String {
+        format!("expected {}, got {got}", self.expected())
+    }
+
+    fn append_str(&mut self, v: &str) -> Result<(), String> {
+        match self {
+            ColumnBuilder::Text(b) => b.append_value(v),
+            ColumnBuilder::Guid(b) => append_guid(b, v),
+            ColumnBuilder::Timestamp(b) => b.append_value(
+                parse_timestamp_micros(v).ok_or_else(|| format!("{v:?} is not a date and time"))?,
+            ),
+            ColumnBuilder::Date(b) => {
+                b.append_value(parse_date_days(v).ok_or_else(|| format!("{v:?} is not a date"))?)
+            }
+            ColumnBuilder::MultiChoice(b) => {
+                for part in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                    let value: i32 = part
+                        .parse()
+                        .map_err(|_| format!("{v:?} is not a list of choice values"))?;
+                    b.values().append_value(value);
+                }
+                b.append(true);
+            }
+            ColumnBuilder::LabelList(b) => {
+                for part in v.split("; ").filter(|p| !p.is_empty()) {
+                    b.values().append_value(part);
+                }
+                b.append(true);
+            }
+            ColumnBuilder::Decimal { scale, .. } => {
+                return Err(format!(
+                    "{v:?} is not a decimal with at most {scale} decimal places"
+                ));
+            }
+            _ => return Err(self.mismatch("a string")),
+        }
+        Ok(())
+    }
+
+    /// A number as `serde_json` reads it; whole numbers beyond `i64` are refused.
+    fn append_number(&mut self, number: Number) -> Result<(), String> {
+        let whole = match number {
+            Number::U64(v) => i64::try_from(v).map_err(|_| format!("{v} overflows Int64"))?,
+            Number::I64(v) => v,
+            Number::F64(v) => {
+                return match self {
+                    ColumnBuilder::Float64(b) => Ok(b.append_value(v)),
+                    _ => Err(self.mismatch("a fractional number")),
+                };
+            }
+        };
+        match self {
+            ColumnBuilder::Int32(b) => b.append_value(
+                i32::try_from(whole).map_err(|_| format!("{whole} overflows Int32"))?,
+            ),
+            ColumnBuilder::Int64(b) => b.append_value(whole),
+            ColumnBuilder::Float64(b) => b.append_value(whole as f64),
+            _ => return Err(self.mismatch("a number")),
+        }
+        Ok(())
+    }
+
+    fn append_bool(&mut self, v: bool) -> Result<(), String> {
+        match self {
+            ColumnBuilder::Boolean(b) => b.append_value(v),
+            ColumnBuilder::Decimal { scale, .. } => {
+                return Err(format!("{v} is not a decimal with at most {scale} decimal places"));
+            }
+            _ => return Err(self.mismatch("a boolean")),
+        }
+        Ok(())
+    }
+
+    /// The error for an array or object (`raw`) where a value of the column was expected.
+    fn not_a_container(&self, raw: &str) -> String {
+        match self {
+            ColumnBuilder::Decimal { scale, .. } => {
+                format!("{raw} is not a decimal with at most {scale} decimal places")
+            }
+            _ if raw.starts_with('[') => self.mismatch("an array"),
+            _ => self.mismatch("an object"),
+        }
+    }
+
     fn append_null(&mut self) {
         match self {
             ColumnBuilder::Text(b) | ColumnBuilder::Guid(b) => b.append_null(),
@@ -618,6 +611,15 @@ impl ColumnBuilder {
             ColumnBuilder::MultiChoice(mut b) => Arc::new(b.finish()),
             ColumnBuilder::LabelList(mut b) => Arc::new(b.finish()),
         }
+    }
+}
+
+/// GUIDs are compared and joined in lower case; Dataverse writes them so, but not always.
+fn append_guid(builder: &mut StringViewBuilder, v: &str) {
+    if v.bytes().any(|c| c.is_ascii_uppercase()) {
+        builder.append_value(v.to_ascii_lowercase())
+    } else {
+        builder.append_value(v)
     }
 }
 
@@ -736,6 +738,7 @@ fn digits(b: &[u8]) -> Option<u32> {
 
 #[cfg(test)]
 mod tests {
+    use super::json::same_bytes;
     use super::*;
     use chrono::Datelike;
     use datafusion::arrow::array::{Array, AsArray};
