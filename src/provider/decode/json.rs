@@ -13,6 +13,8 @@ use std::fmt;
 /// `serde_json`'s recursion limit: a `Value` holds at most 127 nested arrays and objects.
 const MAX_DEPTH: usize = 128;
 
+const CONTROL_CHARACTER: &str = "control character (\\u0000-\\u001F) found while parsing a string";
+
 /// Malformed JSON, or a value that does not fit its column: what, and where.
 #[derive(Debug)]
 pub struct JsonError {
@@ -158,8 +160,9 @@ impl<'a> Reader<'a> {
     /// Consumes `word` (`null`, `true`, `false`), which must be at the current position.
     #[inline]
     pub fn literal(&mut self, word: &[u8]) -> Result<()> {
-        if self.bytes[self.pos..].starts_with(word) {
-            self.pos += word.len();
+        let end = self.pos + word.len();
+        if self.bytes.get(self.pos..end).is_some_and(|text| same_bytes(text, word)) {
+            self.pos = end;
             Ok(())
         } else {
             Err(self.error("expected ident"))
@@ -219,7 +222,27 @@ impl<'a> Reader<'a> {
                     let c = self.escape()?;
                     scratch.push(c);
                 }
-                Some(_) => return Err(self.error("control character (\\u0000-\\u001F) found while parsing a string")),
+                Some(_) => return Err(self.error(CONTROL_CHARACTER)),
+                None => return Err(self.error("EOF while parsing a string")),
+            }
+        }
+    }
+
+    /// Skips the string whose opening quote was just consumed, checking its escapes as
+    /// [`Reader::string`] does, without unescaping it.
+    fn skip_string(&mut self) -> Result<()> {
+        loop {
+            self.pos = find_special(self.bytes, self.pos);
+            match self.bytes.get(self.pos) {
+                Some(b'"') => {
+                    self.pos += 1;
+                    return Ok(());
+                }
+                Some(b'\\') => {
+                    self.pos += 1;
+                    self.escape()?;
+                }
+                Some(_) => return Err(self.error(CONTROL_CHARACTER)),
                 None => return Err(self.error("EOF while parsing a string")),
             }
         }
@@ -285,6 +308,12 @@ impl<'a> Reader<'a> {
     /// The text of the number that starts here, checked against JSON's grammar.
     #[inline]
     pub fn number_text(&mut self) -> Result<&'a str> {
+        self.number_parts().map(|(text, _)| text)
+    }
+
+    /// The number's text, and whether it is whole (no fraction, no exponent).
+    #[inline]
+    fn number_parts(&mut self) -> Result<(&'a str, bool)> {
         let start = self.pos;
         let b = self.bytes;
         let mut i = start + usize::from(b.get(start) == Some(&b'-'));
@@ -293,6 +322,7 @@ impl<'a> Reader<'a> {
             Some(b'1'..=b'9') => i = digits_end(b, i + 1),
             _ => return Err(self.error_at(i, "invalid number")),
         }
+        let whole_end = i;
         if b.get(i) == Some(&b'.') {
             let end = digits_end(b, i + 1);
             if end == i + 1 {
@@ -312,22 +342,22 @@ impl<'a> Reader<'a> {
             i = end;
         }
         self.pos = i;
-        Ok(&self.text[start..i])
+        Ok((&self.text[start..i], i == whole_end))
     }
 
     /// The number that starts here, as `serde_json` reads it.
     #[inline]
     pub fn number(&mut self) -> Result<Number> {
         let start = self.pos;
-        let text = self.number_text()?;
-        let (negative, digits) = match text.strip_prefix('-') {
-            Some(rest) => (true, rest),
-            None => (false, text),
-        };
-        if digits.bytes().all(|c| c.is_ascii_digit())
-            && let Some(magnitude) = parse_u64(digits)
-        {
-            return Ok(whole_number(negative, magnitude));
+        let (text, whole) = self.number_parts()?;
+        if whole {
+            let (negative, digits) = match text.strip_prefix('-') {
+                Some(rest) => (true, rest),
+                None => (false, text),
+            };
+            if let Some(magnitude) = parse_u64(digits) {
+                return Ok(whole_number(negative, magnitude));
+            }
         }
         // Rust's parser reads a superset of JSON's grammar, correctly rounded like
         // `serde_json`'s `float_roundtrip`; beyond `f64`'s range it gives infinity.
@@ -340,11 +370,11 @@ impl<'a> Reader<'a> {
 
     /// Skips one value, checking it as strictly as a value that is read. `depth` is the
     /// number of arrays and objects around it.
-    pub fn skip_value(&mut self, depth: usize, scratch: &mut String) -> Result<()> {
+    pub fn skip_value(&mut self, depth: usize) -> Result<()> {
         match self.peek() {
             Some(b'"') => {
                 self.pos += 1;
-                self.string(scratch).map(drop)
+                self.skip_string()
             }
             Some(b'-' | b'0'..=b'9') => self.number().map(drop),
             Some(b'n') => self.literal(b"null"),
@@ -356,7 +386,7 @@ impl<'a> Reader<'a> {
                     return Ok(());
                 }
                 loop {
-                    self.skip_value(depth + 1, scratch)?;
+                    self.skip_value(depth + 1)?;
                     if !self.more(b']')? {
                         return Ok(());
                     }
@@ -369,9 +399,9 @@ impl<'a> Reader<'a> {
                 }
                 loop {
                     self.expect(b'"', "a property name")?;
-                    self.string(scratch)?;
+                    self.skip_string()?;
                     self.expect(b':', "`:`")?;
-                    self.skip_value(depth + 1, scratch)?;
+                    self.skip_value(depth + 1)?;
                     if !self.more(b'}')? {
                         return Ok(());
                     }
@@ -484,8 +514,11 @@ pub fn same_bytes(a: &[u8], b: &[u8]) -> bool {
         return false;
     }
     let word = |s: &[u8], at: usize| u64::from_le_bytes(s[at..at + 8].try_into().expect("8 bytes"));
+    let half = |s: &[u8], at: usize| u32::from_le_bytes(s[at..at + 4].try_into().expect("4 bytes"));
     match a.len() {
-        0..8 => a == b,
+        0..4 => a.iter().zip(b).all(|(x, y)| x == y),
+        // Two half-words that may overlap.
+        n @ 4..8 => half(a, 0) == half(b, 0) && half(a, n - 4) == half(b, n - 4),
         n => {
             // Whole words, then one last word that may overlap the one before.
             (0..n / 8).all(|i| word(a, i * 8) == word(b, i * 8)) && word(a, n - 8) == word(b, n - 8)

@@ -177,7 +177,7 @@ impl PageReader<'_> {
                 let is_value = r.skip_known(b"value") || r.string(&mut self.scratch)?.0 == "value";
                 r.expect(b':', "`:`")?;
                 if !is_value {
-                    r.skip_value(1, &mut self.scratch)?;
+                    r.skip_value(1)?;
                 } else if saw_value {
                     // serde_json would keep the last `value`, a reader of rows the first.
                     return Err(r.error("a second \"value\" member"));
@@ -238,9 +238,7 @@ impl PageReader<'_> {
                     Key::Control(control) if self.changes.is_some() => {
                         change.read(control, &mut self.reader, &mut self.scratch)?;
                     }
-                    _ => self
-                        .reader
-                        .skip_value(ROW_MEMBER_DEPTH, &mut self.scratch)?,
+                    _ => self.reader.skip_value(ROW_MEMBER_DEPTH)?,
                 }
                 if !self.reader.more(b'}')? {
                     break;
@@ -319,7 +317,7 @@ fn cell(r: &mut Reader, builder: &mut ColumnBuilder, scratch: &mut String) -> Re
             builder.append_bool(false)
         }
         (Some(b'[' | b'{'), _) => {
-            r.skip_value(ROW_MEMBER_DEPTH, scratch)?;
+            r.skip_value(ROW_MEMBER_DEPTH)?;
             Err(builder.not_a_container(r.text_from(start)))
         }
         _ => return Err(r.unexpected("a value")),
@@ -616,7 +614,8 @@ impl ColumnBuilder {
 
 /// GUIDs are compared and joined in lower case; Dataverse writes them so, but not always.
 fn append_guid(builder: &mut StringViewBuilder, v: &str) {
-    if v.bytes().any(|c| c.is_ascii_uppercase()) {
+    // Without an early exit the check runs on whole vectors of bytes.
+    if v.bytes().fold(false, |upper, c| upper | c.is_ascii_uppercase()) {
         builder.append_value(v.to_ascii_lowercase())
     } else {
         builder.append_value(v)
@@ -643,14 +642,18 @@ pub fn parse_decimal(text: &str, scale: i8) -> Option<i128> {
     if dropped.bytes().any(|b| b != b'0') {
         return None;
     }
-    let mut value: i128 = 0;
-    for b in int.bytes().chain(kept.bytes()) {
-        value = value.checked_mul(10)?.checked_add((b - b'0') as i128)?;
-    }
-    for _ in kept.len()..scale {
-        value = value.checked_mul(10)?;
-    }
+    let value = decimal_digits(int, kept)?.checked_mul(10i128.checked_pow((scale - kept.len()) as u32)?)?;
     Some(if negative { -value } else { value })
+}
+
+/// The digits of `int` then `frac` as one integer: in a `u64` while 18 digits cannot overflow
+/// it (one multiplication per digit instead of an `i128`'s three), else in an `i128`.
+fn decimal_digits(int: &str, frac: &str) -> Option<i128> {
+    let mut digits = int.bytes().chain(frac.bytes());
+    if int.len() + frac.len() <= 18 {
+        return Some(digits.fold(0u64, |n, b| n * 10 + u64::from(b - b'0')) as i128);
+    }
+    digits.try_fold(0i128, |n, b| n.checked_mul(10)?.checked_add(i128::from(b - b'0')))
 }
 
 /// `2023-04-07T21:59:01Z` (offsets and fractions allowed) → microseconds since the epoch, UTC.
@@ -813,6 +816,8 @@ mod tests {
         }
         assert!(!same_bytes(b"createdon_x_value", b"createdon_y_value"));
         assert!(!same_bytes(b"abcdefghijklmnoP", b"abcdefghijklmnop"));
+        assert!(!same_bytes(b"abXdefg", b"abcdefg"));
+        assert!(!same_bytes(b"nul", b"nuL"));
     }
 
     #[test]
@@ -827,6 +832,36 @@ mod tests {
             parse_decimal("12345678901234567.8901", 4),
             Some(123_456_789_012_345_678_901)
         );
+    }
+
+    proptest::proptest! {
+        /// The `u64` fast path reads decimals as the digit-by-digit `i128` reading does.
+        #[test]
+        fn decimals_read_fast_are_read_exactly(
+            text in "-?[0-9]{1,40}(\\.[0-9]{0,40})?",
+            scale in 0i8..=38,
+        ) {
+            let (negative, digits) = match text.strip_prefix('-') {
+                Some(rest) => (true, rest),
+                None => (false, text.as_str()),
+            };
+            let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
+            let (kept, dropped) = frac.split_at(frac.len().min(scale as usize));
+            let slow = || {
+                if dropped.bytes().any(|b| b != b'0') {
+                    return None;
+                }
+                let mut value: i128 = 0;
+                for b in int.bytes().chain(kept.bytes()) {
+                    value = value.checked_mul(10)?.checked_add((b - b'0') as i128)?;
+                }
+                for _ in kept.len()..scale as usize {
+                    value = value.checked_mul(10)?;
+                }
+                Some(if negative { -value } else { value })
+            };
+            proptest::prop_assert_eq!(parse_decimal(&text, scale), slow());
+        }
     }
 
     #[test]
