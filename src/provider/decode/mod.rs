@@ -224,11 +224,11 @@ impl PageReader<'_> {
         r.enter(2)?;
         let mut change = RowChange::default();
         if !self.reader.eat(b'}') {
-            let mut position = 0;
+            let mut previous = None;
             loop {
                 self.reader.expect(b'"', "a property name")?;
-                let key = self.key(position)?;
-                position += 1;
+                let (key, name) = self.key(previous)?;
+                previous = name;
                 self.reader.expect(b':', "`:`")?;
                 match key {
                     Key::Column(i) if !seen[i] => {
@@ -256,32 +256,43 @@ impl PageReader<'_> {
         Ok(())
     }
 
-    /// The property name whose opening quote was just read: first against the previous row's
-    /// name at the same position (rows repeat the same properties in the same order), then by
-    /// lookup, remembering the answer.
+    /// The property name whose opening quote was just read, after the name `previous` in the
+    /// same row: first against the names that followed `previous` last time (rows repeat the
+    /// same properties in the same order, some annotations coming and going with their
+    /// values), then by lookup. Also returns the name's number in the cache, if it has one.
     #[inline]
-    fn key(&mut self, position: usize) -> Result<Key> {
-        let slot = self.keys.slot(position);
-        if let Some((name, key)) = slot.as_ref()
-            && self.reader.skip_known(name)
+    fn key(&mut self, previous: Option<NameId>) -> Result<(Key, Option<NameId>)> {
+        let expected = self.keys.after(previous);
+        for id in [expected, expected.and_then(|id| self.keys.after(Some(id)))]
+            .into_iter()
+            .flatten()
         {
-            return Ok(*key);
+            if self.reader.skip_known(self.keys.name(id)) {
+                self.keys.follows(previous, id);
+                return Ok((self.keys.key(id), Some(id)));
+            }
         }
         let (name, escaped) = self.reader.string(&mut self.scratch)?;
-        let key = match self.index.get(name) {
-            Some(i) => Key::Column(*i),
-            None => match name {
-                "@odata.etag" => Key::Control(Control::Etag),
-                "@odata.context" => Key::Control(Control::Context),
-                "id" => Key::Control(Control::Id),
-                _ => Key::Other,
-            },
-        };
         // Only a name read without escapes is the same bytes in the text as in the cache.
-        if !escaped {
-            *slot = Some((name.as_bytes().into(), key));
+        if escaped {
+            return Ok((classify(self.index, name), None));
         }
-        Ok(key)
+        let id = self.keys.find_or_add(name, |name| classify(self.index, name));
+        self.keys.follows(previous, id);
+        Ok((self.keys.key(id), Some(id)))
+    }
+}
+
+/// What the property `name` is to the decoder.
+fn classify(index: &HashMap<String, usize>, name: &str) -> Key {
+    match index.get(name) {
+        Some(i) => Key::Column(*i),
+        None => match name {
+            "@odata.etag" => Key::Control(Control::Etag),
+            "@odata.context" => Key::Control(Control::Context),
+            "id" => Key::Control(Control::Id),
+            _ => Key::Other,
+        },
     }
 }
 
@@ -413,18 +424,57 @@ enum Control {
     Id,
 }
 
-/// The names of the previous row's properties, position by position, as they appear in the
-/// text (names without escapes only).
+/// A property name's number in the [`KeyCache`].
+type NameId = u32;
+
+/// The property names of a page read so far (those without escapes, as they appear in the
+/// text), each with what it is and the name that followed it the last time it was read.
 #[derive(Default)]
-struct KeyCache(Vec<Option<(Box<[u8]>, Key)>>);
+struct KeyCache {
+    names: Vec<(Box<[u8]>, Key)>,
+    ids: HashMap<Box<[u8]>, NameId>,
+    /// By name: the name that followed it last.
+    next: Vec<Option<NameId>>,
+    /// The first name of the last row.
+    first: Option<NameId>,
+}
 
 impl KeyCache {
+    fn name(&self, id: NameId) -> &[u8] {
+        &self.names[id as usize].0
+    }
+
+    fn key(&self, id: NameId) -> Key {
+        self.names[id as usize].1
+    }
+
+    /// The name that followed `previous` last time (`None`: the first name of a row).
     #[inline]
-    fn slot(&mut self, position: usize) -> &mut Option<(Box<[u8]>, Key)> {
-        if position >= self.0.len() {
-            self.0.resize_with(position + 1, || None);
+    fn after(&self, previous: Option<NameId>) -> Option<NameId> {
+        match previous {
+            Some(id) => self.next[id as usize],
+            None => self.first,
         }
-        &mut self.0[position]
+    }
+
+    /// Remembers that `id` followed `previous`.
+    #[inline]
+    fn follows(&mut self, previous: Option<NameId>, id: NameId) {
+        match previous {
+            Some(p) => self.next[p as usize] = Some(id),
+            None => self.first = Some(id),
+        }
+    }
+
+    fn find_or_add(&mut self, name: &str, classify: impl FnOnce(&str) -> Key) -> NameId {
+        if let Some(id) = self.ids.get(name.as_bytes()) {
+            return *id;
+        }
+        let id = self.names.len() as NameId;
+        self.names.push((name.as_bytes().into(), classify(name)));
+        self.next.push(None);
+        self.ids.insert(name.as_bytes().into(), id);
+        id
     }
 }
 
