@@ -262,24 +262,30 @@ impl PageReader<'_> {
     /// values), then by lookup. Also returns the name's number in the cache, if it has one.
     #[inline]
     fn key(&mut self, previous: Option<NameId>) -> Result<(Key, Option<NameId>)> {
-        let expected = self.keys.after(previous);
-        for id in [expected, expected.and_then(|id| self.keys.after(Some(id)))]
-            .into_iter()
-            .flatten()
-        {
-            if self.reader.skip_known(self.keys.name(id)) {
-                self.keys.follows(previous, id);
-                return Ok((self.keys.key(id), Some(id)));
+        if let Some(expected) = self.keys.after(previous) {
+            if self.reader.skip_known(self.keys.name(expected)) {
+                return Ok(self.keys.hit(previous, expected));
+            }
+            // The name after the expected one: the expected annotation is absent this time.
+            if let Some(second) = self.keys.after(Some(expected))
+                && self.reader.skip_known(self.keys.name(second))
+            {
+                return Ok(self.keys.hit(previous, second));
             }
         }
+        self.key_by_lookup(previous)
+    }
+
+    /// A name that was not expected: read it and look it up.
+    #[inline(never)]
+    fn key_by_lookup(&mut self, previous: Option<NameId>) -> Result<(Key, Option<NameId>)> {
         let (name, escaped) = self.reader.string(&mut self.scratch)?;
         // Only a name read without escapes is the same bytes in the text as in the cache.
         if escaped {
             return Ok((classify(self.index, name), None));
         }
         let id = self.keys.find_or_add(name, |name| classify(self.index, name));
-        self.keys.follows(previous, id);
-        Ok((self.keys.key(id), Some(id)))
+        Ok(self.keys.hit(previous, id))
     }
 }
 
@@ -457,13 +463,14 @@ impl KeyCache {
         }
     }
 
-    /// Remembers that `id` followed `previous`.
+    /// Remembers that `id` followed `previous`; returns what `id` is.
     #[inline]
-    fn follows(&mut self, previous: Option<NameId>, id: NameId) {
+    fn hit(&mut self, previous: Option<NameId>, id: NameId) -> (Key, Option<NameId>) {
         match previous {
             Some(p) => self.next[p as usize] = Some(id),
             None => self.first = Some(id),
         }
+        (self.key(id), Some(id))
     }
 
     fn find_or_add(&mut self, name: &str, classify: impl FnOnce(&str) -> Key) -> NameId {
