@@ -217,7 +217,11 @@ mod tests {
     /// skips must be checked as strictly as what it reads.
     #[test]
     fn edge_cases_agree_with_serde_json() {
-        let deep = format!(r#"{{"value":[{{"z":{}{}}}]}}"#, "[".repeat(200), "]".repeat(200));
+        let deep = format!(
+            r#"{{"value":[{{"z":{}{}}}]}}"#,
+            "[".repeat(200),
+            "]".repeat(200)
+        );
         let cases = [
             r#"{"value":[],"x":"\ud800"}"#,
             r#"{"value":[{"z":"\udc00x"}]}"#,
@@ -349,11 +353,21 @@ mod tests {
 
     /// One row member: mostly a column with a fitting value, sometimes anything.
     fn member() -> impl Strategy<Value = String> {
-        let column = prop::sample::select(COLUMNS.to_vec())
-            .prop_flat_map(|(name, kind)| value_of(kind).prop_map(move |v| format!("{name:?}:{v}")));
+        let column = prop::sample::select(COLUMNS.to_vec()).prop_flat_map(|(name, kind)| {
+            value_of(kind).prop_map(move |v| format!("{name:?}:{v}"))
+        });
         let other_key = prop::sample::select(
-            ["z", "@odata.etag", "@odata.context", "id", "n\\u0061me", "value", "name", "n"]
-                .to_vec(),
+            [
+                "z",
+                "@odata.etag",
+                "@odata.context",
+                "id",
+                "n\\u0061me",
+                "value",
+                "name",
+                "n",
+            ]
+            .to_vec(),
         );
         let other = (other_key, any_value()).prop_map(|(k, v)| format!("\"{k}\":{v}"));
         let control = prop::sample::select(vec![
@@ -371,13 +385,18 @@ mod tests {
         let row = prop::collection::vec(member(), 0..10)
             .prop_map(|members| format!("{{{}}}", members.join(",")));
         let page = (prop::collection::vec(row, 0..4), any::<bool>()).prop_map(|(rows, link)| {
-            let link = if link { r#","@odata.nextLink":"http://x/n""# } else { "" };
-            format!(r#"{{"@odata.context":"x","value":[{}]{link}}}"#, rows.join(","))
+            let link = if link {
+                r#","@odata.nextLink":"http://x/n""#
+            } else {
+                ""
+            };
+            format!(
+                r#"{{"@odata.context":"x","value":[{}]{link}}}"#,
+                rows.join(",")
+            )
         });
-        let damage = prop::option::weighted(
-            0.3,
-            (any::<prop::sample::Index>(), any::<u8>(), 0..3u8),
-        );
+        let damage =
+            prop::option::weighted(0.3, (any::<prop::sample::Index>(), any::<u8>(), 0..3u8));
         (page, damage).prop_map(|(page, damage)| match damage {
             None => page,
             Some((at, byte, how)) => {

@@ -161,7 +161,11 @@ impl<'a> Reader<'a> {
     #[inline]
     pub fn literal(&mut self, word: &[u8]) -> Result<()> {
         let end = self.pos + word.len();
-        if self.bytes.get(self.pos..end).is_some_and(|text| same_bytes(text, word)) {
+        if self
+            .bytes
+            .get(self.pos..end)
+            .is_some_and(|text| same_bytes(text, word))
+        {
             self.pos = end;
             Ok(())
         } else {
@@ -292,7 +296,10 @@ impl<'a> Reader<'a> {
     fn hex4(&mut self) -> Result<u32> {
         let mut n = 0;
         for _ in 0..4 {
-            let digit = self.bytes.get(self.pos).and_then(|b| (*b as char).to_digit(16));
+            let digit = self
+                .bytes
+                .get(self.pos)
+                .and_then(|b| (*b as char).to_digit(16));
             let Some(digit) = digit else {
                 return Err(match self.bytes.get(self.pos) {
                     None => self.error("EOF while parsing a string"),

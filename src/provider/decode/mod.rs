@@ -284,7 +284,9 @@ impl PageReader<'_> {
         if escaped {
             return Ok((classify(self.index, name), None));
         }
-        let id = self.keys.find_or_add(name, |name| classify(self.index, name));
+        let id = self
+            .keys
+            .find_or_add(name, |name| classify(self.index, name));
         Ok(self.keys.hit(previous, id))
     }
 }
@@ -620,7 +622,9 @@ impl ColumnBuilder {
         match self {
             ColumnBuilder::Boolean(b) => b.append_value(v),
             ColumnBuilder::Decimal { scale, .. } => {
-                return Err(format!("{v} is not a decimal with at most {scale} decimal places"));
+                return Err(format!(
+                    "{v} is not a decimal with at most {scale} decimal places"
+                ));
             }
             _ => return Err(self.mismatch("a boolean")),
         }
@@ -672,7 +676,9 @@ impl ColumnBuilder {
 /// GUIDs are compared and joined in lower case; Dataverse writes them so, but not always.
 fn append_guid(builder: &mut StringViewBuilder, v: &str) {
     // Without an early exit the check runs on whole vectors of bytes.
-    if v.bytes().fold(false, |upper, c| upper | c.is_ascii_uppercase()) {
+    if v.bytes()
+        .fold(false, |upper, c| upper | c.is_ascii_uppercase())
+    {
         builder.append_value(v.to_ascii_lowercase())
     } else {
         builder.append_value(v)
@@ -699,7 +705,8 @@ pub fn parse_decimal(text: &str, scale: i8) -> Option<i128> {
     if dropped.bytes().any(|b| b != b'0') {
         return None;
     }
-    let value = decimal_digits(int, kept)?.checked_mul(10i128.checked_pow((scale - kept.len()) as u32)?)?;
+    let value =
+        decimal_digits(int, kept)?.checked_mul(10i128.checked_pow((scale - kept.len()) as u32)?)?;
     Some(if negative { -value } else { value })
 }
 
@@ -710,7 +717,9 @@ fn decimal_digits(int: &str, frac: &str) -> Option<i128> {
     if int.len() + frac.len() <= 18 {
         return Some(digits.fold(0u64, |n, b| n * 10 + u64::from(b - b'0')) as i128);
     }
-    digits.try_fold(0i128, |n, b| n.checked_mul(10)?.checked_add(i128::from(b - b'0')))
+    digits.try_fold(0i128, |n, b| {
+        n.checked_mul(10)?.checked_add(i128::from(b - b'0'))
+    })
 }
 
 /// `2023-04-07T21:59:01Z` (offsets and fractions allowed) → microseconds since the epoch, UTC.
