@@ -601,10 +601,11 @@ impl ColumnBuilder {
             Number::U64(v) => i64::try_from(v).map_err(|_| format!("{v} overflows Int64"))?,
             Number::I64(v) => v,
             Number::F64(v) => {
-                return match self {
-                    ColumnBuilder::Float64(b) => Ok(b.append_value(v)),
-                    _ => Err(self.mismatch("a fractional number")),
+                let ColumnBuilder::Float64(b) = self else {
+                    return Err(self.mismatch("a fractional number"));
                 };
+                b.append_value(v);
+                return Ok(());
             }
         };
         match self {
