@@ -11,6 +11,7 @@ pub use crate::odata::{
     encode_component,
 };
 pub use crate::provider::catalog::closest;
+pub use crate::provider::decode::agreement::check_page_agreement;
 pub use crate::provider::decode::{ChangeColumns, DecodeError, PageDecoder};
 pub use crate::provider::table::projection_request;
 pub use crate::provider::translate::{Pushdown, Translation, translate};

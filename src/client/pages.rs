@@ -242,6 +242,21 @@ pub fn links_of(body: &[u8]) -> Result<Links, serde_json::Error> {
     })
 }
 
+/// The fuzz target's and replay tests' check of [`links_of`]: when it reads a body, it reads
+/// the links `serde_json` reads in it (`json`). A body it refuses (a duplicate key) is never
+/// misread, so it agrees.
+pub fn links_agree_with_json(body: &[u8], json: &serde_json::Value) -> Result<(), String> {
+    let Ok(links) = links_of(body) else {
+        return Ok(());
+    };
+    let link = |name: &str| json[name].as_str().map(str::to_string);
+    if links.next == link("@odata.nextLink") && links.delta == link("@odata.deltaLink") {
+        Ok(())
+    } else {
+        Err(format!("links {links:?} differ from serde_json's"))
+    }
+}
+
 /// The links of a page read from its end, without parsing the rows. Dataverse writes a page's
 /// link as the last member of the top-level object (`…,"@odata.nextLink":"<link>"}`), so the
 /// body is read backwards from its final brace: a string, a colon, the key, and a `,` or `{`

@@ -1,6 +1,13 @@
 //! Page decoding: the rows of one Web API response body (`{"value":[…], …}`) straight
 //! into Arrow builders, in a single pass, without building a JSON tree per row.
 //!
+//! The body is read by a strict JSON reader of its own (`json.rs`) that accepts what
+//! `serde_json` accepts, checked by the fuzz target and the replay tests (`agreement.rs`).
+//! Each value is read as its column's builder needs it: a property name that repeats the one
+//! at its position in the row before is recognised by one comparison of bytes, a string
+//! without escapes is copied once (into its view), and the values of properties that are not
+//! projected are skipped (checked, never built).
+//!
 //! Values are read exactly: decimals and money from their JSON text (never through `f64`),
 //! timestamps to microseconds in UTC, `Edm.Date` to days, multi-select choices from their
 //! comma-separated string (Web API notes: "AttributeType values and JSON value shapes").
@@ -8,7 +15,6 @@
 //! sets ([`super::labels`]).
 
 use std::collections::HashMap;
-use std::fmt;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
@@ -17,11 +23,14 @@ use datafusion::arrow::array::{
     TimestampMicrosecondBuilder,
 };
 use datafusion::arrow::datatypes::SchemaRef;
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde_json::value::RawValue;
 
 use super::labels::label_column;
 use crate::metadata::{ColumnKind, OptionLabels};
+pub use json::JsonError;
+use json::{Number, Reader, Result};
+
+pub mod agreement;
+mod json;
 
 /// A page that could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -37,7 +46,7 @@ pub enum DecodeError {
     Html,
     /// Not JSON, or a value that does not fit its column.
     #[error("cannot read a page from the server: invalid JSON")]
-    Json(#[source] serde_json::Error),
+    Json(#[source] JsonError),
     /// A JSON object that is not a collection.
     #[error(
         "cannot read a page from the server: the response has no \"value\" array (is this a Web API collection?)"
@@ -171,28 +180,25 @@ impl PageDecoder {
 
     /// [`PageDecoder::decode`], also saying whether some option value had no label.
     pub fn decode_page(&self, body: &[u8]) -> Result<DecodedPage, DecodeError> {
+        // One UTF-8 check of the whole body; the reader then slices strings out of the text
+        // without checking them again.
+        let text = std::str::from_utf8(body).map_err(DecodeError::NotUtf8)?;
         let mut builders: Vec<ColumnBuilder> =
             self.kinds.iter().map(|k| ColumnBuilder::new(*k)).collect();
-        let mut state = PageState {
+        let mut page = PageReader {
+            reader: Reader::new(text),
             builders: &mut builders,
             index: &self.index,
             keys: KeyCache::default(),
             changes: self.changes,
+            scratch: String::new(),
             rows: 0,
-            saw_value: false,
         };
-        // One UTF-8 check of the whole body is much cheaper than serde_json's check of every
-        // string it reads from bytes (the text reader trusts its input).
-        let text = std::str::from_utf8(body).map_err(DecodeError::NotUtf8)?;
-        let mut de = serde_json::Deserializer::from_str(text);
-        PageSeed(&mut state)
-            .deserialize(&mut de)
-            .and_then(|()| de.end())
-            .map_err(|e| json_error(e, body))?;
-        if !state.saw_value {
+        let saw_value = page.read().map_err(|e| json_error(e, body))?;
+        if !saw_value {
             return Err(DecodeError::NoValue);
         }
-        let rows = state.rows;
+        let rows = page.rows;
         let read: Vec<ArrayRef> = builders.into_iter().map(ColumnBuilder::finish).collect();
         let (columns, unknown_option) = self.columns(read).map_err(DecodeError::Batch)?;
         let options = RecordBatchOptions::new().with_row_count(Some(rows));
@@ -229,7 +235,7 @@ impl PageDecoder {
     }
 }
 
-fn json_error(e: serde_json::Error, body: &[u8]) -> DecodeError {
+fn json_error(e: JsonError, body: &[u8]) -> DecodeError {
     let start = body.iter().position(|b| !b.is_ascii_whitespace());
     if start.is_some_and(|i| body[i] == b'<') {
         return DecodeError::Html;
@@ -237,96 +243,210 @@ fn json_error(e: serde_json::Error, body: &[u8]) -> DecodeError {
     DecodeError::Json(e)
 }
 
-struct PageState<'a> {
+/// Arrays and objects around a row's property values: the page object, `value`, the row.
+const ROW_MEMBER_DEPTH: usize = 3;
+
+/// One page being read into its builders.
+struct PageReader<'a> {
+    reader: Reader<'a>,
     builders: &'a mut Vec<ColumnBuilder>,
     index: &'a HashMap<String, usize>,
     keys: KeyCache,
     changes: Option<ChangeColumns>,
+    /// Strings with escapes are unescaped here.
+    scratch: String,
     rows: usize,
-    saw_value: bool,
 }
 
-struct PageSeed<'s, 'a>(&'s mut PageState<'a>);
-
-impl<'de> DeserializeSeed<'de> for PageSeed<'_, '_> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for PageSeed<'_, '_> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a Web API collection object")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-            match key.as_ref() {
-                "value" => {
-                    self.0.saw_value = true;
-                    map.next_value_seed(RowsSeed(self.0))?;
+impl PageReader<'_> {
+    /// The page object; `true` when it has a `value` member.
+    fn read(&mut self) -> Result<bool> {
+        let r = &mut self.reader;
+        if r.peek() != Some(b'{') {
+            return Err(r.unexpected("a Web API collection object"));
+        }
+        r.enter(0)?;
+        let mut saw_value = false;
+        if !r.eat(b'}') {
+            loop {
+                let r = &mut self.reader;
+                r.expect(b'"', "a property name")?;
+                let is_value = r.skip_known(b"value") || r.string(&mut self.scratch)?.0 == "value";
+                r.expect(b':', "`:`")?;
+                if !is_value {
+                    r.skip_value(1)?;
+                } else if saw_value {
+                    // serde_json would keep the last `value`, a reader of rows the first.
+                    return Err(r.error("a second \"value\" member"));
+                } else {
+                    saw_value = true;
+                    self.rows()?;
                 }
-                _ => {
-                    map.next_value::<IgnoredAny>()?;
+                if !self.reader.more(b'}')? {
+                    break;
                 }
             }
         }
-        Ok(())
+        self.reader.end()?;
+        Ok(saw_value)
     }
-}
 
-struct RowsSeed<'s, 'a>(&'s mut PageState<'a>);
-
-impl<'de> DeserializeSeed<'de> for RowsSeed<'_, '_> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_seq(self)
-    }
-}
-
-impl<'de> Visitor<'de> for RowsSeed<'_, '_> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("an array of rows")
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        let mut seen = vec![false; self.0.builders.len()];
+    /// The `value` array.
+    fn rows(&mut self) -> Result<()> {
+        let r = &mut self.reader;
+        if r.peek() != Some(b'[') {
+            return Err(r.unexpected("an array of rows"));
+        }
+        r.enter(1)?;
+        if r.eat(b']') {
+            return Ok(());
+        }
+        let mut seen = vec![false; self.builders.len()];
         loop {
             seen.iter_mut().for_each(|s| *s = false);
-            let mut change = RowChange::default();
-            let row = RowSeed {
-                builders: self.0.builders,
-                index: self.0.index,
-                keys: &mut self.0.keys,
-                seen: &mut seen,
-                change: self.0.changes.is_some().then_some(&mut change),
-            };
-            if seq.next_element_seed(row)?.is_none() {
-                break;
+            self.row(&mut seen)?;
+            self.rows += 1;
+            if !self.reader.more(b']')? {
+                return Ok(());
             }
-            if let Some(columns) = self.0.changes {
-                change.apply(columns, self.0.builders, &mut seen);
-            }
-            // Columns the row did not mention are NULL.
-            for (builder, seen) in self.0.builders.iter_mut().zip(&seen) {
-                if !seen {
-                    builder.append_null();
+        }
+    }
+
+    /// One row object; columns it does not mention are NULL.
+    fn row(&mut self, seen: &mut [bool]) -> Result<()> {
+        let r = &mut self.reader;
+        if r.peek() != Some(b'{') {
+            return Err(r.unexpected("a row object"));
+        }
+        r.enter(2)?;
+        let mut change = RowChange::default();
+        if !self.reader.eat(b'}') {
+            let mut previous = None;
+            loop {
+                self.reader.expect(b'"', "a property name")?;
+                let (key, name) = self.key(previous)?;
+                previous = name;
+                self.reader.expect(b':', "`:`")?;
+                match key {
+                    Key::Column(i) if !seen[i] => {
+                        seen[i] = true;
+                        cell(&mut self.reader, &mut self.builders[i], &mut self.scratch)?;
+                    }
+                    Key::Control(control) if self.changes.is_some() => {
+                        change.read(control, &mut self.reader, &mut self.scratch)?;
+                    }
+                    _ => self.reader.skip_value(ROW_MEMBER_DEPTH)?,
+                }
+                if !self.reader.more(b'}')? {
+                    break;
                 }
             }
-            self.0.rows += 1;
+        }
+        if let Some(columns) = self.changes {
+            change.apply(columns, self.builders, seen);
+        }
+        for (builder, seen) in self.builders.iter_mut().zip(seen.iter()) {
+            if !seen {
+                builder.append_null();
+            }
         }
         Ok(())
     }
+
+    /// The property name whose opening quote was just read, after the name `previous` in the
+    /// same row: first against the names that followed `previous` last time (rows repeat the
+    /// same properties in the same order, some annotations coming and going with their
+    /// values), then by lookup. Also returns the name's number in the cache, if it has one.
+    #[inline]
+    fn key(&mut self, previous: Option<NameId>) -> Result<(Key, Option<NameId>)> {
+        if let Some(expected) = self.keys.after(previous) {
+            if self.reader.skip_known(self.keys.name(expected)) {
+                return Ok(self.keys.hit(previous, expected));
+            }
+            // The name after the expected one: the expected annotation is absent this time.
+            if let Some(second) = self.keys.after(Some(expected))
+                && self.reader.skip_known(self.keys.name(second))
+            {
+                return Ok(self.keys.hit(previous, second));
+            }
+        }
+        self.key_by_lookup(previous)
+    }
+
+    /// A name that was not expected: read it and look it up.
+    #[inline(never)]
+    fn key_by_lookup(&mut self, previous: Option<NameId>) -> Result<(Key, Option<NameId>)> {
+        let (name, escaped) = self.reader.string(&mut self.scratch)?;
+        // Only a name read without escapes is the same bytes in the text as in the cache.
+        if escaped {
+            return Ok((classify(self.index, name), None));
+        }
+        let id = self
+            .keys
+            .find_or_add(name, |name| classify(self.index, name));
+        Ok(self.keys.hit(previous, id))
+    }
 }
 
-struct RowSeed<'s> {
-    builders: &'s mut Vec<ColumnBuilder>,
-    index: &'s HashMap<String, usize>,
-    keys: &'s mut KeyCache,
-    seen: &'s mut Vec<bool>,
-    /// Change feeds only: the row's control information.
-    change: Option<&'s mut RowChange>,
+/// What the property `name` is to the decoder.
+fn classify(index: &HashMap<String, usize>, name: &str) -> Key {
+    match index.get(name) {
+        Some(i) => Key::Column(*i),
+        None => match name {
+            "@odata.etag" => Key::Control(Control::Etag),
+            "@odata.context" => Key::Control(Control::Context),
+            "id" => Key::Control(Control::Id),
+            _ => Key::Other,
+        },
+    }
+}
+
+/// One property value into its column's builder.
+#[inline]
+fn cell(r: &mut Reader, builder: &mut ColumnBuilder, scratch: &mut String) -> Result<()> {
+    let start = r.position();
+    let appended = match (r.peek(), &mut *builder) {
+        (Some(b'"'), _) => {
+            r.bump();
+            let (text, _) = r.string(scratch)?;
+            builder.append_str(text)
+        }
+        (Some(b'n'), _) => {
+            r.literal(b"null")?;
+            builder.append_null();
+            Ok(())
+        }
+        (Some(b'-' | b'0'..=b'9'), ColumnBuilder::Decimal { builder, scale }) => {
+            let text = r.number_text()?;
+            append_decimal(builder, *scale, text)
+        }
+        (Some(b'-' | b'0'..=b'9'), _) => {
+            let number = r.number()?;
+            builder.append_number(number)
+        }
+        (Some(b't'), _) => {
+            r.literal(b"true")?;
+            builder.append_bool(true)
+        }
+        (Some(b'f'), _) => {
+            r.literal(b"false")?;
+            builder.append_bool(false)
+        }
+        (Some(b'[' | b'{'), _) => {
+            r.skip_value(ROW_MEMBER_DEPTH)?;
+            Err(builder.not_a_container(r.text_from(start)))
+        }
+        _ => return Err(r.unexpected("a value")),
+    };
+    appended.map_err(|message| r.error_at(start, message))
+}
+
+/// Decimals need the exact JSON text of the number.
+fn append_decimal(builder: &mut Decimal128Builder, scale: i8, text: &str) -> Result<(), String> {
+    let value = parse_decimal(text, scale)
+        .ok_or_else(|| format!("{text} is not a decimal with at most {scale} decimal places"))?;
+    builder.append_value(value);
+    Ok(())
 }
 
 /// A change-feed row's control information.
@@ -338,6 +458,29 @@ struct RowChange {
 }
 
 impl RowChange {
+    /// One control property: a string or `null`.
+    fn read(&mut self, control: Control, r: &mut Reader, scratch: &mut String) -> Result<()> {
+        let value = match r.peek() {
+            Some(b'"') => {
+                r.bump();
+                Some(r.string(scratch)?.0)
+            }
+            Some(b'n') => {
+                r.literal(b"null")?;
+                None
+            }
+            _ => return Err(r.unexpected("a string")),
+        };
+        match control {
+            Control::Etag => self.version = value.and_then(etag_version),
+            Control::Context => {
+                self.deleted |= value.is_some_and(|c| c.ends_with("$deletedEntity"))
+            }
+            Control::Id => self.id = value.map(str::to_string),
+        }
+        Ok(())
+    }
+
     /// Fills `_change_type`, `_row_version` and, for deletions, the key.
     fn apply(self, columns: ChangeColumns, builders: &mut [ColumnBuilder], seen: &mut [bool]) {
         if let Some(i) = columns.change_type
@@ -369,50 +512,6 @@ fn etag_version(etag: &str) -> Option<i64> {
     etag.trim_start_matches("W/").trim_matches('"').parse().ok()
 }
 
-impl<'de> DeserializeSeed<'de> for RowSeed<'_> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for RowSeed<'_> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a row object")
-    }
-    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
-        let mut position = 0;
-        while let Some(key) = map.next_key_seed(KeySeed {
-            index: self.index,
-            slot: self.keys.slot(position),
-        })? {
-            position += 1;
-            match key {
-                Key::Column(i) if !self.seen[i] => {
-                    self.seen[i] = true;
-                    map.next_value_seed(CellSeed(&mut self.builders[i]))?;
-                }
-                Key::Control(control) if self.change.is_some() => {
-                    let value: Option<String> = map.next_value()?;
-                    let change = self.change.as_mut().expect("checked");
-                    match control {
-                        Control::Etag => change.version = value.as_deref().and_then(etag_version),
-                        Control::Context => {
-                            change.deleted |= value.is_some_and(|c| c.ends_with("$deletedEntity"))
-                        }
-                        Control::Id => change.id = value,
-                    }
-                }
-                _ => {
-                    map.next_value::<IgnoredAny>()?;
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
 /// What a row property is to the decoder.
 #[derive(Clone, Copy)]
 enum Key {
@@ -430,194 +529,58 @@ enum Control {
     Id,
 }
 
-/// The keys of the previous row, position by position. The rows of a page repeat the same
-/// properties in the same order, so a key is usually recognised by one comparison with the
-/// key at its position in the row before, instead of hashing it.
+/// A property name's number in the [`KeyCache`].
+type NameId = u32;
+
+/// The property names of a page read so far (those without escapes, as they appear in the
+/// text), each with what it is and the name that followed it the last time it was read.
 #[derive(Default)]
-struct KeyCache(Vec<Option<(Box<str>, Key)>>);
+struct KeyCache {
+    names: Vec<(Box<[u8]>, Key)>,
+    ids: HashMap<Box<[u8]>, NameId>,
+    /// By name: the name that followed it last.
+    next: Vec<Option<NameId>>,
+    /// The first name of the last row.
+    first: Option<NameId>,
+}
 
 impl KeyCache {
-    fn slot(&mut self, position: usize) -> &mut Option<(Box<str>, Key)> {
-        if position >= self.0.len() {
-            self.0.resize_with(position + 1, || None);
-        }
-        &mut self.0[position]
+    fn name(&self, id: NameId) -> &[u8] {
+        &self.names[id as usize].0
     }
-}
 
-/// Recognises a property name without allocating when it has no escapes: first against the
-/// previous row's key at the same position, then by lookup (remembering the answer).
-struct KeySeed<'a> {
-    index: &'a HashMap<String, usize>,
-    slot: &'a mut Option<(Box<str>, Key)>,
-}
+    fn key(&self, id: NameId) -> Key {
+        self.names[id as usize].1
+    }
 
-impl<'de> DeserializeSeed<'de> for KeySeed<'_> {
-    type Value = Key;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Key, D::Error> {
-        d.deserialize_str(self)
-    }
-}
-
-impl<'de> Visitor<'de> for KeySeed<'_> {
-    type Value = Key;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a property name")
-    }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Key, E> {
-        if let Some((name, key)) = self.slot.as_ref()
-            && same_bytes(name.as_bytes(), v.as_bytes())
-        {
-            return Ok(*key);
-        }
-        let key = match self.index.get(v) {
-            Some(i) => Key::Column(*i),
-            None => match v {
-                "@odata.etag" => Key::Control(Control::Etag),
-                "@odata.context" => Key::Control(Control::Context),
-                "id" => Key::Control(Control::Id),
-                _ => Key::Other,
-            },
-        };
-        *self.slot = Some((v.into(), key));
-        Ok(key)
-    }
-}
-
-/// Byte equality for short strings such as property names, word by word: `==` calls
-/// `memcmp`, whose call costs more than the comparison of a 20-byte key.
-#[inline]
-fn same_bytes(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    let word = |s: &[u8], at: usize| u64::from_le_bytes(s[at..at + 8].try_into().expect("8 bytes"));
-    match a.len() {
-        0..8 => a == b,
-        n => {
-            // Whole words, then one last word that may overlap the one before.
-            (0..n / 8).all(|i| word(a, i * 8) == word(b, i * 8)) && word(a, n - 8) == word(b, n - 8)
+    /// The name that followed `previous` last time (`None`: the first name of a row).
+    #[inline]
+    fn after(&self, previous: Option<NameId>) -> Option<NameId> {
+        match previous {
+            Some(id) => self.next[id as usize],
+            None => self.first,
         }
     }
-}
 
-/// One value into one builder, by the builder's type.
-struct CellSeed<'b>(&'b mut ColumnBuilder);
-
-impl<'de> DeserializeSeed<'de> for CellSeed<'_> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        match self.0 {
-            // Decimals need the exact JSON text of the number.
-            ColumnBuilder::Decimal { builder, scale } => {
-                let raw = <&RawValue>::deserialize(d)?;
-                let text = raw.get();
-                if text == "null" {
-                    builder.append_null();
-                } else {
-                    let value = parse_decimal(text, *scale).ok_or_else(|| {
-                        de::Error::custom(format!(
-                            "{text} is not a decimal with at most {scale} decimal places"
-                        ))
-                    })?;
-                    builder.append_value(value);
-                }
-                Ok(())
-            }
-            other => d.deserialize_any(CellVisitor(other)),
+    /// Remembers that `id` followed `previous`; returns what `id` is.
+    #[inline]
+    fn hit(&mut self, previous: Option<NameId>, id: NameId) -> (Key, Option<NameId>) {
+        match previous {
+            Some(p) => self.next[p as usize] = Some(id),
+            None => self.first = Some(id),
         }
+        (self.key(id), Some(id))
     }
-}
 
-use serde::Deserialize as _;
-
-struct CellVisitor<'b>(&'b mut ColumnBuilder);
-
-impl CellVisitor<'_> {
-    fn mismatch<E: de::Error>(&self, got: &str) -> E {
-        E::custom(format!("expected {}, got {got}", self.0.expected()))
-    }
-}
-
-impl<'de> Visitor<'de> for CellVisitor<'_> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str(self.0.expected())
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
-        self.0.append_null();
-        Ok(())
-    }
-    fn visit_none<E: de::Error>(self) -> Result<(), E> {
-        self.0.append_null();
-        Ok(())
-    }
-    fn visit_bool<E: de::Error>(self, v: bool) -> Result<(), E> {
-        match self.0 {
-            ColumnBuilder::Boolean(b) => b.append_value(v),
-            _ => return Err(self.mismatch("a boolean")),
+    fn find_or_add(&mut self, name: &str, classify: impl FnOnce(&str) -> Key) -> NameId {
+        if let Some(id) = self.ids.get(name.as_bytes()) {
+            return *id;
         }
-        Ok(())
-    }
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<(), E> {
-        match self.0 {
-            ColumnBuilder::Int32(b) => b.append_value(
-                i32::try_from(v).map_err(|_| E::custom(format!("{v} overflows Int32")))?,
-            ),
-            ColumnBuilder::Int64(b) => b.append_value(v),
-            ColumnBuilder::Float64(b) => b.append_value(v as f64),
-            _ => return Err(self.mismatch("a number")),
-        }
-        Ok(())
-    }
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<(), E> {
-        let signed = i64::try_from(v).map_err(|_| E::custom(format!("{v} overflows Int64")))?;
-        self.visit_i64(signed)
-    }
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
-        match self.0 {
-            ColumnBuilder::Float64(b) => b.append_value(v),
-            _ => return Err(self.mismatch("a fractional number")),
-        }
-        Ok(())
-    }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
-        match self.0 {
-            ColumnBuilder::Text(b) => b.append_value(v),
-            ColumnBuilder::Guid(b) => {
-                if v.bytes().any(|c| c.is_ascii_uppercase()) {
-                    b.append_value(v.to_ascii_lowercase())
-                } else {
-                    b.append_value(v)
-                }
-            }
-            ColumnBuilder::Timestamp(b) => b.append_value(
-                parse_timestamp_micros(v)
-                    .ok_or_else(|| E::custom(format!("{v:?} is not a date and time")))?,
-            ),
-            ColumnBuilder::Date(b) => b.append_value(
-                parse_date_days(v).ok_or_else(|| E::custom(format!("{v:?} is not a date")))?,
-            ),
-            ColumnBuilder::MultiChoice(b) => {
-                for part in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-                    let value: i32 = part
-                        .parse()
-                        .map_err(|_| E::custom(format!("{v:?} is not a list of choice values")))?;
-                    b.values().append_value(value);
-                }
-                b.append(true);
-            }
-            // A multi-select FormattedValue as the server writes it. Scans fill these labels
-            // from the option sets instead; the kind stays readable from the wire.
-            ColumnBuilder::LabelList(b) => {
-                for part in v.split("; ").filter(|p| !p.is_empty()) {
-                    b.values().append_value(part);
-                }
-                b.append(true);
-            }
-            _ => return Err(self.mismatch("a string")),
-        }
-        Ok(())
+        let id = self.names.len() as NameId;
+        self.names.push((name.as_bytes().into(), classify(name)));
+        self.next.push(None);
+        self.ids.insert(name.as_bytes().into(), id);
+        id
     }
 }
 
@@ -689,6 +652,96 @@ impl ColumnBuilder {
         }
     }
 
+    /// "expected a whole number, got a string".
+    fn mismatch(&self, got: &str) -> String {
+        format!("expected {}, got {got}", self.expected())
+    }
+
+    fn append_str(&mut self, v: &str) -> Result<(), String> {
+        match self {
+            ColumnBuilder::Text(b) => b.append_value(v),
+            ColumnBuilder::Guid(b) => append_guid(b, v),
+            ColumnBuilder::Timestamp(b) => b.append_value(
+                parse_timestamp_micros(v).ok_or_else(|| format!("{v:?} is not a date and time"))?,
+            ),
+            ColumnBuilder::Date(b) => {
+                b.append_value(parse_date_days(v).ok_or_else(|| format!("{v:?} is not a date"))?)
+            }
+            ColumnBuilder::MultiChoice(b) => {
+                for part in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                    let value: i32 = part
+                        .parse()
+                        .map_err(|_| format!("{v:?} is not a list of choice values"))?;
+                    b.values().append_value(value);
+                }
+                b.append(true);
+            }
+            // A multi-select FormattedValue as the server writes it. Scans fill these labels
+            // from the option sets instead; the kind stays readable from the wire.
+            ColumnBuilder::LabelList(b) => {
+                for part in v.split("; ").filter(|p| !p.is_empty()) {
+                    b.values().append_value(part);
+                }
+                b.append(true);
+            }
+            ColumnBuilder::Decimal { scale, .. } => {
+                return Err(format!(
+                    "{v:?} is not a decimal with at most {scale} decimal places"
+                ));
+            }
+            _ => return Err(self.mismatch("a string")),
+        }
+        Ok(())
+    }
+
+    /// A number as `serde_json` reads it; whole numbers beyond `i64` are refused.
+    fn append_number(&mut self, number: Number) -> Result<(), String> {
+        let whole = match number {
+            Number::U64(v) => i64::try_from(v).map_err(|_| format!("{v} overflows Int64"))?,
+            Number::I64(v) => v,
+            Number::F64(v) => {
+                let ColumnBuilder::Float64(b) = self else {
+                    return Err(self.mismatch("a fractional number"));
+                };
+                b.append_value(v);
+                return Ok(());
+            }
+        };
+        match self {
+            ColumnBuilder::Int32(b) => b.append_value(
+                i32::try_from(whole).map_err(|_| format!("{whole} overflows Int32"))?,
+            ),
+            ColumnBuilder::Int64(b) => b.append_value(whole),
+            ColumnBuilder::Float64(b) => b.append_value(whole as f64),
+            _ => return Err(self.mismatch("a number")),
+        }
+        Ok(())
+    }
+
+    fn append_bool(&mut self, v: bool) -> Result<(), String> {
+        match self {
+            ColumnBuilder::Boolean(b) => b.append_value(v),
+            ColumnBuilder::Decimal { scale, .. } => {
+                return Err(format!(
+                    "{v} is not a decimal with at most {scale} decimal places"
+                ));
+            }
+            _ => return Err(self.mismatch("a boolean")),
+        }
+        Ok(())
+    }
+
+    /// The error for an array or object (`raw`) where a value of the column was expected.
+    fn not_a_container(&self, raw: &str) -> String {
+        match self {
+            ColumnBuilder::Decimal { scale, .. } => {
+                format!("{raw} is not a decimal with at most {scale} decimal places")
+            }
+            _ if raw.starts_with('[') => self.mismatch("an array"),
+            _ => self.mismatch("an object"),
+        }
+    }
+
     fn append_null(&mut self) {
         match self {
             ColumnBuilder::Text(b) | ColumnBuilder::Guid(b) => b.append_null(),
@@ -720,6 +773,18 @@ impl ColumnBuilder {
     }
 }
 
+/// GUIDs are compared and joined in lower case; Dataverse writes them so, but not always.
+fn append_guid(builder: &mut StringViewBuilder, v: &str) {
+    // Without an early exit the check runs on whole vectors of bytes.
+    if v.bytes()
+        .fold(false, |upper, c| upper | c.is_ascii_uppercase())
+    {
+        builder.append_value(v.to_ascii_lowercase())
+    } else {
+        builder.append_value(v)
+    }
+}
+
 /// Exact decimal text (`-123.4500`, `7`, `1e3` not accepted) as an integer with `scale`
 /// decimal places. Extra decimal places are accepted only when they are zeros: the value must
 /// not change.
@@ -740,14 +805,21 @@ pub fn parse_decimal(text: &str, scale: i8) -> Option<i128> {
     if dropped.bytes().any(|b| b != b'0') {
         return None;
     }
-    let mut value: i128 = 0;
-    for b in int.bytes().chain(kept.bytes()) {
-        value = value.checked_mul(10)?.checked_add((b - b'0') as i128)?;
-    }
-    for _ in kept.len()..scale {
-        value = value.checked_mul(10)?;
-    }
+    let value =
+        decimal_digits(int, kept)?.checked_mul(10i128.checked_pow((scale - kept.len()) as u32)?)?;
     Some(if negative { -value } else { value })
+}
+
+/// The digits of `int` then `frac` as one integer: in a `u64` while 18 digits cannot overflow
+/// it (one multiplication per digit instead of an `i128`'s three), else in an `i128`.
+fn decimal_digits(int: &str, frac: &str) -> Option<i128> {
+    let mut digits = int.bytes().chain(frac.bytes());
+    if int.len() + frac.len() <= 18 {
+        return Some(digits.fold(0u64, |n, b| n * 10 + u64::from(b - b'0')) as i128);
+    }
+    digits.try_fold(0i128, |n, b| {
+        n.checked_mul(10)?.checked_add(i128::from(b - b'0'))
+    })
 }
 
 /// `2023-04-07T21:59:01Z` (offsets and fractions allowed) → microseconds since the epoch, UTC.
@@ -835,6 +907,7 @@ fn digits(b: &[u8]) -> Option<u32> {
 
 #[cfg(test)]
 mod tests {
+    use super::json::same_bytes;
     use super::*;
     use chrono::Datelike;
     use datafusion::arrow::array::{Array, AsArray};
@@ -909,6 +982,8 @@ mod tests {
         }
         assert!(!same_bytes(b"createdon_x_value", b"createdon_y_value"));
         assert!(!same_bytes(b"abcdefghijklmnoP", b"abcdefghijklmnop"));
+        assert!(!same_bytes(b"abXdefg", b"abcdefg"));
+        assert!(!same_bytes(b"nul", b"nuL"));
     }
 
     #[test]
@@ -923,6 +998,36 @@ mod tests {
             parse_decimal("12345678901234567.8901", 4),
             Some(123_456_789_012_345_678_901)
         );
+    }
+
+    proptest::proptest! {
+        /// The `u64` fast path reads decimals as the digit-by-digit `i128` reading does.
+        #[test]
+        fn decimals_read_fast_are_read_exactly(
+            text in "-?[0-9]{1,40}(\\.[0-9]{0,40})?",
+            scale in 0i8..=38,
+        ) {
+            let (negative, digits) = match text.strip_prefix('-') {
+                Some(rest) => (true, rest),
+                None => (false, text.as_str()),
+            };
+            let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
+            let (kept, dropped) = frac.split_at(frac.len().min(scale as usize));
+            let slow = || {
+                if dropped.bytes().any(|b| b != b'0') {
+                    return None;
+                }
+                let mut value: i128 = 0;
+                for b in int.bytes().chain(kept.bytes()) {
+                    value = value.checked_mul(10)?.checked_add((b - b'0') as i128)?;
+                }
+                for _ in kept.len()..scale as usize {
+                    value = value.checked_mul(10)?;
+                }
+                Some(if negative { -value } else { value })
+            };
+            proptest::prop_assert_eq!(parse_decimal(&text, scale), slow());
+        }
     }
 
     #[test]
