@@ -7,7 +7,7 @@
 //! protocol's published JSON schema (`tests/vendor/airbyte-protocol/`), and every record
 //! against the JSON schema its stream declared in `discover`, formats included.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Write};

@@ -1,7 +1,7 @@
 //! `table_changes()` end to end against the simulator's change tracking
 //! (ARCHITECTURE.md: "Change feeds").
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::time::Duration;

@@ -13,7 +13,7 @@ use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::Value;
 use tempfile::TempDir;
 
-mod common;
+use crate::common;
 
 /// What one run of the binary did.
 struct Run {

@@ -2,7 +2,7 @@
 //! (`tests/conformance/`, sources in its README) replayed on loopback to the real client code,
 //! and compared in shape with what the simulator answers to the same requests.
 
-mod common;
+use crate::common;
 #[path = "conformance/replay.rs"]
 mod replay;
 

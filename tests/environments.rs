@@ -2,7 +2,7 @@
 //! joins across them; clients, tokens, metadata caches and change tokens kept apart. Two
 //! simulators stand for two environments.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::path::Path;

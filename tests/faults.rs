@@ -2,7 +2,7 @@
 //! with no row lost or duplicated (the simulator's fault injection is seeded, so each run
 //! meets the same failures).
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

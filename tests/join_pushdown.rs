@@ -4,7 +4,7 @@
 //! that the answer is the one DataFusion gives over full copies of the tables; then the request
 //! counts, EXPLAIN, the threshold and the switch.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -3,7 +3,7 @@
 //! the option-set labels the client fills with the server's own FormattedValue, value for value
 //! (ARCHITECTURE.md: "Label columns").
 
-mod common;
+use crate::common;
 
 use std::collections::{HashMap, HashSet};
 

@@ -3,7 +3,7 @@
 //! then found again by `name = '…'` and `name LIKE '…%'` through the provider (pushed down as
 //! `$filter`, so a wrongly escaped literal would either fail or miss the row).
 
-mod common;
+use crate::common;
 
 use common::*;
 use datafusion_dataverse::sim::RowCounts;

@@ -2,7 +2,7 @@
 //! sequential scan returns, row for row, including rows whose `createdon` is NULL and rows
 //! sitting on a range boundary. Small queries stay small.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! The provider end to end against the simulator: discovery, metadata caching, types and
 //! values, paging, and what is actually sent ($select, $filter, $top).
 
-mod common;
+use crate::common;
 
 use std::collections::{HashMap, HashSet};
 

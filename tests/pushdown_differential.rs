@@ -11,7 +11,7 @@
 //! with NULL and duplicate keys, empty build sides and build sides past the key threshold.
 //! `DVSQL_DIFF_JOIN_CASES` sets their number (default 300).
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

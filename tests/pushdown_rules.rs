@@ -2,7 +2,7 @@
 //! server behaviour that forced the rule (asked of the simulator directly) and that the provider's
 //! answer is right.
 
-mod common;
+use crate::common;
 
 use common::*;
 use datafusion::prelude::SessionContext;

@@ -3,7 +3,7 @@
 //! query DataFusion can answer never fails because of them: what does not fit is evaluated locally,
 //! EXPLAIN says so, and the answer is the one pushdown-off gives.
 
-mod common;
+use crate::common;
 
 use common::*;
 use datafusion_dataverse::sim::LoggedRequest;

@@ -4,7 +4,7 @@
 //! "Throttling limits"), and the client recovers from each. The models are played hundreds of
 //! times faster than real time, so nothing here waits long; nothing asserts a duration.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::time::Duration;

@@ -3,7 +3,7 @@
 //! than 500 conditions, literals outside the server's ranges; and the ordering and paging
 //! guarantees of `$orderby=createdon` that parallel scans rely on.
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 

@@ -3,7 +3,7 @@
 //! forced it (asked of the simulator directly) and the provider's answer; request counts from
 //! the simulator's log; the 50,000-row limit and its fallbacks.
 
-mod common;
+use crate::common;
 
 use common::*;
 use datafusion::prelude::SessionContext;

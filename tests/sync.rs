@@ -4,7 +4,7 @@
 
 #![cfg(feature = "delta")]
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

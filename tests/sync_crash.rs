@@ -6,7 +6,7 @@
 
 #![cfg(feature = "delta")]
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
