@@ -207,3 +207,27 @@ fn nothing_cites_a_document_outside_the_repository() {
         "the Web API notes are in the repository"
     );
 }
+
+/// With `autotests = false`, a file in `tests/` runs only if `tests/integration.rs` declares
+/// it: one forgotten `mod` line would silently drop its tests.
+#[test]
+fn every_test_file_is_a_module_of_the_integration_binary() {
+    let tests = Path::new(ROOT).join("tests");
+    let declared = code_of(&tests.join("integration.rs"));
+    let mut missing = Vec::new();
+    for entry in std::fs::read_dir(&tests).unwrap() {
+        let path = entry.unwrap().path();
+        let Some(stem) = path.file_stem().and_then(|s| s.to_str()) else {
+            continue;
+        };
+        let is_rust_file = path.is_file() && path.extension().is_some_and(|e| e == "rs");
+        if is_rust_file && stem != "integration" && !declared.contains(&format!("mod {stem};")) {
+            missing.push(stem.to_string());
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "tests/{{{}}}.rs not declared in tests/integration.rs, so never run",
+        missing.join(",")
+    );
+}
