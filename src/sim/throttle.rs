@@ -213,8 +213,12 @@ impl Throttle {
         w.requests.push_back(now);
         if w.requests.len() > self.limits.requests {
             w.counts.refused_requests += 1;
-            let oldest = *w.requests.front().unwrap_or(&now);
-            return Err(self.too_many_requests((oldest + window).saturating_sub(now)));
+            // Refused requests count too, so one more fits only once all but `limit - 1` of
+            // the window's requests have left it: waiting just for the oldest would send a
+            // client that retries as told into another refusal, for ever.
+            let must_leave = w.requests.len() - self.limits.requests;
+            let last_to_leave = w.requests[must_leave];
+            return Err(self.too_many_requests((last_to_leave + window).saturating_sub(now)));
         }
         if let Some(limit) = self.limits.execution.map(|l| self.limits.played(l))
             && w.execution_sum > limit
@@ -310,21 +314,31 @@ mod tests {
     const S: Duration = Duration::from_secs(1);
 
     #[test]
-    fn the_request_budget_is_refused_until_the_oldest_request_leaves_the_window() {
-        let t = Throttle::new(limits(1.0));
-        for i in 0..3 {
-            drop(t.admit(i * S).unwrap());
-        }
+    fn the_request_budget_is_refused_until_one_more_request_fits_in_the_window() {
+        let history = || {
+            let t = Throttle::new(limits(1.0));
+            for i in 0..3 {
+                drop(t.admit(i * S).unwrap());
+            }
+            t
+        };
+        let t = history();
         let e = t.admit(10 * S).unwrap_err();
-        assert_eq!((e.status, e.retry_after), (429, Some(290 * S)));
+        // The window holds 0, 1, 2 and the refused 10: two must leave for one more to fit.
+        assert_eq!((e.status, e.retry_after), (429, Some(291 * S)));
         assert_eq!(
             e.message,
             "Number of requests exceeded the limit of 3 over time window of 300 seconds."
         );
         // The refused request counts too: the window holds four until the first leaves.
         assert_eq!(t.snapshot(10 * S).window_requests, 4);
-        assert!(t.admit(300 * S).is_err());
-        assert!(t.admit(302 * S).is_ok());
+        // A client that waits the Retry-After gets in.
+        assert!(t.admit(10 * S + e.retry_after.unwrap()).is_ok());
+        // One that retries when only the oldest has left is refused (and counted) again.
+        let early = history();
+        assert!(early.admit(10 * S).is_err());
+        assert!(early.admit(300 * S).is_err());
+        assert!(early.admit(302 * S).is_ok());
     }
 
     #[test]
